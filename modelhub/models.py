@@ -1,0 +1,552 @@
+"""The domain tables of the platform.
+
+Tenancy is a shared schema with an ``organization`` foreign key. Every tenant-owned
+model derives from :class:`OrganizationOwned`, whose queryset has ``for_org(org)``;
+``for_org(None)`` raises, so a forgotten organization fails closed instead of leaking
+every tenant's rows. The catalog (:class:`Provider`, :class:`Model`) also has global rows
+(``organization`` null) kept by the sync, visible to every organization through
+``visible_to(org)``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class TenancyError(RuntimeError):
+    """Raised when tenant data is queried without an organization."""
+
+
+# Prices are USD per token: a billionth of a dollar per token and below is common
+# (xAI and Novita quote in units that reach 1e-10), so keep 18 decimal places.
+PRICE_FIELD = {"max_digits": 28, "decimal_places": 18, "null": True, "blank": True}
+COST_FIELD = {"max_digits": 20, "decimal_places": 10}
+
+
+class User(AbstractUser):
+    """A person who signs in to the management API, admin or dashboard."""
+
+    email = models.EmailField(blank=True)
+
+    class Meta:
+        db_table = "users"
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+
+
+class Organization(models.Model):
+    """A tenant: a team that owns credentials, client keys, rules and metrics."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="organizations"
+    )
+
+    class Meta:
+        db_table = "organizations"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's role in an organization."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "memberships"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="uniq_membership")
+        ]
+        ordering = ["organization_id", "user_id"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"
+
+
+class OrgScopedQuerySet(models.QuerySet):
+    """Queryset of tenant-owned rows; every read of tenant data starts at ``for_org``."""
+
+    def for_org(self, organization: Organization | None):
+        if organization is None:
+            raise TenancyError("Tenant data queried without an organization.")
+        return self.filter(organization=organization)
+
+
+class OrganizationOwned(models.Model):
+    """Abstract base of every row that belongs to exactly one organization."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+
+    objects = OrgScopedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+# --- Catalog -------------------------------------------------------------------------
+
+
+class ApiFormat(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible"
+    ANTHROPIC = "anthropic", "Anthropic Messages"
+    GEMINI = "gemini", "Google Gemini"
+    OLLAMA = "ollama", "Ollama"
+    OTHER = "other", "Other"
+
+
+class CatalogQuerySet(models.QuerySet):
+    """Catalog rows: global ones (no organization) plus an organization's private ones."""
+
+    organization_path = "organization"
+
+    def visible_to(self, organization: Organization | None):
+        if organization is None:
+            raise TenancyError("Catalog queried without an organization.")
+        path = self.organization_path
+        return self.filter(Q(**{f"{path}__isnull": True}) | Q(**{path: organization}))
+
+    def for_org(self, organization: Organization | None):
+        """Only the organization's private rows (what it may edit)."""
+        if organization is None:
+            raise TenancyError("Catalog queried without an organization.")
+        return self.filter(**{self.organization_path: organization})
+
+    def global_rows(self):
+        return self.filter(**{f"{self.organization_path}__isnull": True})
+
+
+class Provider(models.Model):
+    """A company or endpoint that serves models.
+
+    Global rows (``organization`` null) are maintained by the catalog sync and staff;
+    an organization may add private ones (a self-hosted Ollama, a private endpoint).
+    """
+
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="providers"
+    )
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100)
+    base_url = models.URLField(max_length=500, blank=True)
+    api_format = models.CharField(max_length=16, choices=ApiFormat.choices, default=ApiFormat.OPENAI)
+    api_key_env_var = models.CharField(max_length=100, blank=True)
+    description = models.TextField(blank=True)
+    site_url = models.URLField(max_length=500, blank=True)
+    logo_url = models.URLField(max_length=500, blank=True)
+    privacy_policy_url = models.URLField(max_length=500, blank=True)
+    terms_of_service_url = models.URLField(max_length=500, blank=True)
+    status_page_url = models.URLField(max_length=500, blank=True)
+    may_log_prompts = models.BooleanField(null=True, blank=True)
+    may_train_on_data = models.BooleanField(null=True, blank=True)
+    moderated_by_openrouter = models.BooleanField(default=False)
+    needs_moderated = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CatalogQuerySet.as_manager()
+
+    class Meta:
+        db_table = "providers"
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "slug"], name="uniq_provider_slug_per_org"
+            ),
+            models.UniqueConstraint(
+                fields=["slug"],
+                condition=Q(organization__isnull=True),
+                name="uniq_global_provider_slug",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_global(self) -> bool:
+        return self.organization_id is None
+
+
+class ModelQuerySet(CatalogQuerySet):
+    organization_path = "provider__organization"
+
+    def active(self):
+        return self.filter(is_active=True, provider__is_active=True)
+
+
+class Model(models.Model):
+    """A model as one provider sells it; ``provider_model_id`` is the name sent upstream."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    provider_model_id = models.CharField(max_length=300)
+    model_name = models.CharField(max_length=300)
+    author = models.CharField(max_length=200, blank=True)
+    canonical_slug = models.CharField(max_length=300, blank=True, db_index=True)
+    description = models.TextField(blank=True)
+    context_length = models.PositiveIntegerField(null=True, blank=True)
+    max_completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    modality = models.CharField(max_length=100, blank=True, default="text->text")
+    input_modalities = models.JSONField(default=list, blank=True)
+    output_modalities = models.JSONField(default=list, blank=True)
+    tokenizer = models.CharField(max_length=100, blank=True)
+    instruct_type = models.CharField(max_length=100, blank=True)
+    supports_streaming = models.BooleanField(default=True)
+    supports_vision = models.BooleanField(default=False)
+    supports_tools = models.BooleanField(default=False)
+    supports_json_mode = models.BooleanField(default=False)
+    supported_parameters = models.JSONField(default=list, blank=True)
+    is_moderated = models.BooleanField(default=False)
+    pricing_prompt = models.DecimalField(**PRICE_FIELD)
+    pricing_completion = models.DecimalField(**PRICE_FIELD)
+    pricing_image = models.DecimalField(**PRICE_FIELD)
+    pricing_request = models.DecimalField(**PRICE_FIELD)
+    pricing_web_search = models.DecimalField(**PRICE_FIELD)
+    pricing_internal_reasoning = models.DecimalField(**PRICE_FIELD)
+    pricing_cache_read = models.DecimalField(**PRICE_FIELD)
+    pricing_cache_write = models.DecimalField(**PRICE_FIELD)
+    hugging_face_id = models.CharField(max_length=300, blank=True, db_index=True)
+    per_request_limits = models.JSONField(null=True, blank=True)
+    upstream_created_at = models.DateTimeField(null=True, blank=True)
+    deprecated_at = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    # Digest of the normalised fields, so a re-sync can tell an unchanged row at a glance.
+    sync_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ModelQuerySet.as_manager()
+
+    class Meta:
+        db_table = "models"
+        ordering = ["model_name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_model_id"], name="uniq_model_per_provider"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["is_active", "pricing_prompt"], name="models_active_price"),
+            models.Index(fields=["is_active", "context_length"], name="models_active_ctx"),
+            models.Index(fields=["modality"], name="models_modality"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.slug}/{self.provider_model_id}"
+
+    @property
+    def catalog_id(self) -> str:
+        return f"{self.provider.slug}/{self.provider_model_id}"
+
+
+# --- Credentials and keys ---------------------------------------------------------------
+
+
+class QuotaPeriod(models.TextChoices):
+    HOUR = "hour", "Hour"
+    DAY = "day", "Day"
+    WEEK = "week", "Week"
+    MONTH = "month", "Month"
+
+
+class HealthStatus(models.TextChoices):
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+class ProviderCredential(OrganizationOwned):
+    """An organization's secret for one provider ("API key" in the management API).
+
+    The secret is stored only as a Fernet token (see ``modelhub.crypto``) and is never
+    returned; ``secret_hint`` is what people see.
+    """
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="credentials")
+    name = models.CharField(max_length=200)
+    encrypted_secret = models.TextField(editable=False)
+    secret_hint = models.CharField(max_length=32, editable=False)
+    is_active = models.BooleanField(default=True)
+    priority = models.IntegerField(default=0)
+    weight = models.PositiveIntegerField(default=1)
+    quota_period = models.CharField(
+        max_length=8, choices=QuotaPeriod.choices, default=QuotaPeriod.MONTH
+    )
+    quota_requests = models.PositiveBigIntegerField(null=True, blank=True)
+    quota_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    quota_cost = models.DecimalField(
+        max_digits=20, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    period_started_at = models.DateTimeField(default=timezone.now)
+    used_requests = models.PositiveBigIntegerField(default=0)
+    used_tokens = models.PositiveBigIntegerField(default=0)
+    used_cost = models.DecimalField(default=Decimal("0"), **COST_FIELD)
+    health_status = models.CharField(
+        max_length=16, choices=HealthStatus.choices, default=HealthStatus.HEALTHY
+    )
+    last_error = models.TextField(blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "provider_credentials"
+        ordering = ["provider_id", "priority", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "provider", "name"], name="uniq_credential_name"
+            )
+        ]
+        indexes = [models.Index(fields=["organization", "provider", "is_active"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.secret_hint})"
+
+
+class ClientKey(OrganizationOwned):
+    """A key applications send to the gateway; only its SHA-256 digest is stored."""
+
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=16, editable=False, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    allowed_models = models.JSONField(default=list, blank=True)
+    rate_limit_rpm = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_tpm = models.PositiveIntegerField(null=True, blank=True)
+    budget_amount = models.DecimalField(
+        max_digits=20, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    budget_period = models.CharField(
+        max_length=8, choices=QuotaPeriod.choices, default=QuotaPeriod.MONTH
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "client_keys"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_usable(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+# --- Routing -------------------------------------------------------------------------
+
+
+class ModelType(models.TextChoices):
+    CHAT = "chat", "Chat"
+    COMPLETION = "completion", "Completion"
+    EMBEDDING = "embedding", "Embedding"
+
+
+class RoutingStrategy(models.TextChoices):
+    PRIORITY = "priority", "Fixed priority order"
+    CHEAPEST = "cheapest", "Cheapest first"
+    LOWEST_LATENCY = "lowest_latency", "Lowest observed latency first"
+    WEIGHTED = "weighted", "Weighted random"
+
+
+class RoutingRule(OrganizationOwned):
+    """Matches requests and yields an ordered plan of target models.
+
+    ``match_model`` is the requested model or alias the rule answers to (``*`` and ``?``
+    wildcards allowed); ``model_type`` narrows it to chat, completion or embedding;
+    ``conditions`` holds optional ``min_input_tokens``, ``max_input_tokens`` and ``tags``
+    (all must be present in the request's metadata).
+    """
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    match_model = models.CharField(max_length=300)
+    model_type = models.CharField(max_length=16, choices=ModelType.choices, blank=True)
+    conditions = models.JSONField(default=dict, blank=True)
+    strategy = models.CharField(
+        max_length=16, choices=RoutingStrategy.choices, default=RoutingStrategy.PRIORITY
+    )
+    fallback_enabled = models.BooleanField(default=True)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    priority = models.IntegerField(default=100)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "routing_rules"
+        ordering = ["priority", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="uniq_rule_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoutingTarget(models.Model):
+    """One target of a rule: a model, optionally pinned to a credential, with a weight."""
+
+    rule = models.ForeignKey(RoutingRule, on_delete=models.CASCADE, related_name="targets")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="+")
+    credential = models.ForeignKey(
+        ProviderCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    position = models.PositiveIntegerField(default=0)
+    weight = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        db_table = "routing_targets"
+        ordering = ["rule_id", "position", "id"]
+
+
+# --- Metrics and sync ------------------------------------------------------------------
+
+
+class ModelMetric(OrganizationOwned):
+    """One gateway request (or one reported through the API) with its usage and cost."""
+
+    client_key = models.ForeignKey(
+        ClientKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    credential = models.ForeignKey(
+        ProviderCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    provider = models.ForeignKey(
+        Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model = models.ForeignKey(
+        Model, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    routing_rule = models.ForeignKey(
+        RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+    model_type = models.CharField(max_length=16, choices=ModelType.choices, default=ModelType.CHAT)
+    requested_model = models.CharField(max_length=300)
+    served_model = models.CharField(max_length=300, blank=True)
+    strategy = models.CharField(max_length=16, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(default=Decimal("0"), **COST_FIELD)
+    latency_ms = models.PositiveIntegerField(default=0)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(default=200)
+    success = models.BooleanField(default=True)
+    error_type = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    fallbacks_used = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    streamed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        db_table = "model_metrics"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "created_at"], name="metrics_org_time"),
+            models.Index(fields=["organization", "provider", "created_at"], name="metrics_org_prov"),
+            models.Index(fields=["organization", "model", "created_at"], name="metrics_org_model"),
+            models.Index(fields=["organization", "client_key", "created_at"], name="metrics_org_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.requested_model} -> {self.served_model} ({self.status_code})"
+
+
+class SyncStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCESS = "success", "Success"
+    PARTIAL = "partial", "Success with skipped records"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class SyncRun(models.Model):
+    """One run of the catalog sync for one provider."""
+
+    provider_slug = models.SlugField(max_length=100, db_index=True)
+    provider = models.ForeignKey(
+        Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="sync_runs"
+    )
+    status = models.CharField(max_length=16, choices=SyncStatus.choices, default=SyncStatus.RUNNING)
+    dry_run = models.BooleanField(default=False)
+    trigger = models.CharField(max_length=32, blank=True)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    models_fetched = models.PositiveIntegerField(default=0)
+    models_transformed = models.PositiveIntegerField(default=0)
+    models_skipped = models.PositiveIntegerField(default=0)
+    models_created = models.PositiveIntegerField(default=0)
+    models_updated = models.PositiveIntegerField(default=0)
+    models_deactivated = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "sync_runs"
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider_slug} {self.status} at {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class HuggingFaceMetrics(models.Model):
+    """Hugging Face model-card metrics for one ``hugging_face_id``, with their fetch time."""
+
+    hugging_face_id = models.CharField(max_length=300, unique=True)
+    found = models.BooleanField(default=True)
+    data = models.JSONField(default=dict, blank=True)
+    fetched_at = models.DateTimeField(default=timezone.now, db_index=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        db_table = "huggingface_metrics"
+        verbose_name_plural = "Hugging Face metrics"
+
+    def __str__(self) -> str:
+        return self.hugging_face_id
