@@ -17,5 +17,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("admin/", include("sync.urls")),
+    path("", include("catalog.urls")),
+    path("", include("gateway.urls")),
     path("admin/", admin.site.urls),
 ]
