@@ -154,6 +154,8 @@ class Provider(models.Model):
     base_url = models.URLField(max_length=500, blank=True)
     api_format = models.CharField(max_length=16, choices=ApiFormat.choices, default=ApiFormat.OPENAI)
     api_key_env_var = models.CharField(max_length=100, blank=True)
+    # A local Ollama or a private endpoint may need no key at all.
+    requires_api_key = models.BooleanField(default=True)
     description = models.TextField(blank=True)
     site_url = models.URLField(max_length=500, blank=True)
     logo_url = models.URLField(max_length=500, blank=True)

@@ -1,1 +1,1 @@
-from .base import *  # noqa: F401,F403
+"""Settings: ``base`` reads the environment; ``test`` adds test-only defaults."""

@@ -1,0 +1,89 @@
+"""Shared fixtures: organizations, users with roles, authenticated API clients."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from modelhub.models import Membership, Organization, Role, User
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``services`` need Redis: skipped on a bare machine, failed in CI."""
+    if os.environ.get("REDIS_URL") or REQUIRE_SERVICES:
+        return
+    skip = pytest.mark.skip(reason="needs REDIS_URL (CI starts Redis; see .ci/run)")
+    for item in items:
+        if "services" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def org(db) -> Organization:
+    return Organization.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def other_org(db) -> Organization:
+    return Organization.objects.create(name="Globex", slug="globex")
+
+
+def make_user(username: str, **extra) -> User:
+    return User.objects.create_user(username=username, password="pw-" + username, **extra)
+
+
+@pytest.fixture
+def member_factory(db):
+    """``member_factory(org, role)`` creates a user with that role in ``org``."""
+    counter = {"n": 0}
+
+    def create(organization: Organization, role: str = Role.MEMBER, user: User | None = None):
+        if user is None:
+            counter["n"] += 1
+            user = make_user(f"{role}{counter['n']}-{organization.slug}")
+        Membership.objects.create(user=user, organization=organization, role=role)
+        return user
+
+    return create
+
+
+@pytest.fixture
+def owner(org, member_factory) -> User:
+    return member_factory(org, Role.OWNER)
+
+
+@pytest.fixture
+def admin_user(org, member_factory) -> User:
+    return member_factory(org, Role.ADMIN)
+
+
+@pytest.fixture
+def member(org, member_factory) -> User:
+    return member_factory(org, Role.MEMBER)
+
+
+def client_for(user: User | None, organization: Organization | None = None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token = RefreshToken.for_user(user).access_token
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    if organization is not None:
+        client.defaults["HTTP_X_ORGANIZATION"] = organization.slug
+    return client
+
+
+@pytest.fixture
+def api_client():
+    """``api_client(user, org=None)`` returns a DRF client authenticated with a JWT."""
+    return client_for
+
+
+@pytest.fixture
+def db_vendor() -> str:
+    return connection.vendor
