@@ -210,3 +210,14 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
+
+# --- Gateway ------------------------------------------------------------------------
+# Attempts across candidates when no routing rule says otherwise.
+GATEWAY_DEFAULT_MAX_ATTEMPTS = env.int("GATEWAY_DEFAULT_MAX_ATTEMPTS", default=3)
+# Let global providers use the key named by their environment variable (api_key_env_var)
+# when an organization has no credential of its own for them.
+GATEWAY_ALLOW_ENV_CREDENTIALS = env.bool("GATEWAY_ALLOW_ENV_CREDENTIALS", default=False)
+# Consecutive upstream failures before a credential is marked unhealthy, and the first
+# cooldown (it doubles with each further failure, up to an hour).
+CREDENTIAL_FAILURE_THRESHOLD = env.int("CREDENTIAL_FAILURE_THRESHOLD", default=3)
+CREDENTIAL_COOLDOWN_SECONDS = env.int("CREDENTIAL_COOLDOWN_SECONDS", default=30)

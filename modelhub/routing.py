@@ -1,0 +1,409 @@
+"""The routing evaluator: from a request to an ordered plan of (model, credential) candidates.
+
+Pure domain logic, called by the gateway on every request and by the management API's
+``evaluate`` action. Its query count is constant: one query for the organization's
+rules (with their targets), one to resolve requested names to catalog models when no
+rule matched (and one for models equivalent to them), one for the credentials of every
+provider involved, and one for observed latencies when the strategy needs them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Avg, Prefetch, Q
+from django.utils import timezone
+
+from modelhub.models import (
+    Model,
+    ModelMetric,
+    ModelType,
+    Organization,
+    ProviderCredential,
+    RoutingRule,
+    RoutingStrategy,
+    RoutingTarget,
+)
+from modelhub.quotas import exhausted_quota
+from modelhub.selectors import equivalent_models_q, resolve_model_names_q
+
+AUTO_MODEL = "auto"
+CAPABILITIES = {
+    "vision": "supports_vision",
+    "tools": "supports_tools",
+    "json": "supports_json_mode",
+    "json_mode": "supports_json_mode",
+    "streaming": "supports_streaming",
+}
+# How many models "auto" considers when no rule defines it.
+AUTO_CANDIDATE_LIMIT = 10
+LATENCY_WINDOW = timedelta(hours=24)
+
+
+class Reason:
+    """Why a model or credential was dropped from a plan."""
+
+    MODEL_INACTIVE = "model_inactive"
+    NO_CREDENTIAL = "no_credential"
+    CREDENTIAL_INACTIVE = "credential_inactive"
+    CREDENTIAL_COOLING_DOWN = "credential_cooling_down"
+    OVER_QUOTA = "over_quota"
+    CONTEXT_TOO_SMALL = "context_too_small"
+    CAPABILITY_MISSING = "capability_missing"
+    FALLBACK_DISABLED = "fallback_disabled"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """What the caller asks for; ``fallback_models`` is an OpenRouter-style ``models`` list."""
+
+    requested_model: str
+    model_type: str = ModelType.CHAT
+    fallback_models: tuple[str, ...] = ()
+    estimated_input_tokens: int = 0
+    required_capabilities: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+
+
+@dataclass
+class Candidate:
+    model: Model
+    credential: ProviderCredential | None
+    # "organization", "environment" (the provider's global key) or "none" (keyless endpoint)
+    credential_source: str
+    target_weight: int = 1
+    observed_latency_ms: float | None = None
+
+    @property
+    def provider(self):
+        return self.model.provider
+
+    @property
+    def unit_price(self) -> Decimal | None:
+        """Prompt plus completion price per token: the ordering key for ``cheapest``."""
+        prompt, completion = self.model.pricing_prompt, self.model.pricing_completion
+        if prompt is None and completion is None:
+            return None
+        return (prompt or Decimal(0)) + (completion or Decimal(0))
+
+
+@dataclass
+class Rejection:
+    model: Model | None
+    requested: str
+    reason: str
+    detail: str
+    credential: ProviderCredential | None = None
+
+
+@dataclass
+class RoutingPlan:
+    request: RouteRequest
+    rule: RoutingRule | None
+    strategy: str
+    fallback_enabled: bool
+    max_attempts: int
+    candidates: list[Candidate] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.candidates
+
+
+def rule_matches(rule: RoutingRule, request: RouteRequest) -> bool:
+    if rule.model_type and rule.model_type != request.model_type:
+        return False
+    pattern = rule.match_model
+    if pattern != request.requested_model and not fnmatch.fnmatchcase(
+        request.requested_model, pattern
+    ):
+        return False
+    conditions = rule.conditions or {}
+    tokens = request.estimated_input_tokens
+    if "min_input_tokens" in conditions and tokens < int(conditions["min_input_tokens"]):
+        return False
+    if "max_input_tokens" in conditions and tokens > int(conditions["max_input_tokens"]):
+        return False
+    wanted_tags = set(conditions.get("tags") or [])
+    return wanted_tags <= set(request.tags)
+
+
+def active_rules(organization: Organization) -> list[RoutingRule]:
+    targets = RoutingTarget.objects.select_related("model__provider", "credential").order_by(
+        "position", "id"
+    )
+    return list(
+        RoutingRule.objects.for_org(organization)
+        .filter(is_active=True)
+        .prefetch_related(Prefetch("targets", queryset=targets))
+        .order_by("priority", "id")
+    )
+
+
+def evaluate(
+    *,
+    organization: Organization,
+    request: RouteRequest,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+    rules: Sequence[RoutingRule] | None = None,
+) -> RoutingPlan:
+    """Build the ordered plan for ``request``.
+
+    ``rules`` may be passed by a caller that caches the organization's active rules.
+    """
+    now = now or timezone.now()
+    rules = active_rules(organization) if rules is None else rules
+    rule = next((r for r in rules if rule_matches(r, request)), None)
+
+    if rule is not None:
+        plan = RoutingPlan(request, rule, rule.strategy, rule.fallback_enabled, rule.max_attempts)
+        targets = [(t.model, t.credential, t.weight, request.requested_model) for t in rule.targets.all()]
+    else:
+        plan = RoutingPlan(
+            request,
+            None,
+            RoutingStrategy.PRIORITY,
+            True,
+            settings.GATEWAY_DEFAULT_MAX_ATTEMPTS,
+        )
+        targets = _resolve_without_rule(organization, request, plan)
+
+    _expand_candidates(organization, request, plan, targets, now)
+    _order(organization, plan, now, rng)
+    if not plan.fallback_enabled and len(plan.candidates) > 1:
+        for dropped in plan.candidates[1:]:
+            plan.rejected.append(
+                Rejection(
+                    dropped.model,
+                    request.requested_model,
+                    Reason.FALLBACK_DISABLED,
+                    "The matched rule does not allow fallbacks.",
+                    dropped.credential,
+                )
+            )
+        del plan.candidates[1:]
+    return plan
+
+
+def _resolve_without_rule(organization, request, plan):
+    """A requested name resolves to the models it names and the same model elsewhere."""
+    names = [request.requested_model, *request.fallback_models]
+    if request.requested_model == AUTO_MODEL:
+        return [(m, None, 1, AUTO_MODEL) for m in _auto_models(organization, request)]
+
+    visible = Model.objects.visible_to(organization).select_related("provider")
+    direct = list(visible.filter(resolve_model_names_q(names)))
+    by_name: dict[str, list[Model]] = {name: [] for name in names}
+    for model in direct:
+        for name in names:
+            if _names_model(name, model):
+                by_name[name].append(model)
+
+    primary = by_name[request.requested_model]
+    equivalents = []
+    if primary:
+        equivalents = list(
+            visible.filter(equivalent_models_q(primary)).exclude(pk__in=[m.pk for m in direct])
+        )
+
+    targets = []
+    for name in names:
+        found = by_name[name]
+        if not found:
+            plan.unresolved.append(name)
+        # Several providers may list the very name asked for: cheapest of them first.
+        found.sort(key=_price_key)
+        targets.extend((m, None, 1, name) for m in found)
+        if name == request.requested_model:
+            equivalents.sort(key=_price_key)
+            targets.extend((m, None, 1, name) for m in equivalents)
+    return targets
+
+
+def _names_model(name: str, model: Model) -> bool:
+    if name in (model.provider_model_id, model.canonical_slug):
+        return True
+    slug, _, rest = name.partition("/")
+    return slug == model.provider.slug and rest == model.provider_model_id
+
+
+def _auto_models(organization, request) -> list[Model]:
+    provider_ids = ProviderCredential.objects.for_org(organization).filter(is_active=True)
+    provider_filter = Q(provider__in=provider_ids.values("provider_id")) | Q(
+        provider__requires_api_key=False, provider__organization=organization
+    )
+    queryset = Model.objects.visible_to(organization).active().filter(provider_filter)
+    if request.model_type == ModelType.EMBEDDING:
+        queryset = queryset.filter(modality__icontains="embedding")
+    else:
+        queryset = queryset.filter(modality__endswith="->text")
+    for capability in request.required_capabilities:
+        if capability in CAPABILITIES:
+            queryset = queryset.filter(**{CAPABILITIES[capability]: True})
+    if request.estimated_input_tokens:
+        queryset = queryset.filter(
+            Q(context_length__isnull=True) | Q(context_length__gte=request.estimated_input_tokens)
+        )
+    queryset = queryset.filter(pricing_prompt__isnull=False).select_related("provider")
+    return list(queryset.order_by("pricing_prompt", "pricing_completion", "id")[:AUTO_CANDIDATE_LIMIT])
+
+
+def _price_key(model: Model):
+    prompt, completion = model.pricing_prompt, model.pricing_completion
+    if prompt is None and completion is None:
+        return (1, Decimal(0), model.pk)
+    return (0, (prompt or Decimal(0)) + (completion or Decimal(0)), model.pk)
+
+
+def _expand_candidates(organization, request, plan, targets, now) -> None:
+    provider_ids = {model.provider_id for model, *_ in targets}
+    credentials_by_provider: dict[int, list[ProviderCredential]] = {}
+    if provider_ids:
+        for credential in ProviderCredential.objects.for_org(organization).filter(
+            provider_id__in=provider_ids
+        ):
+            credentials_by_provider.setdefault(credential.provider_id, []).append(credential)
+    for group in credentials_by_provider.values():
+        group.sort(key=lambda c: (c.priority, c.id))
+
+    seen: set[tuple[int, int | None]] = set()
+    for model, pinned, weight, requested in targets:
+        problem = _model_problem(model, request)
+        if problem:
+            plan.rejected.append(Rejection(model, requested, *problem))
+            continue
+        if pinned is not None:
+            credentials = [pinned]
+        else:
+            credentials = credentials_by_provider.get(model.provider_id, [])
+        usable = 0
+        for credential in credentials:
+            problem = _credential_problem(credential, now)
+            if problem:
+                plan.rejected.append(Rejection(model, requested, *problem, credential=credential))
+                continue
+            key = (model.pk, credential.pk)
+            if key in seen:
+                continue
+            seen.add(key)
+            plan.candidates.append(Candidate(model, credential, "organization", weight))
+            usable += 1
+        if usable or credentials:
+            continue
+        source = _keyless_source(model)
+        if source and (model.pk, None) not in seen:
+            seen.add((model.pk, None))
+            plan.candidates.append(Candidate(model, None, source, weight))
+        elif not source:
+            plan.rejected.append(
+                Rejection(
+                    model,
+                    requested,
+                    Reason.NO_CREDENTIAL,
+                    f"The organization has no credential for provider '{model.provider.slug}'.",
+                )
+            )
+
+
+def _keyless_source(model: Model) -> str | None:
+    provider = model.provider
+    if not provider.requires_api_key:
+        return "none"
+    if (
+        settings.GATEWAY_ALLOW_ENV_CREDENTIALS
+        and provider.organization_id is None
+        and provider.api_key_env_var
+        and os.environ.get(provider.api_key_env_var)
+    ):
+        return "environment"
+    return None
+
+
+def _model_problem(model: Model, request: RouteRequest) -> tuple[str, str] | None:
+    if not model.is_active or not model.provider.is_active:
+        return Reason.MODEL_INACTIVE, "The model or its provider is inactive."
+    tokens = request.estimated_input_tokens
+    if tokens and model.context_length and tokens > model.context_length:
+        return (
+            Reason.CONTEXT_TOO_SMALL,
+            f"Context length {model.context_length} is smaller than the {tokens} input tokens.",
+        )
+    missing = [
+        capability
+        for capability in sorted(request.required_capabilities)
+        if capability in CAPABILITIES and not getattr(model, CAPABILITIES[capability])
+    ]
+    if missing:
+        return Reason.CAPABILITY_MISSING, "Missing capability: " + ", ".join(missing) + "."
+    return None
+
+
+def _credential_problem(credential: ProviderCredential, now) -> tuple[str, str] | None:
+    if not credential.is_active:
+        return Reason.CREDENTIAL_INACTIVE, "The credential is disabled."
+    if credential.cooldown_until and credential.cooldown_until > now:
+        return (
+            Reason.CREDENTIAL_COOLING_DOWN,
+            f"The credential is {credential.health_status} and cooling down until "
+            f"{credential.cooldown_until.isoformat()}.",
+        )
+    quota = exhausted_quota(credential, now)
+    if quota:
+        return Reason.OVER_QUOTA, f"The credential's {quota} quota for this period is used up."
+    return None
+
+
+def _order(organization, plan: RoutingPlan, now, rng) -> None:
+    candidates = plan.candidates
+    if plan.strategy == RoutingStrategy.CHEAPEST:
+        candidates.sort(key=lambda c: _price_key(c.model)[:2])
+    elif plan.strategy == RoutingStrategy.LOWEST_LATENCY:
+        latencies = observed_latencies(organization, {c.model.pk for c in candidates}, now)
+        for candidate in candidates:
+            candidate.observed_latency_ms = latencies.get(candidate.model.pk)
+        candidates.sort(
+            key=lambda c: (c.observed_latency_ms is None, c.observed_latency_ms or 0.0)
+        )
+    elif plan.strategy == RoutingStrategy.WEIGHTED:
+        plan.candidates = weighted_order(candidates, rng or random.Random())  # noqa: S311
+
+
+def weighted_order(candidates: list[Candidate], rng: random.Random) -> list[Candidate]:
+    """A random order where each draw picks a candidate with probability ∝ its weight."""
+    remaining = list(candidates)
+    ordered = []
+    while remaining:
+        weights = [max(c.target_weight, 0) * max(c.credential.weight if c.credential else 1, 1) for c in remaining]
+        if not any(weights):
+            ordered.extend(remaining)
+            break
+        choice = rng.choices(range(len(remaining)), weights=weights)[0]
+        ordered.append(remaining.pop(choice))
+    return ordered
+
+
+def observed_latencies(
+    organization: Organization, model_ids: Iterable[int], now: datetime
+) -> dict[int, float]:
+    """Mean latency of successful requests per model over the last day."""
+    model_ids = list(model_ids)
+    if not model_ids:
+        return {}
+    rows = (
+        ModelMetric.objects.for_org(organization)
+        .filter(model_id__in=model_ids, success=True, created_at__gte=now - LATENCY_WINDOW)
+        .values("model_id")
+        .annotate(latency=Avg("latency_ms"))
+    )
+    return {row["model_id"]: float(row["latency"]) for row in rows}

@@ -1,0 +1,326 @@
+"""Writes of the domain: every write with a rule behind it is a function here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from modelhub.crypto import encrypt_secret, generate_client_key, mask_secret
+from modelhub.models import (
+    ClientKey,
+    HealthStatus,
+    Membership,
+    Model,
+    ModelMetric,
+    Organization,
+    Provider,
+    ProviderCredential,
+    Role,
+    RoutingRule,
+    RoutingTarget,
+    User,
+)
+from modelhub.quotas import period_bounds
+
+# --- Organizations and members -----------------------------------------------------------
+
+
+@transaction.atomic
+def organization_create(*, name: str, slug: str, owner: User) -> Organization:
+    organization = Organization.objects.create(name=name, slug=slug)
+    Membership.objects.create(organization=organization, user=owner, role=Role.OWNER)
+    return organization
+
+
+def _owner_count(organization: Organization) -> int:
+    return Membership.objects.filter(organization=organization, role=Role.OWNER).count()
+
+
+def _check_owner_rules(*, actor: Membership, target_role: str | None, new_role: str | None):
+    """Only owners grant, change or remove the owner role."""
+    touches_owner = Role.OWNER in (target_role, new_role)
+    if touches_owner and actor.role != Role.OWNER:
+        raise PermissionError("Only owners can manage owners.")
+
+
+@transaction.atomic
+def membership_add(*, actor: Membership, user: User, role: str) -> Membership:
+    _check_owner_rules(actor=actor, target_role=None, new_role=role)
+    organization = actor.organization
+    if Membership.objects.filter(organization=organization, user=user).exists():
+        raise ValidationError({"user": "This user is already a member of the organization."})
+    return Membership.objects.create(organization=organization, user=user, role=role)
+
+
+@transaction.atomic
+def membership_change_role(*, actor: Membership, membership: Membership, role: str) -> Membership:
+    _check_owner_rules(actor=actor, target_role=membership.role, new_role=role)
+    # Lock the organization's owner rows so two concurrent demotions cannot both pass.
+    list(
+        Membership.objects.select_for_update().filter(
+            organization=membership.organization, role=Role.OWNER
+        )
+    )
+    if membership.role == Role.OWNER and role != Role.OWNER:
+        if _owner_count(membership.organization) <= 1:
+            raise ValidationError({"role": "The last owner cannot be demoted; add another owner first."})
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, actor: Membership, membership: Membership) -> None:
+    if membership.pk != actor.pk:
+        _check_owner_rules(actor=actor, target_role=membership.role, new_role=None)
+    list(
+        Membership.objects.select_for_update().filter(
+            organization=membership.organization, role=Role.OWNER
+        )
+    )
+    if membership.role == Role.OWNER and _owner_count(membership.organization) <= 1:
+        raise ValidationError(
+            {"detail": "The last owner cannot leave; add another owner or delete the organization."}
+        )
+    membership.delete()
+
+
+# --- Provider credentials ----------------------------------------------------------------
+
+
+def provider_credential_create(
+    *, organization: Organization, provider: Provider, secret: str, name: str, **fields
+) -> ProviderCredential:
+    credential = ProviderCredential(
+        organization=organization,
+        provider=provider,
+        name=name,
+        encrypted_secret=encrypt_secret(secret),
+        secret_hint=mask_secret(secret),
+        **fields,
+    )
+    credential.full_clean(exclude=["encrypted_secret", "secret_hint"])
+    credential.save()
+    return credential
+
+
+def provider_credential_update(
+    *, credential: ProviderCredential, secret: str | None = None, **fields
+) -> ProviderCredential:
+    for name, value in fields.items():
+        setattr(credential, name, value)
+    if secret:
+        credential.encrypted_secret = encrypt_secret(secret)
+        credential.secret_hint = mask_secret(secret)
+        # A new secret deserves a fresh start.
+        credential.health_status = HealthStatus.HEALTHY
+        credential.consecutive_failures = 0
+        credential.cooldown_until = None
+    credential.full_clean(exclude=["encrypted_secret", "secret_hint"])
+    credential.save()
+    return credential
+
+
+def _reset_period_if_needed(credential_id: int, period: str, now: datetime) -> None:
+    start, _ = period_bounds(period, now)
+    ProviderCredential.objects.filter(pk=credential_id, period_started_at__lt=start).update(
+        period_started_at=now, used_requests=0, used_tokens=0, used_cost=Decimal(0)
+    )
+
+
+def provider_credential_record_usage(
+    *, credential: ProviderCredential, tokens: int, cost: Decimal, now: datetime | None = None
+) -> None:
+    """Add one request's usage to the credential's counters, atomically in the database."""
+    now = now or timezone.now()
+    _reset_period_if_needed(credential.pk, credential.quota_period, now)
+    ProviderCredential.objects.filter(pk=credential.pk).update(
+        used_requests=F("used_requests") + 1,
+        used_tokens=F("used_tokens") + tokens,
+        used_cost=F("used_cost") + cost,
+        last_used_at=now,
+    )
+
+
+def provider_credential_record_success(
+    *, credential: ProviderCredential, now: datetime | None = None
+) -> None:
+    now = now or timezone.now()
+    ProviderCredential.objects.filter(pk=credential.pk).update(
+        health_status=HealthStatus.HEALTHY,
+        consecutive_failures=0,
+        cooldown_until=None,
+        last_success_at=now,
+    )
+
+
+def provider_credential_record_failure(
+    *, credential: ProviderCredential, error: str, now: datetime | None = None
+) -> ProviderCredential:
+    """Count a failure; past the threshold the credential is unhealthy and cools down.
+
+    The cooldown doubles with each further failure (up to a cap); when it ends the
+    evaluator tries the credential again, and one success makes it healthy.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        credential = ProviderCredential.objects.select_for_update().get(pk=credential.pk)
+        credential.consecutive_failures += 1
+        credential.last_failure_at = now
+        credential.last_error = error[:2000]
+        threshold = settings.CREDENTIAL_FAILURE_THRESHOLD
+        if credential.consecutive_failures >= threshold:
+            exponent = min(credential.consecutive_failures - threshold, 6)
+            seconds = min(settings.CREDENTIAL_COOLDOWN_SECONDS * 2**exponent, 3600)
+            credential.health_status = HealthStatus.UNHEALTHY
+            credential.cooldown_until = now + timedelta(seconds=seconds)
+        else:
+            credential.health_status = HealthStatus.DEGRADED
+        credential.save(
+            update_fields=[
+                "consecutive_failures",
+                "last_failure_at",
+                "last_error",
+                "health_status",
+                "cooldown_until",
+                "updated_at",
+            ]
+        )
+    return credential
+
+
+# --- Client keys --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedClientKey:
+    client_key: ClientKey
+    raw_key: str
+
+
+def client_key_create(
+    *, organization: Organization, name: str, created_by: User | None = None, **fields
+) -> IssuedClientKey:
+    """Create a key; the raw value is returned here once and only its digest is stored."""
+    raw, prefix, digest = generate_client_key()
+    client_key = ClientKey(
+        organization=organization,
+        name=name,
+        prefix=prefix,
+        key_hash=digest,
+        created_by=created_by,
+        **fields,
+    )
+    client_key.full_clean(exclude=["key_hash", "prefix"])
+    client_key.save()
+    return IssuedClientKey(client_key, raw)
+
+
+def client_key_revoke(*, client_key: ClientKey, now: datetime | None = None) -> ClientKey:
+    if client_key.revoked_at is None:
+        client_key.revoked_at = now or timezone.now()
+        client_key.save(update_fields=["revoked_at", "updated_at"])
+    return client_key
+
+
+# --- Routing rules ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def routing_rule_save(
+    *,
+    organization: Organization,
+    rule: RoutingRule | None = None,
+    targets: Iterable[Mapping] | None = None,
+    **fields,
+) -> RoutingRule:
+    """Create or update a rule; ``targets`` (when given) replaces the rule's targets."""
+    rule = rule or RoutingRule(organization=organization)
+    for name, value in fields.items():
+        setattr(rule, name, value)
+    rule.full_clean(exclude=["organization"])
+    rule.save()
+    if targets is not None:
+        rule.targets.all().delete()
+        RoutingTarget.objects.bulk_create(
+            RoutingTarget(
+                rule=rule,
+                model=target["model"],
+                credential=target.get("credential"),
+                weight=target.get("weight", 1),
+                position=index,
+            )
+            for index, target in enumerate(targets)
+        )
+    return rule
+
+
+# --- Metrics and cost ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    total: Decimal
+    breakdown: dict[str, Decimal]
+    missing_prices: list[str]
+
+
+# usage name -> (model price field, what it is counted in)
+COST_COMPONENTS = {
+    "input_tokens": "pricing_prompt",
+    "output_tokens": "pricing_completion",
+    "cached_input_tokens": "pricing_cache_read",
+    "cache_write_tokens": "pricing_cache_write",
+    "images": "pricing_image",
+    "requests": "pricing_request",
+    "web_searches": "pricing_web_search",
+    "reasoning_tokens": "pricing_internal_reasoning",
+}
+
+
+def estimate_cost(*, model: Model, usage: Mapping[str, int]) -> CostEstimate:
+    """Cost in USD of ``usage`` at the model's per-unit prices, in Decimal.
+
+    Cached input tokens are billed at the cache-read price when the model has one and
+    at the prompt price otherwise; they are part of ``input_tokens`` only if the caller
+    counts them there, so callers pass them separately.
+    """
+    breakdown: dict[str, Decimal] = {}
+    missing: list[str] = []
+    for name, price_field in COST_COMPONENTS.items():
+        count = int(usage.get(name) or 0)
+        if not count:
+            continue
+        price = getattr(model, price_field)
+        if price is None and name == "cached_input_tokens":
+            price = model.pricing_prompt
+        if price is None:
+            missing.append(name)
+            continue
+        breakdown[name] = price * count
+    total = sum(breakdown.values(), Decimal(0))
+    return CostEstimate(total, breakdown, missing)
+
+
+def metric_create(*, organization: Organization, **fields) -> ModelMetric:
+    fields.setdefault(
+        "total_tokens", int(fields.get("input_tokens") or 0) + int(fields.get("output_tokens") or 0)
+    )
+    metric = ModelMetric(organization=organization, **fields)
+    metric.full_clean(exclude=["organization"])
+    metric.save()
+    return metric
+
+
+def metrics_bulk_create(rows: Iterable[ModelMetric], batch_size: int = 500) -> int:
+    """Write many metric rows at once (the gateway's batched writer uses this)."""
+    created = ModelMetric.objects.bulk_create(list(rows), batch_size=batch_size)
+    return len(created)
