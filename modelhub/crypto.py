@@ -45,7 +45,9 @@ def decrypt_secret(token: str) -> str:
     try:
         return _fernet(settings.FIELD_ENCRYPTION_KEY).decrypt(token.encode()).decode()
     except InvalidToken as exc:
-        raise SecretDecryptionError("The stored secret cannot be decrypted with the configured keys.") from exc
+        raise SecretDecryptionError(
+            "The stored secret cannot be decrypted with the configured keys."
+        ) from exc
 
 
 def mask_secret(plaintext: str) -> str:

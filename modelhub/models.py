@@ -152,7 +152,9 @@ class Provider(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100)
     base_url = models.URLField(max_length=500, blank=True)
-    api_format = models.CharField(max_length=16, choices=ApiFormat.choices, default=ApiFormat.OPENAI)
+    api_format = models.CharField(
+        max_length=16, choices=ApiFormat.choices, default=ApiFormat.OPENAI
+    )
     api_key_env_var = models.CharField(max_length=100, blank=True)
     # A local Ollama or a private endpoint may need no key at all.
     requires_api_key = models.BooleanField(default=True)
@@ -490,9 +492,13 @@ class ModelMetric(OrganizationOwned):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["organization", "created_at"], name="metrics_org_time"),
-            models.Index(fields=["organization", "provider", "created_at"], name="metrics_org_prov"),
+            models.Index(
+                fields=["organization", "provider", "created_at"], name="metrics_org_prov"
+            ),
             models.Index(fields=["organization", "model", "created_at"], name="metrics_org_model"),
-            models.Index(fields=["organization", "client_key", "created_at"], name="metrics_org_key"),
+            models.Index(
+                fields=["organization", "client_key", "created_at"], name="metrics_org_key"
+            ),
         ]
 
     def __str__(self) -> str:

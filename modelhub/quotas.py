@@ -9,7 +9,7 @@ resets them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
@@ -19,7 +19,7 @@ from modelhub.models import ProviderCredential, QuotaPeriod
 
 def period_bounds(period: str, now: datetime | None = None) -> tuple[datetime, datetime]:
     """Start (inclusive) and end (exclusive) of the period that contains ``now``."""
-    now = (now or timezone.now()).astimezone(timezone.UTC)
+    now = (now or timezone.now()).astimezone(UTC)
     if period == QuotaPeriod.HOUR:
         start = now.replace(minute=0, second=0, microsecond=0)
         return start, start + timedelta(hours=1)

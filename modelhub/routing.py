@@ -168,7 +168,9 @@ def evaluate(
 
     if rule is not None:
         plan = RoutingPlan(request, rule, rule.strategy, rule.fallback_enabled, rule.max_attempts)
-        targets = [(t.model, t.credential, t.weight, request.requested_model) for t in rule.targets.all()]
+        targets = [
+            (t.model, t.credential, t.weight, request.requested_model) for t in rule.targets.all()
+        ]
     else:
         plan = RoutingPlan(
             request,
@@ -256,7 +258,9 @@ def _auto_models(organization, request) -> list[Model]:
             Q(context_length__isnull=True) | Q(context_length__gte=request.estimated_input_tokens)
         )
     queryset = queryset.filter(pricing_prompt__isnull=False).select_related("provider")
-    return list(queryset.order_by("pricing_prompt", "pricing_completion", "id")[:AUTO_CANDIDATE_LIMIT])
+    return list(
+        queryset.order_by("pricing_prompt", "pricing_completion", "id")[:AUTO_CANDIDATE_LIMIT]
+    )
 
 
 def _price_key(model: Model):
@@ -372,9 +376,7 @@ def _order(organization, plan: RoutingPlan, now, rng) -> None:
         latencies = observed_latencies(organization, {c.model.pk for c in candidates}, now)
         for candidate in candidates:
             candidate.observed_latency_ms = latencies.get(candidate.model.pk)
-        candidates.sort(
-            key=lambda c: (c.observed_latency_ms is None, c.observed_latency_ms or 0.0)
-        )
+        candidates.sort(key=lambda c: (c.observed_latency_ms is None, c.observed_latency_ms or 0.0))
     elif plan.strategy == RoutingStrategy.WEIGHTED:
         plan.candidates = weighted_order(candidates, rng or random.Random())  # noqa: S311
 
@@ -384,7 +386,10 @@ def weighted_order(candidates: list[Candidate], rng: random.Random) -> list[Cand
     remaining = list(candidates)
     ordered = []
     while remaining:
-        weights = [max(c.target_weight, 0) * max(c.credential.weight if c.credential else 1, 1) for c in remaining]
+        weights = [
+            max(c.target_weight, 0) * max(c.credential.weight if c.credential else 1, 1)
+            for c in remaining
+        ]
         if not any(weights):
             ordered.extend(remaining)
             break

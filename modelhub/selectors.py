@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
+from decimal import Decimal
 
-from django.db.models import Q
+from django.db.models import Avg, Count, DecimalField, F, Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
 
-from modelhub.models import Model
+from modelhub.models import HealthStatus, Model, ModelMetric, ProviderCredential
 
 
 def resolve_model_names_q(names: Iterable[str]) -> Q:
@@ -38,3 +42,204 @@ def equivalent_models_q(models: Iterable[Model]) -> Q:
         base = model_base_name(model.provider_model_id)
         query |= Q(provider_model_id__iexact=base) | Q(provider_model_id__iendswith="/" + base)
     return query
+
+
+# --- Metric reports -----------------------------------------------------------------------
+# Every report aggregates in the database; Python only reshapes the grouped rows.
+
+DEFAULT_REPORT_DAYS = 30
+TOP_N = 10
+
+
+def report_range(start=None, end=None) -> tuple:
+    end = end or timezone.now()
+    start = start or end - timedelta(days=DEFAULT_REPORT_DAYS)
+    return start, end
+
+
+def metrics_in_range(organization, start, end):
+    return ModelMetric.objects.for_org(organization).filter(
+        created_at__gte=start, created_at__lte=end
+    )
+
+
+def _usage_aggregates():
+    return {
+        "requests": Count("id"),
+        "tokens": Coalesce(Sum("total_tokens"), 0),
+        "cost": Coalesce(Sum("cost"), Decimal(0), output_field=DecimalField()),
+    }
+
+
+def cost_by_model(metrics, limit=None) -> list[dict]:
+    rows = (
+        metrics.values("model", "served_model")
+        .annotate(**_usage_aggregates())
+        .order_by("-cost", "-requests", "served_model")
+    )
+    return list(rows[:limit] if limit else rows)
+
+
+def cost_by_provider(metrics) -> list[dict]:
+    return list(
+        metrics.values("provider", provider_slug=F("provider__slug"))
+        .annotate(**_usage_aggregates())
+        .order_by("-cost", "-requests")
+    )
+
+
+def daily_series(metrics) -> list[dict]:
+    return list(
+        metrics.annotate(date=TruncDate("created_at"))
+        .values("date")
+        .annotate(**_usage_aggregates(), errors=Count("id", filter=Q(success=False)))
+        .order_by("date")
+    )
+
+
+def cost_summary(*, organization, start=None, end=None) -> dict:
+    start, end = report_range(start, end)
+    metrics = metrics_in_range(organization, start, end)
+    totals = metrics.aggregate(**_usage_aggregates())
+    return {
+        "start": start,
+        "end": end,
+        "total_cost": totals["cost"],
+        "total_requests": totals["requests"],
+        "total_tokens": totals["tokens"],
+        "by_model": cost_by_model(metrics),
+        "by_provider": cost_by_provider(metrics),
+        "by_day": daily_series(metrics),
+    }
+
+
+def optimization_stats(*, organization, start=None, end=None) -> dict:
+    """How routing paid off: requests served by another model, fallbacks, and what the
+    requested model would have cost for the same tokens."""
+    start, end = report_range(start, end)
+    metrics = metrics_in_range(organization, start, end)
+    rerouted = (
+        metrics.filter(success=True)
+        .exclude(served_model="")
+        .exclude(served_model=F("requested_model"))
+    )
+    totals = metrics.aggregate(
+        total=Count("id"),
+        with_fallback=Count("id", filter=Q(fallbacks_used__gt=0)),
+        fallbacks=Coalesce(Sum("fallbacks_used"), 0),
+    )
+    groups = list(
+        rerouted.values("requested_model")
+        .annotate(
+            requests=Count("id"),
+            input_tokens=Coalesce(Sum("input_tokens"), 0),
+            output_tokens=Coalesce(Sum("output_tokens"), 0),
+            actual_cost=Coalesce(Sum("cost"), Decimal(0), output_field=DecimalField()),
+        )
+        .order_by("-requests", "requested_model")
+    )
+    prices = requested_model_prices(organization, [g["requested_model"] for g in groups])
+    savings_rows, total_savings = [], Decimal(0)
+    for group in groups:
+        price = prices.get(group["requested_model"])
+        hypothetical = savings = None
+        if price is not None:
+            hypothetical = group["input_tokens"] * price[0] + group["output_tokens"] * price[1]
+            savings = hypothetical - group["actual_cost"]
+            total_savings += savings
+        savings_rows.append(
+            {
+                "requested_model": group["requested_model"],
+                "requests": group["requests"],
+                "actual_cost": group["actual_cost"],
+                "requested_model_cost": hypothetical,
+                "savings": savings,
+            }
+        )
+    latency = list(
+        metrics.filter(success=True)
+        .values("strategy")
+        .annotate(requests=Count("id"), avg_latency_ms=Avg("latency_ms"))
+        .order_by("strategy")
+    )
+    return {
+        "start": start,
+        "end": end,
+        "total_requests": totals["total"],
+        "rerouted_requests": sum(g["requests"] for g in groups),
+        "requests_with_fallback": totals["with_fallback"],
+        "fallbacks_taken": totals["fallbacks"],
+        "estimated_savings": total_savings,
+        "savings_by_requested_model": savings_rows,
+        "latency_by_strategy": [{**row, "strategy": row["strategy"] or "none"} for row in latency],
+    }
+
+
+def requested_model_prices(organization, names) -> dict[str, tuple[Decimal, Decimal]]:
+    """Prompt and completion price of the model each requested name resolves to (the
+    cheapest priced match), in one query."""
+    names = [n for n in set(names) if n]
+    if not names:
+        return {}
+    found: dict[str, tuple[Decimal, Decimal]] = {}
+    candidates = (
+        Model.objects.visible_to(organization)
+        .filter(resolve_model_names_q(names))
+        .filter(pricing_prompt__isnull=False, pricing_completion__isnull=False)
+        .select_related("provider")
+        .order_by("pricing_prompt", "pricing_completion", "id")
+    )
+    for model in candidates:
+        for name in names:
+            if name in found:
+                continue
+            slug, _, rest = name.partition("/")
+            if name in (model.provider_model_id, model.canonical_slug) or (
+                slug == model.provider.slug and rest == model.provider_model_id
+            ):
+                found[name] = (model.pricing_prompt, model.pricing_completion)
+    return found
+
+
+def dashboard_summary(*, organization, start=None, end=None) -> dict:
+    """Everything the dashboard shows, in a fixed number of queries."""
+    start, end = report_range(start, end)
+    metrics = metrics_in_range(organization, start, end)
+    totals = metrics.aggregate(
+        **_usage_aggregates(),
+        successful=Count("id", filter=Q(success=True)),
+        avg_latency=Avg("latency_ms"),
+        fallbacks=Coalesce(Sum("fallbacks_used"), 0),
+    )
+    requests = totals["requests"]
+    failed = requests - totals["successful"]
+    top_keys = list(
+        metrics.values("client_key", name=F("client_key__name"), prefix=F("client_key__prefix"))
+        .annotate(**_usage_aggregates())
+        .order_by("-cost", "-requests")[:TOP_N]
+    )
+    health = {status: 0 for status in HealthStatus.values}
+    for row in (
+        ProviderCredential.objects.for_org(organization)
+        .values("health_status")
+        .annotate(n=Count("id"))
+    ):
+        health[row["health_status"]] = row["n"]
+    return {
+        "start": start,
+        "end": end,
+        "totals": {
+            "requests": requests,
+            "successful_requests": totals["successful"],
+            "failed_requests": failed,
+            "error_rate": round(failed / requests, 4) if requests else 0.0,
+            "tokens": totals["tokens"],
+            "cost": totals["cost"],
+            "avg_latency_ms": totals["avg_latency"],
+            "fallbacks_taken": totals["fallbacks"],
+        },
+        "daily": daily_series(metrics),
+        "top_models": cost_by_model(metrics, limit=TOP_N),
+        "top_client_keys": top_keys,
+        "credential_health": health,
+    }

@@ -69,9 +69,11 @@ def membership_change_role(*, actor: Membership, membership: Membership, role: s
             organization=membership.organization, role=Role.OWNER
         )
     )
-    if membership.role == Role.OWNER and role != Role.OWNER:
-        if _owner_count(membership.organization) <= 1:
-            raise ValidationError({"role": "The last owner cannot be demoted; add another owner first."})
+    demoting_owner = membership.role == Role.OWNER and role != Role.OWNER
+    if demoting_owner and _owner_count(membership.organization) <= 1:
+        raise ValidationError(
+            {"role": "The last owner cannot be demoted; add another owner first."}
+        )
     membership.role = role
     membership.save(update_fields=["role"])
     return membership

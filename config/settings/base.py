@@ -141,6 +141,59 @@ CELERY_TASK_TIME_LIMIT = 360
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# --- Public catalog ---------------------------------------------------------------------
+# Read-only OpenRouter-shaped views under /catalog/ with Hugging Face enrichment.
+
+# Hugging Face model API (https://huggingface.co/api/models/{id}); HF_TOKEN is optional
+# for public repositories and only raises the rate limit.
+HUGGINGFACE_API_URL = env.str("HUGGINGFACE_API_URL", default="https://huggingface.co/api")
+HUGGINGFACE_TOKEN = env.str("HF_TOKEN", default="")
+HUGGINGFACE_TIMEOUT_SECONDS = env.float("HUGGINGFACE_TIMEOUT_SECONDS", default=2.0)
+# ``expand[]`` properties asked for; the Hub then returns only these (a smaller body than
+# the full model card). Empty asks for the full record, which parses just as well.
+HUGGINGFACE_EXPAND = env.list(
+    "HUGGINGFACE_EXPAND",
+    default=[
+        "author",
+        "downloads",
+        "likes",
+        "gated",
+        "private",
+        "lastModified",
+        "pipeline_tag",
+        "safetensors",
+        "inferenceProviderMapping",
+    ],
+)
+# A list request fetches at most this many never-seen models live; the rest come from the
+# store or are fetched in the background, so a cold page still answers promptly.
+HUGGINGFACE_LIVE_FETCHES_PER_REQUEST = env.int("HUGGINGFACE_LIVE_FETCHES_PER_REQUEST", default=3)
+HUGGINGFACE_FRESH_SECONDS = env.int("HUGGINGFACE_FRESH_SECONDS", default=3600)
+# Transient failures (outage, 429, 5xx) are retried after this long instead of an hour.
+HUGGINGFACE_RETRY_SECONDS = env.int("HUGGINGFACE_RETRY_SECONDS", default=600)
+# Stale entries are refreshed by a Celery task. With eager Celery (no worker) that task would
+# run inside the request, so by default it is only queued when a real broker is configured.
+HUGGINGFACE_BACKGROUND_REFRESH = env.bool(
+    "HUGGINGFACE_BACKGROUND_REFRESH", default=not CELERY_TASK_ALWAYS_EAGER
+)
+
+# OpenRouter's per-model endpoint list is merged into model details only with a key.
+OPENROUTER_API_URL = env.str("OPENROUTER_API_URL", default="https://openrouter.ai/api/v1")
+OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
+OPENROUTER_ENDPOINTS_TIMEOUT_SECONDS = env.float(
+    "OPENROUTER_ENDPOINTS_TIMEOUT_SECONDS", default=2.0
+)
+OPENROUTER_ENDPOINTS_CACHE_SECONDS = env.int("OPENROUTER_ENDPOINTS_CACHE_SECONDS", default=300)
+
+CATALOG_PROVIDERS_CACHE_SECONDS = env.int("CATALOG_PROVIDERS_CACHE_SECONDS", default=3600)
+CATALOG_MODELS_CACHE_SECONDS = env.int("CATALOG_MODELS_CACHE_SECONDS", default=1800)
+# Auto-detection order of /catalog/model/{provider}/{model} without ``gateway``: these
+# gateways first, then the provider named in the path, then every other provider by slug.
+CATALOG_GATEWAY_PREFERENCE = env.list(
+    "CATALOG_GATEWAY_PREFERENCE",
+    default=["openrouter", "portkey", "featherless", "deepinfra", "chutes"],
+)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -194,7 +247,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "QuotaPeriodEnum": "modelhub.models.QuotaPeriod",
+        "HealthStatusEnum": "modelhub.models.HealthStatus",
+        "RoleEnum": "modelhub.models.Role",
+        "ModelTypeEnum": "modelhub.models.ModelType",
+    },
 }
 
 LOGGING = {

@@ -1,1 +1,21 @@
-urlpatterns: list = []
+"""Routes of the management API, mounted at ``/api/modelhub/``."""
+
+from rest_framework.routers import SimpleRouter
+
+from modelhub.api import views
+
+router = SimpleRouter()
+router.register("organizations", views.OrganizationViewSet, basename="organization")
+router.register(
+    r"organizations/(?P<organization_slug>[-a-zA-Z0-9_]+)/members",
+    views.MemberViewSet,
+    basename="member",
+)
+router.register("providers", views.ProviderViewSet, basename="provider")
+router.register("models", views.ModelViewSet, basename="model")
+router.register("api-keys", views.ProviderCredentialViewSet, basename="api-key")
+router.register("client-keys", views.ClientKeyViewSet, basename="client-key")
+router.register("routing-rules", views.RoutingRuleViewSet, basename="routing-rule")
+router.register("metrics", views.ModelMetricViewSet, basename="metric")
+
+urlpatterns = router.urls

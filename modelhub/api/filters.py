@@ -1,0 +1,101 @@
+"""django-filter filtersets of the management API lists."""
+
+from __future__ import annotations
+
+import django_filters as filters
+
+from modelhub.models import (
+    ClientKey,
+    HealthStatus,
+    Model,
+    ModelMetric,
+    ModelType,
+    Provider,
+    ProviderCredential,
+    RoutingRule,
+    RoutingStrategy,
+)
+
+
+def id_filter(field_name: str) -> filters.NumberFilter:
+    # Plain ids, not ModelChoiceFilter: a choice filter would answer "invalid choice" for
+    # a missing id but filter silently for another organization's, telling them apart.
+    return filters.NumberFilter(field_name=field_name)
+
+
+class ProviderFilter(filters.FilterSet):
+    is_global = filters.BooleanFilter(field_name="organization", lookup_expr="isnull")
+
+    class Meta:
+        model = Provider
+        fields = ["slug", "api_format", "is_active", "requires_api_key"]
+
+
+class ModelFilter(filters.FilterSet):
+    provider = id_filter("provider")
+    provider_slug = filters.CharFilter(field_name="provider__slug")
+    modality = filters.CharFilter(field_name="modality", lookup_expr="iexact")
+    min_price_prompt = filters.NumberFilter(field_name="pricing_prompt", lookup_expr="gte")
+    max_price_prompt = filters.NumberFilter(field_name="pricing_prompt", lookup_expr="lte")
+    min_price_completion = filters.NumberFilter(field_name="pricing_completion", lookup_expr="gte")
+    max_price_completion = filters.NumberFilter(field_name="pricing_completion", lookup_expr="lte")
+    min_context_length = filters.NumberFilter(field_name="context_length", lookup_expr="gte")
+    max_context_length = filters.NumberFilter(field_name="context_length", lookup_expr="lte")
+    is_global = filters.BooleanFilter(field_name="provider__organization", lookup_expr="isnull")
+
+    class Meta:
+        model = Model
+        fields = [
+            "is_active",
+            "supports_streaming",
+            "supports_vision",
+            "supports_tools",
+            "supports_json_mode",
+            "hugging_face_id",
+        ]
+
+
+class ProviderCredentialFilter(filters.FilterSet):
+    provider = id_filter("provider")
+    health_status = filters.ChoiceFilter(choices=HealthStatus.choices)
+
+    class Meta:
+        model = ProviderCredential
+        fields = ["is_active"]
+
+
+class ClientKeyFilter(filters.FilterSet):
+    revoked = filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = ClientKey
+        fields = ["name"]
+
+
+class RoutingRuleFilter(filters.FilterSet):
+    model_type = filters.ChoiceFilter(choices=ModelType.choices)
+    strategy = filters.ChoiceFilter(choices=RoutingStrategy.choices)
+
+    class Meta:
+        model = RoutingRule
+        fields = ["is_active", "match_model"]
+
+
+class ModelMetricFilter(filters.FilterSet):
+    start = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    end = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    model_type = filters.ChoiceFilter(choices=ModelType.choices)
+    model = id_filter("model")
+    provider = id_filter("provider")
+    client_key = id_filter("client_key")
+    credential = id_filter("credential")
+    routing_rule = id_filter("routing_rule")
+
+    class Meta:
+        model = ModelMetric
+        fields = [
+            "success",
+            "requested_model",
+            "served_model",
+            "status_code",
+        ]

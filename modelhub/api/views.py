@@ -1,0 +1,615 @@
+"""Viewsets of the management API under ``/api/modelhub/``.
+
+Every org-scoped viewset derives from :class:`OrganizationScopedViewSet`, which resolves
+the active organization and checks roles; each one only declares its queryset (always
+starting from ``for_org`` or ``visible_to``), serializers and filters, and calls services.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.db.models import Count, Prefetch
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import exceptions, mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from modelhub import selectors, services
+from modelhub.api import filters, serializers
+from modelhub.api.tenancy import (
+    METHOD_ROLES,
+    OrganizationScopedViewSet,
+    has_role,
+)
+from modelhub.models import (
+    ClientKey,
+    HealthStatus,
+    Membership,
+    Model,
+    ModelMetric,
+    Organization,
+    Provider,
+    ProviderCredential,
+    Role,
+    RoutingRule,
+    RoutingTarget,
+)
+from modelhub.quotas import current_usage, quota_states
+from modelhub.routing import RouteRequest, evaluate
+
+ERRORS = {
+    400: OpenApiResponse(description="Invalid input; the body says which field and why."),
+    401: OpenApiResponse(description="Missing or invalid JWT."),
+    403: OpenApiResponse(description="Your role does not allow this."),
+    404: OpenApiResponse(description="Not found in the active organization."),
+}
+DATE_RANGE_PARAMETERS = [
+    OpenApiParameter("start", OpenApiTypes.DATETIME, description="Default: 30 days before end."),
+    OpenApiParameter("end", OpenApiTypes.DATETIME, description="Default: now."),
+]
+
+
+def _errors(*codes):
+    return {code: ERRORS[code] for code in codes}
+
+
+# --- Organizations and members -----------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List my organizations"),
+    create=extend_schema(summary="Create an organization (you become its owner)"),
+    retrieve=extend_schema(
+        summary="Retrieve an organization",
+        responses={200: serializers.OrganizationSerializer, **_errors(401, 404)},
+    ),
+    update=extend_schema(summary="Update an organization (admins and owners)"),
+    partial_update=extend_schema(summary="Update an organization (admins and owners)"),
+    destroy=extend_schema(
+        summary="Delete an organization (owners only)",
+        responses={204: None, **_errors(401, 403, 404)},
+    ),
+)
+class OrganizationViewSet(viewsets.ModelViewSet):
+    """Organizations the caller belongs to; the role comes from the caller's membership."""
+
+    serializer_class = serializers.OrganizationSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    lookup_field = "slug"
+    lookup_value_regex = "[-a-zA-Z0-9_]+"
+    action_roles = {"destroy": Role.OWNER}
+    search_fields = ["name", "slug"]
+    ordering_fields = ["name", "slug", "created_at"]
+    filterset_fields = ["slug"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Organization.objects.none()
+        return Organization.objects.filter(memberships__user=self.request.user).order_by("name")
+
+    @cached_property
+    def roles(self) -> dict[int, str]:
+        return dict(
+            Membership.objects.filter(user=self.request.user).values_list("organization_id", "role")
+        )
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if not getattr(self, "swagger_fake_view", False):
+            context["roles"] = self.roles
+        return context
+
+    def get_object(self):
+        organization = super().get_object()
+        required = self.action_roles.get(self.action) or METHOD_ROLES.get(self.request.method)
+        membership = Membership(organization=organization, role=self.roles[organization.pk])
+        if not has_role(membership, required):
+            raise exceptions.PermissionDenied(
+                "Your role in this organization does not allow this action."
+            )
+        return organization
+
+    def perform_create(self, serializer):
+        serializer.instance = services.organization_create(
+            name=serializer.validated_data["name"],
+            slug=serializer.validated_data["slug"],
+            owner=self.request.user,
+        )
+        self.roles[serializer.instance.pk] = Role.OWNER
+
+
+class MemberViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    OrganizationScopedViewSet,
+):
+    """Members of the organization named in the URL."""
+
+    serializer_class = serializers.MemberSerializer
+    # Members may remove themselves (leave); removing others needs admin (checked below).
+    action_roles = {"destroy": Role.MEMBER}
+    search_fields = ["user__username", "user__email"]
+    ordering_fields = ["created_at", "role"]
+    filterset_fields = ["role"]
+
+    @cached_property
+    def membership(self) -> Membership:
+        return get_object_or_404(
+            Membership.objects.select_related("organization"),
+            organization__slug=self.kwargs["organization_slug"],
+            user=self.request.user,
+        )
+
+    def get_queryset(self):
+        if self.is_schema_generation:
+            return Membership.objects.none()
+        return (
+            Membership.objects.filter(organization=self.organization)
+            .select_related("user")
+            .order_by("created_at", "id")
+        )
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return serializers.MemberCreateSerializer
+        if self.action in ("update", "partial_update"):
+            return serializers.MemberUpdateSerializer
+        return serializers.MemberSerializer
+
+    def _service(self, function, **kwargs):
+        try:
+            return function(actor=self.membership, **kwargs)
+        except PermissionError as exc:
+            raise exceptions.PermissionDenied(str(exc))
+
+    @extend_schema(
+        summary="Add a member",
+        request=serializers.MemberCreateSerializer,
+        responses={201: serializers.MemberSerializer, **_errors(400, 401, 403, 404)},
+    )
+    def create(self, request, *args, **kwargs):
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = self._service(
+            services.membership_add,
+            user=data.validated_data["user"],
+            role=data.validated_data["role"],
+        )
+        return Response(serializers.MemberSerializer(membership).data, status=201)
+
+    @extend_schema(
+        summary="Change a member's role",
+        request=serializers.MemberUpdateSerializer,
+        responses={200: serializers.MemberSerializer, **_errors(400, 401, 403, 404)},
+    )
+    def update(self, request, *args, **kwargs):
+        target = self.get_object()
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = self._service(
+            services.membership_change_role, membership=target, role=data.validated_data["role"]
+        )
+        return Response(serializers.MemberSerializer(membership).data)
+
+    @extend_schema(
+        summary="Change a member's role",
+        request=serializers.MemberUpdateSerializer,
+        responses={200: serializers.MemberSerializer, **_errors(400, 401, 403, 404)},
+    )
+    def partial_update(self, request, *args, **kwargs):
+        return self.update(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Remove a member (or leave)", responses={204: None, **_errors(400, 401, 403, 404)}
+    )
+    def destroy(self, request, *args, **kwargs):
+        target = self.get_object()
+        if target.pk != self.membership.pk and not has_role(self.membership, Role.ADMIN):
+            raise exceptions.PermissionDenied("Only admins and owners remove other members.")
+        self._service(services.membership_remove, membership=target)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Catalog ------------------------------------------------------------------------------
+
+
+class CatalogWriteMixin:
+    """Global catalog rows are read-only to everyone but staff."""
+
+    def check_object_permissions(self, request, obj):
+        super().check_object_permissions(request, obj)
+        writes = self.action in ("update", "partial_update", "destroy")
+        if writes and not request.user.is_staff and self.owner_of(obj) is None:
+            raise exceptions.PermissionDenied(
+                "Global catalog rows are maintained by the catalog sync and are read-only."
+            )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List global providers and the organization's own"),
+    create=extend_schema(summary="Add a private provider (admins)"),
+)
+class ProviderViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedViewSet):
+    """Providers: the global catalog plus the active organization's private endpoints."""
+
+    serializer_class = serializers.ProviderSerializer
+    filterset_class = filters.ProviderFilter
+    search_fields = ["name", "slug", "description"]
+    ordering_fields = ["name", "slug", "created_at", "last_synced_at"]
+    ordering = ["name", "id"]
+
+    def owner_of(self, provider):
+        return provider.organization_id
+
+    def get_queryset(self):
+        if self.is_schema_generation:
+            return Provider.objects.none()
+        return Provider.objects.visible_to(self.organization)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List models (global catalog and the organization's own)"),
+    create=extend_schema(summary="Add a model to a private provider (admins)"),
+)
+class ModelViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedViewSet):
+    """Models of the providers the organization sees; prices are USD per token."""
+
+    serializer_class = serializers.ModelSerializer
+    filterset_class = filters.ModelFilter
+    search_fields = ["model_name", "provider_model_id", "canonical_slug", "author"]
+    ordering_fields = [
+        "model_name",
+        "provider_model_id",
+        "pricing_prompt",
+        "pricing_completion",
+        "context_length",
+        "created_at",
+        "upstream_created_at",
+    ]
+    ordering = ["model_name", "id"]
+    action_roles = {"estimate_cost": Role.MEMBER}
+
+    def owner_of(self, model):
+        return model.provider.organization_id
+
+    def get_queryset(self):
+        if self.is_schema_generation:
+            return Model.objects.none()
+        return Model.objects.visible_to(self.organization).select_related("provider")
+
+    @extend_schema(
+        summary="Estimate the cost of a request",
+        description=(
+            "Prices the given usage at the model's per-token (and per-image, per-request) "
+            "prices, in Decimal. Cached input tokens use the cache-read price when the "
+            "model has one. A model without the needed prices answers with "
+            "`estimated_cost: null` and names the missing prices."
+        ),
+        request=serializers.CostEstimateInputSerializer,
+        responses={200: serializers.CostEstimateSerializer, **_errors(400, 401, 404)},
+    )
+    @action(detail=True, methods=["post"])
+    def estimate_cost(self, request, pk=None):
+        model = self.get_object()
+        data = serializers.CostEstimateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        estimate = services.estimate_cost(model=model, usage=data.validated_data)
+        body = {
+            "model": model.pk,
+            "currency": "USD",
+            "estimated_cost": None if estimate.missing_prices else estimate.total,
+            "breakdown": estimate.breakdown,
+            "unit_prices": {
+                name: getattr(model, field)
+                for name, field in services.COST_COMPONENTS.items()
+                if data.validated_data.get(name)
+            },
+            "missing_prices": estimate.missing_prices,
+        }
+        if estimate.missing_prices:
+            body["detail"] = (
+                "This model has no price for: " + ", ".join(estimate.missing_prices) + "."
+            )
+        return Response(serializers.CostEstimateSerializer(body).data)
+
+
+# --- Provider credentials -----------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List provider credentials (secrets are never returned)"),
+    create=extend_schema(summary="Add a provider credential (admins)"),
+)
+class ProviderCredentialViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
+    """Provider credentials ("API keys"): encrypted at rest, shown only as a masked hint."""
+
+    serializer_class = serializers.ProviderCredentialSerializer
+    filterset_class = filters.ProviderCredentialFilter
+    search_fields = ["name", "provider__slug", "secret_hint"]
+    ordering_fields = ["name", "priority", "created_at", "last_used_at", "health_status"]
+    ordering = ["provider_id", "priority", "id"]
+
+    def get_queryset(self):
+        if self.is_schema_generation:
+            return ProviderCredential.objects.none()
+        return ProviderCredential.objects.for_org(self.organization).select_related("provider")
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = services.provider_credential_create(
+            organization=self.organization,
+            provider=data.pop("provider"),
+            secret=data.pop("secret"),
+            name=data.pop("name"),
+            **data,
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = services.provider_credential_update(
+            credential=serializer.instance, **serializer.validated_data
+        )
+
+    @extend_schema(
+        summary="Usage per credential and in total for the current period",
+        responses={200: serializers.UsageSummarySerializer, **_errors(401)},
+    )
+    @action(detail=False, methods=["get"])
+    def usage_summary(self, request):
+        rows, totals = [], {"requests": 0, "tokens": 0, "cost": 0}
+        for credential in self.filter_queryset(self.get_queryset()):
+            requests, tokens, cost = current_usage(credential)
+            rows.append(
+                {
+                    "credential": credential.pk,
+                    "name": credential.name,
+                    "provider_slug": credential.provider.slug,
+                    "quota_period": credential.quota_period,
+                    "requests": requests,
+                    "tokens": tokens,
+                    "cost": cost,
+                }
+            )
+            totals["requests"] += requests
+            totals["tokens"] += tokens
+            totals["cost"] += cost
+        body = {
+            "credentials": rows,
+            "total_requests": totals["requests"],
+            "total_tokens": totals["tokens"],
+            "total_cost": totals["cost"],
+        }
+        return Response(serializers.UsageSummarySerializer(body).data)
+
+    @extend_schema(
+        summary="Credential health: counts by status and the unhealthy ones",
+        responses={200: serializers.HealthStatusSerializer, **_errors(401)},
+    )
+    @action(detail=False, methods=["get"])
+    def health_status(self, request):
+        queryset = self.get_queryset()
+        counts = {value: 0 for value in HealthStatus.values}
+        for row in queryset.values("health_status").annotate(n=Count("id")):
+            counts[row["health_status"]] = row["n"]
+        unhealthy = queryset.exclude(health_status=HealthStatus.HEALTHY).order_by(
+            "-last_failure_at", "id"
+        )
+        body = {"counts": counts, "total": sum(counts.values()), "unhealthy": list(unhealthy)}
+        return Response(serializers.HealthStatusSerializer(body).data)
+
+    @extend_schema(
+        summary="State of each quota of a credential",
+        responses={200: serializers.QuotaStatusSerializer, **_errors(401, 404)},
+    )
+    @action(detail=True, methods=["get"])
+    def quota_status(self, request, pk=None):
+        credential = self.get_object()
+        body = {
+            "credential": credential.pk,
+            "quota_period": credential.quota_period,
+            "quotas": quota_states(credential),
+        }
+        return Response(serializers.QuotaStatusSerializer(body).data)
+
+
+# --- Client keys --------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List client keys (prefix only)"),
+    retrieve=extend_schema(summary="Retrieve a client key (prefix only)"),
+)
+class ClientKeyViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
+    """Keys that applications send to the gateway; the full key is shown once, at creation."""
+
+    serializer_class = serializers.ClientKeySerializer
+    filterset_class = filters.ClientKeyFilter
+    search_fields = ["name", "prefix"]
+    ordering_fields = ["name", "created_at", "last_used_at", "expires_at"]
+    ordering = ["-created_at", "-id"]
+
+    def get_queryset(self):
+        if self.is_schema_generation:
+            return ClientKey.objects.none()
+        return ClientKey.objects.for_org(self.organization)
+
+    @extend_schema(
+        summary="Create a client key",
+        description="The response holds the full key in `key`; it is stored only as a hash and never shown again.",
+        responses={201: serializers.ClientKeyCreatedSerializer, **_errors(400, 401, 403)},
+    )
+    def create(self, request, *args, **kwargs):
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = services.client_key_create(
+            organization=self.organization, created_by=request.user, **data.validated_data
+        )
+        issued.client_key.key = issued.raw_key
+        body = serializers.ClientKeyCreatedSerializer(issued.client_key).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Revoke a client key",
+        request=None,
+        responses={200: serializers.ClientKeySerializer, **_errors(401, 403, 404)},
+    )
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        client_key = services.client_key_revoke(client_key=self.get_object())
+        return Response(serializers.ClientKeySerializer(client_key).data)
+
+
+# --- Routing rules ------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List routing rules"),
+    create=extend_schema(summary="Create a routing rule (admins)"),
+)
+class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
+    """Routing rules: which requests they match and the ordered targets they yield."""
+
+    serializer_class = serializers.RoutingRuleSerializer
+    filterset_class = filters.RoutingRuleFilter
+    search_fields = ["name", "match_model", "description"]
+    ordering_fields = ["priority", "name", "created_at"]
+    ordering = ["priority", "id"]
+    action_roles = {"evaluate": Role.MEMBER}
+
+    def get_queryset(self):
+        if self.is_schema_generation:
+            return RoutingRule.objects.none()
+        return RoutingRule.objects.for_org(self.organization).prefetch_related(
+            Prefetch("targets", queryset=RoutingTarget.objects.order_by("position", "id"))
+        )
+
+    def _save(self, serializer, rule=None):
+        data = dict(serializer.validated_data)
+        targets = data.pop("targets", None)
+        try:
+            with transaction.atomic():
+                serializer.instance = services.routing_rule_save(
+                    organization=self.organization, rule=rule, targets=targets, **data
+                )
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError(exc.message_dict)
+
+    def perform_create(self, serializer):
+        self._save(serializer)
+
+    def perform_update(self, serializer):
+        self._save(serializer, rule=serializer.instance)
+
+    @extend_schema(
+        summary="Evaluate routing for a request",
+        description=(
+            "Answers with the matched rule (or none), the ordered plan of candidates (model, "
+            "provider, credential, unit prices) and, for each model or credential dropped, "
+            "why: model_inactive, no_credential, credential_inactive, "
+            "credential_cooling_down, over_quota, context_too_small, capability_missing, "
+            "fallback_disabled."
+        ),
+        request=serializers.EvaluateInputSerializer,
+        responses={200: serializers.RoutingPlanSerializer, **_errors(400, 401)},
+    )
+    @action(detail=False, methods=["post"])
+    def evaluate(self, request):
+        data = serializers.EvaluateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        plan = evaluate(
+            organization=self.organization,
+            request=RouteRequest(
+                requested_model=values["model"],
+                model_type=values["model_type"],
+                fallback_models=tuple(values.get("fallback_models") or ()),
+                estimated_input_tokens=values["estimated_input_tokens"],
+                required_capabilities=frozenset(values.get("required_capabilities") or ()),
+                tags=frozenset(values.get("tags") or ()),
+            ),
+        )
+        return Response(serializers.RoutingPlanSerializer(plan).data)
+
+
+# --- Metrics ------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List request metrics"),
+    create=extend_schema(summary="Report a request metric (admins)"),
+)
+class ModelMetricViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    OrganizationScopedViewSet,
+):
+    """Per-request metrics and the reports built from them (aggregated in the database)."""
+
+    serializer_class = serializers.ModelMetricSerializer
+    filterset_class = filters.ModelMetricFilter
+    search_fields = ["requested_model", "served_model", "request_id"]
+    ordering_fields = ["created_at", "cost", "latency_ms", "total_tokens"]
+    ordering = ["-created_at", "-id"]
+
+    def get_queryset(self):
+        if self.is_schema_generation:
+            return ModelMetric.objects.none()
+        return ModelMetric.objects.for_org(self.organization)
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = services.metric_create(
+                organization=self.organization, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError(exc.message_dict)
+
+    def _range(self):
+        data = serializers.DateRangeSerializer(data=self.request.query_params)
+        data.is_valid(raise_exception=True)
+        return data.validated_data.get("start"), data.validated_data.get("end")
+
+    def _report(self, selector, serializer_class):
+        start, end = self._range()
+        body = selector(organization=self.organization, start=start, end=end)
+        return Response(serializer_class(body).data)
+
+    @extend_schema(
+        summary="Cost over a date range, in total and by model, provider and day",
+        parameters=DATE_RANGE_PARAMETERS,
+        responses={200: serializers.CostSummarySerializer, **_errors(400, 401)},
+    )
+    @action(detail=False, methods=["get"])
+    def cost_summary(self, request):
+        return self._report(selectors.cost_summary, serializers.CostSummarySerializer)
+
+    @extend_schema(
+        summary="What routing achieved: reroutes, fallbacks, savings, latency per strategy",
+        parameters=DATE_RANGE_PARAMETERS,
+        responses={200: serializers.OptimizationStatsSerializer, **_errors(400, 401)},
+    )
+    @action(detail=False, methods=["get"])
+    def optimization_stats(self, request):
+        return self._report(selectors.optimization_stats, serializers.OptimizationStatsSerializer)
+
+    @extend_schema(
+        summary="Totals, daily series, top models and keys for a dashboard, in one call",
+        parameters=DATE_RANGE_PARAMETERS,
+        responses={200: serializers.DashboardSummarySerializer, **_errors(400, 401)},
+    )
+    @action(detail=False, methods=["get"])
+    def dashboard_summary(self, request):
+        return self._report(selectors.dashboard_summary, serializers.DashboardSummarySerializer)
