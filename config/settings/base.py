@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
     "modelhub",
     "sync",
@@ -209,6 +210,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
+# The ASGI server serves /static/ itself (admin, API docs, dashboard assets): from the
+# app directories while DEBUG is on, from STATIC_ROOT after collectstatic otherwise.
+SERVE_STATIC = env.bool("DJANGO_SERVE_STATIC", default=True)
 
 LOGIN_URL = "/admin/login/"
 
@@ -246,6 +250,10 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc assets come from the installed sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "QuotaPeriodEnum": "modelhub.models.QuotaPeriod",
@@ -279,3 +287,22 @@ GATEWAY_ALLOW_ENV_CREDENTIALS = env.bool("GATEWAY_ALLOW_ENV_CREDENTIALS", defaul
 # cooldown (it doubles with each further failure, up to an hour).
 CREDENTIAL_FAILURE_THRESHOLD = env.int("CREDENTIAL_FAILURE_THRESHOLD", default=3)
 CREDENTIAL_COOLDOWN_SECONDS = env.int("CREDENTIAL_COOLDOWN_SECONDS", default=30)
+
+# --- Catalog sync ---------------------------------------------------------------------
+# Hours between two scheduled syncs of every provider (fractions allowed: 0.5 = 30 min).
+SYNC_INTERVAL_HOURS = env.float("SYNC_INTERVAL_HOURS", default=6.0)
+# Seconds to wait for one page of a provider's model list.
+SYNC_HTTP_TIMEOUT = env.float("SYNC_HTTP_TIMEOUT", default=30.0)
+# Upper bound on pages read from one provider; a longer list fails instead of looping.
+SYNC_MAX_PAGES = env.int("SYNC_MAX_PAGES", default=100)
+# A provider whose list shrinks below this fraction of its active models is not applied
+# (an upstream glitch must not deactivate the catalog); only checked from this many models.
+SYNC_SHRINK_GUARD_RATIO = env.float("SYNC_SHRINK_GUARD_RATIO", default=0.5)
+SYNC_SHRINK_GUARD_MIN_MODELS = env.int("SYNC_SHRINK_GUARD_MIN_MODELS", default=20)
+# Hard and soft time limits of one provider's sync task, in seconds.
+SYNC_TASK_TIME_LIMIT = env.int("SYNC_TASK_TIME_LIMIT", default=900)
+CELERY_BEAT_SCHEDULE["sync-all-providers"] = {
+    "task": "sync.sync_all",
+    "schedule": timedelta(hours=SYNC_INTERVAL_HOURS),
+    "kwargs": {"trigger": "beat"},
+}

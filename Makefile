@@ -1,0 +1,54 @@
+# Everyday commands. `make run` and `make test` work on a fresh machine with Python 3.11.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SNAPSHOT := sync/snapshots/catalog.json.gz
+TEST_ENV := DJANGO_SETTINGS_MODULE=config.settings.test
+
+.PHONY: install run serve migrate bootstrap test lint format schema worker beat bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Set up and serve the platform on its embedded defaults (SQLite, local memory, eager Celery).
+run: install
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py bootstrap
+	@if [ -f $(SNAPSHOT) ]; then DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py sync_models --snapshot $(SNAPSHOT); fi
+	@echo "Serving on http://$(HOST):$(PORT)/  (admin: /admin/, API docs: /api/docs/)"
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT)
+
+## Set up and run the whole test suite (lint, migrations, API schema, pytest).
+test: install lint
+	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
+	$(TEST_ENV) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+schema: install
+	$(TEST_ENV) $(BIN)/python manage.py spectacular --validate --file schema.yml
+
+worker: install
+	$(BIN)/celery -A config worker --loglevel=info
+
+beat: install
+	$(BIN)/celery -A config beat --loglevel=info
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

@@ -1,0 +1,284 @@
+"""Django admin for operators: every table, secrets never shown, the actions they need."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import Count
+from django.utils import timezone
+
+from modelhub import services
+from modelhub.models import (
+    ClientKey,
+    HuggingFaceMetrics,
+    Membership,
+    Model,
+    ModelMetric,
+    Organization,
+    Provider,
+    ProviderCredential,
+    RoutingRule,
+    RoutingTarget,
+    User,
+)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    list_display = ["username", "email", "is_staff", "is_active", "date_joined"]
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__username", "organization__slug"]
+    autocomplete_fields = ["user", "organization"]
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "slug",
+        "organization",
+        "api_format",
+        "is_active",
+        "model_count",
+        "last_synced_at",
+    ]
+    list_filter = ["is_active", "api_format", ("organization", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "slug"]
+    readonly_fields = ["last_synced_at", "created_at", "updated_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_model_count=Count("models"))
+
+    @admin.display(description="Models", ordering="_model_count")
+    def model_count(self, provider) -> int:
+        return provider._model_count
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = [
+        "model_name",
+        "provider",
+        "provider_model_id",
+        "context_length",
+        "pricing_prompt",
+        "pricing_completion",
+        "modality",
+        "is_active",
+    ]
+    list_filter = ["is_active", "provider", "supports_vision", "supports_tools", "modality"]
+    search_fields = ["model_name", "provider_model_id", "canonical_slug", "hugging_face_id"]
+    list_select_related = ["provider"]
+    readonly_fields = ["raw", "sync_hash", "last_synced_at", "created_at", "updated_at"]
+    actions = ["deactivate", "activate"]
+    show_full_result_count = False
+
+    @admin.action(description="Deactivate selected models")
+    def deactivate(self, request, queryset):
+        count = queryset.update(is_active=False, updated_at=timezone.now())
+        self.message_user(request, f"Deactivated {count} models.")
+
+    @admin.action(description="Activate selected models")
+    def activate(self, request, queryset):
+        count = queryset.update(is_active=True, updated_at=timezone.now())
+        self.message_user(request, f"Activated {count} models.")
+
+
+class ProviderCredentialForm(forms.ModelForm):
+    """Sets the secret without ever displaying it: leave it empty to keep the current one."""
+
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave empty to keep the stored secret.",
+    )
+
+    class Meta:
+        model = ProviderCredential
+        fields = [
+            "organization",
+            "provider",
+            "name",
+            "is_active",
+            "priority",
+            "weight",
+            "quota_period",
+            "quota_requests",
+            "quota_tokens",
+            "quota_cost",
+            "health_status",
+            "consecutive_failures",
+            "cooldown_until",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None and not cleaned.get("secret"):
+            self.add_error("secret", "A new credential needs a secret.")
+        return cleaned
+
+
+@admin.register(ProviderCredential)
+class ProviderCredentialAdmin(admin.ModelAdmin):
+    form = ProviderCredentialForm
+    list_display = [
+        "name",
+        "organization",
+        "provider",
+        "secret_hint",
+        "is_active",
+        "health_status",
+        "consecutive_failures",
+        "cooldown_until",
+        "last_used_at",
+    ]
+    list_filter = ["is_active", "health_status", "provider"]
+    search_fields = ["name", "organization__slug", "provider__slug", "secret_hint"]
+    list_select_related = ["organization", "provider"]
+    readonly_fields = [
+        "secret_hint",
+        "used_requests",
+        "used_tokens",
+        "used_cost",
+        "period_started_at",
+        "last_error",
+        "last_success_at",
+        "last_failure_at",
+        "last_used_at",
+    ]
+    actions = ["disable", "reset_health"]
+
+    def save_model(self, request, obj, form, change):
+        secret = form.cleaned_data.get("secret")
+        fields = {
+            name: form.cleaned_data[name]
+            for name in form.cleaned_data
+            if name not in ("secret", "organization", "provider")
+        }
+        if change:
+            services.provider_credential_update(credential=obj, secret=secret or None, **fields)
+        else:
+            created = services.provider_credential_create(
+                organization=form.cleaned_data["organization"],
+                provider=form.cleaned_data["provider"],
+                secret=secret,
+                **fields,
+            )
+            obj.pk = created.pk
+
+    @admin.action(description="Disable selected credentials")
+    def disable(self, request, queryset):
+        count = queryset.update(is_active=False)
+        self.message_user(request, f"Disabled {count} credentials.")
+
+    @admin.action(description="Mark selected credentials healthy (end cooldown)")
+    def reset_health(self, request, queryset):
+        for credential in queryset:
+            services.provider_credential_record_success(credential=credential)
+        self.message_user(request, "Health reset.")
+
+
+@admin.register(ClientKey)
+class ClientKeyAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "organization",
+        "prefix",
+        "rate_limit_rpm",
+        "budget_amount",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    ]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "organization__slug"]
+    list_select_related = ["organization"]
+    readonly_fields = ["prefix", "revoked_at", "last_used_at", "created_by"]
+    exclude = ["key_hash"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        # Keys are issued through the API, which shows the full key once.
+        return False
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        for client_key in queryset:
+            services.client_key_revoke(client_key=client_key)
+        self.message_user(request, f"Revoked {queryset.count()} keys.", messages.SUCCESS)
+
+
+class RoutingTargetInline(admin.TabularInline):
+    model = RoutingTarget
+    extra = 0
+    raw_id_fields = ["model", "credential"]
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "organization",
+        "match_model",
+        "model_type",
+        "strategy",
+        "priority",
+        "is_active",
+    ]
+    list_filter = ["is_active", "strategy", "model_type"]
+    search_fields = ["name", "match_model", "organization__slug"]
+    inlines = [RoutingTargetInline]
+
+
+@admin.register(ModelMetric)
+class ModelMetricAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "organization",
+        "requested_model",
+        "served_model",
+        "status_code",
+        "total_tokens",
+        "cost",
+        "latency_ms",
+        "fallbacks_used",
+    ]
+    list_filter = ["success", "model_type", "streamed"]
+    search_fields = ["requested_model", "served_model", "request_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["organization"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(HuggingFaceMetrics)
+class HuggingFaceMetricsAdmin(admin.ModelAdmin):
+    list_display = ["hugging_face_id", "found", "fetched_at", "error"]
+    list_filter = ["found"]
+    search_fields = ["hugging_face_id"]
+    readonly_fields = ["data", "fetched_at"]
