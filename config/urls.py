@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
 from config import health
+from modelhub import pages
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("dashboard/", pages.dashboard, name="dashboard"),
     path("admin/", include("sync.urls")),
     path("", include("catalog.urls")),
     path("", include("gateway.urls")),
