@@ -1,0 +1,160 @@
+"""Query-string parsing for the catalog endpoints.
+
+Every parser raises :class:`InvalidParameter` with a message fit for ``{"detail": ...}``;
+the views turn it into a 400. The parsed values are frozen dataclasses so they can double
+as cache keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
+
+DEFAULT_MODEL_LIMIT = 100
+MAX_LIMIT = 1000
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+# Capability filter names -> Model boolean columns.
+CAPABILITIES = {
+    "vision": "supports_vision",
+    "tools": "supports_tools",
+    "json": "supports_json_mode",
+    "json_mode": "supports_json_mode",
+    "streaming": "supports_streaming",
+}
+SORTS = ("name", "price", "-price", "context", "-context", "newest", "oldest")
+
+
+class InvalidParameter(ValueError):
+    """A query parameter that cannot be understood; answered with 400."""
+
+
+def parse_bool(query, name: str, default: bool) -> bool:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InvalidParameter(f"'{name}' must be true or false, not '{raw}'.")
+
+
+def parse_int(query, name: str, *, default: int | None, minimum: int, maximum: int | None = None):
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InvalidParameter(f"'{name}' must be an integer, not '{raw}'.")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise InvalidParameter(f"'{name}' must be {bounds}, not {value}.")
+    return value
+
+
+def parse_decimal(query, name: str) -> Decimal | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise InvalidParameter(f"'{name}' must be a number, not '{raw}'.")
+    if not value.is_finite() or value < 0:
+        raise InvalidParameter(f"'{name}' must be a non-negative number, not '{raw}'.")
+    return value
+
+
+def parse_list(query, name: str) -> tuple[str, ...]:
+    values: list[str] = []
+    for raw in query.getlist(name):
+        values.extend(part.strip() for part in raw.split(",") if part.strip())
+    return tuple(dict.fromkeys(values))
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int | None
+    offset: int
+
+    @classmethod
+    def from_query(cls, query, *, default_limit: int | None) -> Page:
+        return cls(
+            limit=parse_int(query, "limit", default=default_limit, minimum=1, maximum=MAX_LIMIT),
+            offset=parse_int(query, "offset", default=0, minimum=0),
+        )
+
+
+@dataclass(frozen=True)
+class ProviderListParams:
+    moderated_only: bool
+    page: Page
+
+    @classmethod
+    def from_query(cls, query) -> ProviderListParams:
+        return cls(
+            moderated_only=parse_bool(query, "moderated_only", False),
+            page=Page.from_query(query, default_limit=None),
+        )
+
+    def cache_key_part(self) -> str:
+        return repr(sorted(asdict(self).items()))
+
+
+@dataclass(frozen=True)
+class ModelListParams:
+    """Filters of ``/catalog/models``.
+
+    ``provider``: provider slugs (comma-separated or repeated). ``search`` (or ``q``):
+    words matched in the name, id, author and Hugging Face id. ``modality``: an exact
+    ``text+image->text`` or one modality name found anywhere in it; ``input_modality`` and
+    ``output_modality`` look at one side of the arrow. ``min_context``: tokens.
+    ``max_price``: USD per prompt token, as the prices are written (``max_completion_price``
+    for output tokens); models without a price are left out when either is set.
+    ``capability``: vision, tools, json, streaming (all must hold). ``sort``: name, price,
+    -price, context (largest first), -context, newest, oldest.
+    """
+
+    providers: tuple[str, ...]
+    search: str
+    modality: str
+    input_modality: str
+    output_modality: str
+    min_context: int | None
+    max_price: Decimal | None
+    max_completion_price: Decimal | None
+    capabilities: tuple[str, ...]
+    sort: str
+    page: Page
+
+    @classmethod
+    def from_query(cls, query) -> ModelListParams:
+        capabilities = tuple(sorted({c.lower() for c in parse_list(query, "capability")}))
+        unknown = [c for c in capabilities if c not in CAPABILITIES]
+        if unknown:
+            raise InvalidParameter(
+                f"Unknown capability '{unknown[0]}'. Valid: {', '.join(sorted(CAPABILITIES))}."
+            )
+        sort = (query.get("sort") or "name").strip().lower()
+        if sort not in SORTS:
+            raise InvalidParameter(f"Unknown sort '{sort}'. Valid: {', '.join(SORTS)}.")
+        return cls(
+            providers=tuple(sorted(p.lower() for p in parse_list(query, "provider"))),
+            search=(query.get("search") or query.get("q") or "").strip(),
+            modality=(query.get("modality") or "").strip().lower(),
+            input_modality=(query.get("input_modality") or "").strip().lower(),
+            output_modality=(query.get("output_modality") or "").strip().lower(),
+            min_context=parse_int(query, "min_context", default=None, minimum=0),
+            max_price=parse_decimal(query, "max_price"),
+            max_completion_price=parse_decimal(query, "max_completion_price"),
+            capabilities=capabilities,
+            sort=sort,
+            page=Page.from_query(query, default_limit=DEFAULT_MODEL_LIMIT),
+        )
+
+    def cache_key_part(self) -> str:
+        return repr(sorted(asdict(self).items()))

@@ -1,0 +1,230 @@
+"""Daily rollups of request metrics: written with the metrics, read by the dashboard.
+
+Each batch of metrics is folded into per-day rows with one upsert statement per table
+(``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``, which PostgreSQL and
+SQLite both speak), so the dashboard aggregates a few thousand daily rows instead of
+millions of requests. Latency percentiles come from bucket counts, as Prometheus
+histograms do: a percentile is reported as the upper bound of its bucket.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
+
+from modelhub.models import MetricDaily, MetricDailyLatency, ModelMetric, Organization
+
+# Upper bounds, in milliseconds, of the latency buckets; the last bucket is open-ended.
+LATENCY_BUCKETS_MS = (
+    25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 600, 750, 1000, 1250, 1500, 2000, 2500,
+    3000, 4000, 5000, 7500, 10000, 15000, 20000, 30000, 60000, 120000,
+)  # fmt: skip
+OVERFLOW_BUCKET = len(LATENCY_BUCKETS_MS)
+
+USAGE_COLUMNS = (
+    "requests", "errors", "input_tokens", "output_tokens", "total_tokens", "cost",
+    "latency_sum_ms", "successes", "fallbacks",
+)  # fmt: skip
+USAGE_KEY = ("organization_id", "day", "provider_pk", "model_pk", "client_key_pk", "served_model")
+LATENCY_KEY = ("organization_id", "day", "provider_pk", "bucket")
+
+
+def latency_bucket(latency_ms: int) -> int:
+    return bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)
+
+
+def bucket_upper_bound(bucket: int) -> int | None:
+    """The bucket's upper bound in ms; None for the open-ended last bucket."""
+    return LATENCY_BUCKETS_MS[bucket] if bucket < OVERFLOW_BUCKET else None
+
+
+def percentile_from_buckets(counts: dict[int, int], percent: int) -> int | None:
+    """Nearest-rank percentile over bucket counts, as the upper bound of its bucket."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank = (total * percent + 99) // 100
+    seen = 0
+    for bucket in sorted(counts):
+        seen += counts[bucket]
+        if seen >= rank:
+            return bucket_upper_bound(bucket) or LATENCY_BUCKETS_MS[-1]
+    return None
+
+
+def _day(metric: ModelMetric) -> date:
+    return metric.created_at.astimezone(UTC).date()
+
+
+def _upsert(table: str, key: tuple[str, ...], columns: tuple[str, ...], rows: list[tuple]) -> None:
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(c) for c in (*key, *columns))
+    placeholders = "(" + ", ".join(["%s"] * (len(key) + len(columns))) + ")"
+    updates = ", ".join(
+        f"{quote(c)} = {quote(table)}.{quote(c)} + excluded.{quote(c)}" for c in columns
+    )
+    sql = (
+        f"INSERT INTO {quote(table)} ({names}) VALUES "  # noqa: S608 - identifiers are ours
+        + ", ".join([placeholders] * len(rows))
+        + f" ON CONFLICT ({', '.join(quote(c) for c in key)}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for row in rows for value in row])
+
+
+def add_metrics(metrics: Iterable[ModelMetric], chunk: int = 200) -> None:
+    """Fold freshly written metrics into the daily rollups."""
+    usage: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0, 0, Decimal(0), 0, 0, 0])
+    latency: dict[tuple, int] = defaultdict(int)
+    for metric in metrics:
+        day = _day(metric)
+        provider = metric.provider_id or 0
+        key = (
+            metric.organization_id,
+            day,
+            provider,
+            metric.model_id or 0,
+            metric.client_key_id or 0,
+            metric.served_model or "",
+        )
+        totals = usage[key]
+        totals[0] += 1
+        totals[1] += 0 if metric.success else 1
+        totals[2] += metric.input_tokens
+        totals[3] += metric.output_tokens
+        totals[4] += metric.total_tokens
+        totals[5] += Decimal(metric.cost)
+        if metric.success:
+            totals[6] += metric.latency_ms
+            totals[7] += 1
+            latency[(metric.organization_id, day, provider, latency_bucket(metric.latency_ms))] += 1
+        totals[8] += metric.fallbacks_used
+    usage_rows = [(*key, *values) for key, values in usage.items()]
+    latency_rows = [(*key, count) for key, count in latency.items()]
+    with transaction.atomic():
+        for start in range(0, len(usage_rows), chunk):
+            _upsert(
+                MetricDaily._meta.db_table,
+                USAGE_KEY,
+                USAGE_COLUMNS,
+                usage_rows[start : start + chunk],
+            )
+        for start in range(0, len(latency_rows), chunk):
+            _upsert(
+                MetricDailyLatency._meta.db_table,
+                LATENCY_KEY,
+                ("count",),
+                latency_rows[start : start + chunk],
+            )
+
+
+@transaction.atomic
+def rebuild(
+    *, organization: Organization | None = None, start: date | None = None, end: date | None = None
+) -> int:
+    """Recompute the rollups of a day range from the requests (all of them by default).
+
+    For operators after an import or a manual fix of metric rows; the database groups
+    the requests, Python only hands the grouped rows back.
+    """
+    metrics = ModelMetric.objects.all()
+    usage = MetricDaily.objects.all()
+    latency = MetricDailyLatency.objects.all()
+    if organization is not None:
+        metrics = metrics.filter(organization=organization)
+        usage = usage.filter(organization=organization)
+        latency = latency.filter(organization=organization)
+    metrics = metrics.annotate(day=TruncDate("created_at", tzinfo=UTC))
+    if start:
+        metrics, usage, latency = (
+            metrics.filter(day__gte=start),
+            usage.filter(day__gte=start),
+            latency.filter(day__gte=start),
+        )
+    if end:
+        metrics, usage, latency = (
+            metrics.filter(day__lte=end),
+            usage.filter(day__lte=end),
+            latency.filter(day__lte=end),
+        )
+    usage.delete()
+    latency.delete()
+    grouped = metrics.values(
+        "organization_id", "day", "provider_id", "model_id", "client_key_id", "served_model"
+    ).annotate(
+        n=Count("id"),
+        n_errors=Count("id", filter=Q(success=False)),
+        n_input=Coalesce(Sum("input_tokens"), 0),
+        n_output=Coalesce(Sum("output_tokens"), 0),
+        n_total=Coalesce(Sum("total_tokens"), 0),
+        n_cost=Coalesce(Sum("cost"), Decimal(0)),
+        n_latency=Coalesce(Sum("latency_ms", filter=Q(success=True)), 0),
+        n_successes=Count("id", filter=Q(success=True)),
+        n_fallbacks=Coalesce(Sum("fallbacks_used"), 0),
+    )
+    created = MetricDaily.objects.bulk_create(
+        (
+            MetricDaily(
+                organization_id=row["organization_id"],
+                day=row["day"],
+                provider_pk=row["provider_id"] or 0,
+                model_pk=row["model_id"] or 0,
+                client_key_pk=row["client_key_id"] or 0,
+                served_model=row["served_model"],
+                requests=row["n"],
+                errors=row["n_errors"],
+                input_tokens=row["n_input"],
+                output_tokens=row["n_output"],
+                total_tokens=row["n_total"],
+                cost=row["n_cost"],
+                latency_sum_ms=row["n_latency"],
+                successes=row["n_successes"],
+                fallbacks=row["n_fallbacks"],
+            )
+            for row in grouped.order_by()
+        ),
+        batch_size=1000,
+    )
+    # Latency buckets: group by the latency value in the database, bucket in Python (the
+    # distinct latencies per provider and day are few compared with the requests).
+    buckets: dict[tuple, int] = defaultdict(int)
+    for row in (
+        metrics.filter(success=True)
+        .values("organization_id", "day", "provider_id", "latency_ms")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        key = (
+            row["organization_id"],
+            row["day"],
+            row["provider_id"] or 0,
+            latency_bucket(row["latency_ms"]),
+        )
+        buckets[key] += row["n"]
+    MetricDailyLatency.objects.bulk_create(
+        (
+            MetricDailyLatency(organization_id=o, day=d, provider_pk=p, bucket=b, count=n)
+            for (o, d, p, b), n in buckets.items()
+        ),
+        batch_size=1000,
+    )
+    return len(created)
+
+
+def daily_rows(organization: Organization, start: date, end: date):
+    return MetricDaily.objects.filter(organization=organization, day__gte=start, day__lte=end)
+
+
+def latency_rows(organization: Organization, start: date, end: date):
+    return MetricDailyLatency.objects.filter(
+        organization=organization, day__gte=start, day__lte=end
+    )
