@@ -260,6 +260,8 @@ class Model(models.Model):
             models.Index(fields=["is_active", "pricing_prompt"], name="models_active_price"),
             models.Index(fields=["is_active", "context_length"], name="models_active_ctx"),
             models.Index(fields=["modality"], name="models_modality"),
+            # The default ordering of every catalog listing.
+            models.Index(fields=["model_name", "id"], name="models_name_id"),
         ]
 
     def __str__(self) -> str:
@@ -558,3 +560,65 @@ class HuggingFaceMetrics(models.Model):
 
     def __str__(self) -> str:
         return self.hugging_face_id
+
+
+class MetricDaily(models.Model):
+    """Daily totals of :class:`ModelMetric`, kept up to date as metrics are written.
+
+    The dashboard and its API read these instead of scanning every request. The key
+    columns hold plain ids with 0 for "none" (not foreign keys) so that an upsert can
+    match them: SQL unique constraints treat NULLs as distinct. They are derived data;
+    ``manage.py rebuild_metric_rollups`` recomputes them from the requests.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    provider_pk = models.PositiveBigIntegerField(default=0)
+    model_pk = models.PositiveBigIntegerField(default=0)
+    client_key_pk = models.PositiveBigIntegerField(default=0)
+    served_model = models.CharField(max_length=300, blank=True)
+    requests = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(default=Decimal("0"), **COST_FIELD)
+    latency_sum_ms = models.PositiveBigIntegerField(default=0)
+    successes = models.PositiveBigIntegerField(default=0)
+    fallbacks = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        db_table = "metric_daily"
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "organization",
+                    "day",
+                    "provider_pk",
+                    "model_pk",
+                    "client_key_pk",
+                    "served_model",
+                ],
+                name="uniq_metric_daily",
+            )
+        ]
+
+
+class MetricDailyLatency(models.Model):
+    """Per organization, day and provider: how many successful requests fell in each
+    latency bucket (see ``modelhub.rollups.LATENCY_BUCKETS_MS``), for percentiles."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    provider_pk = models.PositiveBigIntegerField(default=0)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        db_table = "metric_daily_latency"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "provider_pk", "bucket"],
+                name="uniq_metric_daily_latency",
+            )
+        ]

@@ -386,8 +386,10 @@ def weighted_order(candidates: list[Candidate], rng: random.Random) -> list[Cand
     remaining = list(candidates)
     ordered = []
     while remaining:
+        # A weight of 0 (on the target or on the credential) means "only when the others
+        # are used up": such candidates are never drawn and end up last.
         weights = [
-            max(c.target_weight, 0) * max(c.credential.weight if c.credential else 1, 1)
+            max(c.target_weight, 0) * (max(c.credential.weight, 0) if c.credential else 1)
             for c in remaining
         ]
         if not any(weights):

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 from django.db.models import Avg, Count, DecimalField, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from modelhub.models import HealthStatus, Model, ModelMetric, ProviderCredential
+from modelhub import rollups
+from modelhub.models import (
+    ClientKey,
+    HealthStatus,
+    Model,
+    ModelMetric,
+    Provider,
+    ProviderCredential,
+)
+from modelhub.quotas import quota_states
 
 
 def resolve_model_names_q(names: Iterable[str]) -> Q:
@@ -201,23 +210,65 @@ def requested_model_prices(organization, names) -> dict[str, tuple[Decimal, Deci
     return found
 
 
+def _rollup_aggregates():
+    return {
+        "requests": Coalesce(Sum("requests"), 0),
+        "errors": Coalesce(Sum("errors"), 0),
+        "tokens": Coalesce(Sum("total_tokens"), 0),
+        "cost": Coalesce(Sum("cost"), Decimal(0), output_field=DecimalField()),
+        "fallbacks": Coalesce(Sum("fallbacks"), 0),
+        "latency_sum": Coalesce(Sum("latency_sum_ms"), 0),
+        "successes": Coalesce(Sum("successes"), 0),
+    }
+
+
+def _mean_latency(row) -> float | None:
+    return round(row["latency_sum"] / row["successes"], 1) if row["successes"] else None
+
+
 def dashboard_summary(*, organization, start=None, end=None) -> dict:
-    """Everything the dashboard shows, in a fixed number of queries."""
+    """Everything the dashboard shows, from the daily rollups, in a fixed number of queries.
+
+    The range is taken in whole UTC days: from the day of ``start`` to the day of ``end``.
+    """
     start, end = report_range(start, end)
-    metrics = metrics_in_range(organization, start, end)
-    totals = metrics.aggregate(
-        **_usage_aggregates(),
-        successful=Count("id", filter=Q(success=True)),
-        avg_latency=Avg("latency_ms"),
-        fallbacks=Coalesce(Sum("fallbacks_used"), 0),
-    )
+    first_day, last_day = start.astimezone(UTC).date(), end.astimezone(UTC).date()
+    rows = rollups.daily_rows(organization, first_day, last_day)
+    totals = rows.aggregate(**_rollup_aggregates())
     requests = totals["requests"]
-    failed = requests - totals["successful"]
-    top_keys = list(
-        metrics.values("client_key", name=F("client_key__name"), prefix=F("client_key__prefix"))
-        .annotate(**_usage_aggregates())
-        .order_by("-cost", "-requests")[:TOP_N]
+
+    daily = [
+        {"date": row["day"], **{k: row[k] for k in ("requests", "errors", "tokens", "cost")}}
+        for row in rows.values("day").annotate(**_rollup_aggregates()).order_by("day")
+    ]
+    top_models = [
+        {"model": row["model_pk"] or None, "served_model": row["served_model"], **_usage(row)}
+        for row in rows.values("model_pk", "served_model")
+        .annotate(**_rollup_aggregates())
+        .order_by("-cost", "-requests", "served_model")[:TOP_N]
+    ]
+    key_rows = list(
+        rows.exclude(client_key_pk=0)
+        .values("client_key_pk")
+        .annotate(**_rollup_aggregates())
+        .order_by("-cost", "-requests", "client_key_pk")[:TOP_N]
     )
+    keys = {
+        key.pk: key
+        for key in ClientKey.objects.for_org(organization).filter(
+            pk__in=[row["client_key_pk"] for row in key_rows]
+        )
+    }
+    top_keys = [
+        {
+            "client_key": row["client_key_pk"],
+            "name": getattr(keys.get(row["client_key_pk"]), "name", None),
+            "prefix": getattr(keys.get(row["client_key_pk"]), "prefix", None),
+            **_usage(row),
+        }
+        for row in key_rows
+    ]
+
     health = {status: 0 for status in HealthStatus.values}
     for row in (
         ProviderCredential.objects.for_org(organization)
@@ -230,16 +281,104 @@ def dashboard_summary(*, organization, start=None, end=None) -> dict:
         "end": end,
         "totals": {
             "requests": requests,
-            "successful_requests": totals["successful"],
-            "failed_requests": failed,
-            "error_rate": round(failed / requests, 4) if requests else 0.0,
+            "successful_requests": requests - totals["errors"],
+            "failed_requests": totals["errors"],
+            "error_rate": round(totals["errors"] / requests, 4) if requests else 0.0,
             "tokens": totals["tokens"],
             "cost": totals["cost"],
-            "avg_latency_ms": totals["avg_latency"],
+            "avg_latency_ms": _mean_latency(totals),
             "fallbacks_taken": totals["fallbacks"],
         },
-        "daily": daily_series(metrics),
-        "top_models": cost_by_model(metrics, limit=TOP_N),
+        "daily": daily,
+        "top_models": top_models,
         "top_client_keys": top_keys,
         "credential_health": health,
+        "latency_by_provider": latency_by_provider(organization, first_day, last_day),
+        "credentials": credential_overview(organization),
     }
+
+
+def _usage(row) -> dict:
+    return {"requests": row["requests"], "tokens": row["tokens"], "cost": row["cost"]}
+
+
+def latency_by_provider(organization, first_day, last_day) -> list[dict]:
+    """Requests, error rate, fallbacks and p50/p95 latency per provider over whole days.
+
+    Percentiles come from the latency buckets of successful requests and are reported as
+    the upper bound of the bucket they fall in (see ``modelhub.rollups``).
+    """
+    groups = list(
+        rollups.daily_rows(organization, first_day, last_day)
+        .values("provider_pk")
+        .annotate(**_rollup_aggregates())
+        .order_by("-requests", "provider_pk")
+    )
+    slugs = dict(
+        Provider.objects.filter(pk__in=[g["provider_pk"] for g in groups]).values_list("pk", "slug")
+    )
+    buckets: dict[int, dict[int, int]] = {}
+    for row in (
+        rollups.latency_rows(organization, first_day, last_day)
+        .values("provider_pk", "bucket")
+        .annotate(n=Sum("count"))
+        .order_by()
+    ):
+        buckets.setdefault(row["provider_pk"], {})[row["bucket"]] = row["n"]
+    result = []
+    for group in groups:
+        counts = buckets.get(group["provider_pk"], {})
+        result.append(
+            {
+                "provider": group["provider_pk"] or None,
+                "provider_slug": slugs.get(group["provider_pk"]),
+                "requests": group["requests"],
+                "errors": group["errors"],
+                "error_rate": round(group["errors"] / group["requests"], 4)
+                if group["requests"]
+                else 0.0,
+                "fallbacks": group["fallbacks"],
+                "avg_latency_ms": _mean_latency(group),
+                "p50_ms": rollups.percentile_from_buckets(counts, 50),
+                "p95_ms": rollups.percentile_from_buckets(counts, 95),
+            }
+        )
+    return result
+
+
+def credential_overview(organization) -> list[dict]:
+    """Every credential with its health, last error and quota usage in the current period."""
+    rows = []
+    now = timezone.now()
+    for credential in (
+        ProviderCredential.objects.for_org(organization)
+        .select_related("provider")
+        .order_by("provider__slug", "priority", "id")
+    ):
+        rows.append(
+            {
+                "id": credential.pk,
+                "name": credential.name,
+                "provider_slug": credential.provider.slug,
+                "secret_hint": credential.secret_hint,
+                "is_active": credential.is_active,
+                "health_status": credential.health_status,
+                "last_error": credential.last_error,
+                "consecutive_failures": credential.consecutive_failures,
+                "last_failure_at": credential.last_failure_at,
+                "cooldown_until": credential.cooldown_until
+                if credential.cooldown_until and credential.cooldown_until > now
+                else None,
+                "quotas": [
+                    {
+                        "quota": state.name,
+                        "limit": state.limit,
+                        "used": state.used,
+                        "percent_used": state.percent_used,
+                        "resets_at": state.resets_at,
+                    }
+                    for state in quota_states(credential, now)
+                ],
+            }
+        )
+    return rows

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from modelhub import rollups
 from modelhub.crypto import encrypt_secret, generate_client_key, mask_secret
 from modelhub.models import (
     ClientKey,
@@ -164,6 +165,9 @@ def provider_credential_record_success(
     )
 
 
+MAX_COOLDOWN_SECONDS = 3600
+
+
 def provider_credential_record_failure(
     *, credential: ProviderCredential, error: str, now: datetime | None = None
 ) -> ProviderCredential:
@@ -180,8 +184,9 @@ def provider_credential_record_failure(
         credential.last_error = error[:2000]
         threshold = settings.CREDENTIAL_FAILURE_THRESHOLD
         if credential.consecutive_failures >= threshold:
-            exponent = min(credential.consecutive_failures - threshold, 6)
-            seconds = min(settings.CREDENTIAL_COOLDOWN_SECONDS * 2**exponent, 3600)
+            # The exponent cap only keeps the number small; the hour is the real ceiling.
+            exponent = min(credential.consecutive_failures - threshold, 20)
+            seconds = min(settings.CREDENTIAL_COOLDOWN_SECONDS * 2**exponent, MAX_COOLDOWN_SECONDS)
             credential.health_status = HealthStatus.UNHEALTHY
             credential.cooldown_until = now + timedelta(seconds=seconds)
         else:
@@ -212,6 +217,9 @@ def client_key_create(
     *, organization: Organization, name: str, created_by: User | None = None, **fields
 ) -> IssuedClientKey:
     """Create a key; the raw value is returned here once and only its digest is stored."""
+    expires_at = fields.get("expires_at")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "A new key must expire in the future."})
     raw, prefix, digest = generate_client_key()
     client_key = ClientKey(
         organization=organization,
@@ -273,6 +281,8 @@ class CostEstimate:
     total: Decimal
     breakdown: dict[str, Decimal]
     missing_prices: list[str]
+    # The price applied to each counted item (None when the model has none).
+    unit_prices: dict[str, Decimal | None]
 
 
 # usage name -> (model price field, what it is counted in)
@@ -297,6 +307,7 @@ def estimate_cost(*, model: Model, usage: Mapping[str, int]) -> CostEstimate:
     """
     breakdown: dict[str, Decimal] = {}
     missing: list[str] = []
+    unit_prices: dict[str, Decimal | None] = {}
     for name, price_field in COST_COMPONENTS.items():
         count = int(usage.get(name) or 0)
         if not count:
@@ -304,12 +315,13 @@ def estimate_cost(*, model: Model, usage: Mapping[str, int]) -> CostEstimate:
         price = getattr(model, price_field)
         if price is None and name == "cached_input_tokens":
             price = model.pricing_prompt
+        unit_prices[name] = price
         if price is None:
             missing.append(name)
             continue
         breakdown[name] = price * count
     total = sum(breakdown.values(), Decimal(0))
-    return CostEstimate(total, breakdown, missing)
+    return CostEstimate(total, breakdown, missing, unit_prices)
 
 
 def metric_create(*, organization: Organization, **fields) -> ModelMetric:
@@ -318,11 +330,17 @@ def metric_create(*, organization: Organization, **fields) -> ModelMetric:
     )
     metric = ModelMetric(organization=organization, **fields)
     metric.full_clean(exclude=["organization"])
-    metric.save()
+    with transaction.atomic():
+        metric.save()
+        rollups.add_metrics([metric])
     return metric
 
 
 def metrics_bulk_create(rows: Iterable[ModelMetric], batch_size: int = 500) -> int:
-    """Write many metric rows at once (the gateway's batched writer uses this)."""
-    created = ModelMetric.objects.bulk_create(list(rows), batch_size=batch_size)
+    """Write many metric rows at once, with their daily rollups (the gateway's batched
+    writer uses this)."""
+    rows = list(rows)
+    with transaction.atomic():
+        created = ModelMetric.objects.bulk_create(rows, batch_size=batch_size)
+        rollups.add_metrics(created)
     return len(created)

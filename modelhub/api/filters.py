@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters as filters
+from django import forms
+from django_filters.fields import IsoDateTimeField
 
 from modelhub.models import (
     ClientKey,
@@ -16,11 +20,44 @@ from modelhub.models import (
     RoutingStrategy,
 )
 
+# The database's integer range: a larger number in a query string is a 400, not an
+# overflow inside the database driver.
+INTEGER_MIN, INTEGER_MAX = -(2**63), 2**63 - 1
 
-def id_filter(field_name: str) -> filters.NumberFilter:
+
+class IntegerFilter(filters.NumberFilter):
+    """A whole number within the database's integer range."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", INTEGER_MIN)
+        kwargs.setdefault("max_value", INTEGER_MAX)
+        super().__init__(*args, **kwargs)
+
+
+class _BoundedIsoDateTimeField(IsoDateTimeField):
+    def to_python(self, value):
+        result = super().to_python(value)
+        if result is None:
+            return None
+        try:
+            # The database adapter converts to UTC too; year 1 or 9999 may not survive it.
+            return result.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+
+
+class DateTimeFilter(filters.IsoDateTimeFilter):
+    """An ISO 8601 datetime; one that overflows in UTC is invalid, not a crash."""
+
+    field_class = _BoundedIsoDateTimeField
+
+
+def id_filter(field_name: str) -> IntegerFilter:
     # Plain ids, not ModelChoiceFilter: a choice filter would answer "invalid choice" for
     # a missing id but filter silently for another organization's, telling them apart.
-    return filters.NumberFilter(field_name=field_name)
+    return IntegerFilter(field_name=field_name)
 
 
 class ProviderFilter(filters.FilterSet):
@@ -39,8 +76,8 @@ class ModelFilter(filters.FilterSet):
     max_price_prompt = filters.NumberFilter(field_name="pricing_prompt", lookup_expr="lte")
     min_price_completion = filters.NumberFilter(field_name="pricing_completion", lookup_expr="gte")
     max_price_completion = filters.NumberFilter(field_name="pricing_completion", lookup_expr="lte")
-    min_context_length = filters.NumberFilter(field_name="context_length", lookup_expr="gte")
-    max_context_length = filters.NumberFilter(field_name="context_length", lookup_expr="lte")
+    min_context_length = IntegerFilter(field_name="context_length", lookup_expr="gte")
+    max_context_length = IntegerFilter(field_name="context_length", lookup_expr="lte")
     is_global = filters.BooleanFilter(field_name="provider__organization", lookup_expr="isnull")
 
     class Meta:
@@ -82,8 +119,8 @@ class RoutingRuleFilter(filters.FilterSet):
 
 
 class ModelMetricFilter(filters.FilterSet):
-    start = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    end = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    start = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    end = DateTimeFilter(field_name="created_at", lookup_expr="lte")
     model_type = filters.ChoiceFilter(choices=ModelType.choices)
     model = id_filter("model")
     provider = id_filter("provider")

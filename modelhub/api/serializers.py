@@ -250,6 +250,9 @@ class ModelSerializer(serializers.ModelSerializer):
 def _string_list(value, name):
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise serializers.ValidationError(f"{name} must be a list of strings.")
+    # PostgreSQL's jsonb cannot hold a NUL character; CharField refuses it too.
+    if any("\x00" in v for v in value):
+        raise serializers.ValidationError(f"{name} cannot contain null characters.")
     return value
 
 
@@ -266,16 +269,18 @@ class CostEstimateInputSerializer(serializers.Serializer):
     web_searches = serializers.IntegerField(min_value=0, max_value=MAX_UNITS, default=0)
 
 
+def exact_decimal(**kwargs) -> serializers.DecimalField:
+    """A Decimal shown with every digit it has: per-token prices carry up to 18 decimal
+    places and counts up to 1e9, so any fixed quantization would round or overflow."""
+    return serializers.DecimalField(max_digits=None, decimal_places=None, **kwargs)
+
+
 class CostEstimateSerializer(serializers.Serializer):
     model = serializers.IntegerField()
     currency = serializers.CharField()
-    estimated_cost = serializers.DecimalField(max_digits=30, decimal_places=12, allow_null=True)
-    breakdown = serializers.DictField(
-        child=serializers.DecimalField(max_digits=30, decimal_places=12)
-    )
-    unit_prices = serializers.DictField(
-        child=serializers.DecimalField(max_digits=30, decimal_places=18, allow_null=True)
-    )
+    estimated_cost = exact_decimal(allow_null=True)
+    breakdown = serializers.DictField(child=exact_decimal())
+    unit_prices = serializers.DictField(child=exact_decimal(allow_null=True))
     missing_prices = serializers.ListField(child=serializers.CharField())
     detail = serializers.CharField(required=False)
 
@@ -288,7 +293,11 @@ class ProviderCredentialSerializer(serializers.ModelSerializer):
 
     provider = ScopedRelatedField(model=Provider, scope=visible_providers)
     provider_slug = serializers.CharField(source="provider.slug", read_only=True)
-    secret = serializers.CharField(write_only=True, max_length=4096, trim_whitespace=True)
+    # Required on create only (checked in validate): the secret is never shown, so a client
+    # replaying a GET into a PUT cannot resend it, and keeping the stored one is right.
+    secret = serializers.CharField(
+        write_only=True, required=False, max_length=4096, trim_whitespace=True
+    )
 
     class Meta:
         model = ProviderCredential
@@ -444,6 +453,9 @@ class RoutingTargetSerializer(serializers.ModelSerializer):
         read_only_fields = ["position"]
 
     def validate(self, attrs):
+        # A partial update skips missing fields, but a target without a model means nothing.
+        if "model" not in attrs:
+            raise serializers.ValidationError({"model": "This field is required."})
         credential = attrs.get("credential")
         if credential is not None and credential.provider_id != attrs["model"].provider_id:
             raise serializers.ValidationError(
@@ -703,6 +715,40 @@ class TopKeySerializer(_GroupSerializer):
     prefix = serializers.CharField(allow_null=True)
 
 
+class ProviderLatencySerializer(serializers.Serializer):
+    provider = serializers.IntegerField(allow_null=True)
+    provider_slug = serializers.CharField(allow_null=True)
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    error_rate = serializers.FloatField()
+    fallbacks = serializers.IntegerField()
+    avg_latency_ms = serializers.FloatField(allow_null=True)
+    p50_ms = serializers.IntegerField(allow_null=True)
+    p95_ms = serializers.IntegerField(allow_null=True)
+
+
+class CredentialQuotaSerializer(serializers.Serializer):
+    quota = serializers.CharField()
+    limit = serializers.DecimalField(max_digits=30, decimal_places=6, allow_null=True)
+    used = serializers.DecimalField(max_digits=30, decimal_places=6)
+    percent_used = serializers.FloatField(allow_null=True)
+    resets_at = serializers.DateTimeField()
+
+
+class CredentialOverviewSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    provider_slug = serializers.CharField()
+    secret_hint = serializers.CharField()
+    is_active = serializers.BooleanField()
+    health_status = serializers.CharField()
+    last_error = serializers.CharField()
+    consecutive_failures = serializers.IntegerField()
+    last_failure_at = serializers.DateTimeField(allow_null=True)
+    cooldown_until = serializers.DateTimeField(allow_null=True)
+    quotas = CredentialQuotaSerializer(many=True)
+
+
 class DashboardSummarySerializer(serializers.Serializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
@@ -711,3 +757,5 @@ class DashboardSummarySerializer(serializers.Serializer):
     top_models = CostByModelSerializer(many=True)
     top_client_keys = TopKeySerializer(many=True)
     credential_health = serializers.DictField(child=serializers.IntegerField())
+    latency_by_provider = ProviderLatencySerializer(many=True)
+    credentials = CredentialOverviewSerializer(many=True)

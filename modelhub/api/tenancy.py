@@ -9,6 +9,7 @@ input the same way: an id that belongs to another organization is "does not exis
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 
 from drf_spectacular.openapi import AutoSchema
@@ -35,6 +36,15 @@ METHOD_ROLES = {
 }
 
 
+SLUG = re.compile(r"[-a-zA-Z0-9_]+")
+
+
+def is_slug(value: str) -> bool:
+    """Whether ``value`` could be an organization's slug. Anything else (a NUL byte, say,
+    which PostgreSQL refuses in a query) is simply not found, without asking the database."""
+    return bool(SLUG.fullmatch(value)) and len(value) <= 100
+
+
 def has_role(membership: Membership, required: str) -> bool:
     return ROLE_RANK[membership.role] >= ROLE_RANK[required]
 
@@ -48,7 +58,7 @@ def resolve_membership(request) -> Membership:
     memberships = Membership.objects.select_related("organization").filter(user=request.user)
     slug = request.headers.get(ORGANIZATION_HEADER, "").strip()
     if slug:
-        membership = memberships.filter(organization__slug=slug).first()
+        membership = memberships.filter(organization__slug=slug).first() if is_slug(slug) else None
         if membership is None:
             raise exceptions.NotFound(f"Organization '{slug}' not found.")
         return membership
@@ -101,6 +111,9 @@ class OrganizationScopedViewSet(viewsets.GenericViewSet):
     permission_classes = [permissions.IsAuthenticated, RolePermission]
     schema = OrganizationHeaderSchema()
     action_roles: dict[str, str] = {}
+    # Any path segment reaches the view, so a malformed id ("1.5") is the API's JSON 404
+    # rather than the URL resolver's HTML page.
+    lookup_value_regex = "[^/]+"
 
     @cached_property
     def membership(self) -> Membership:

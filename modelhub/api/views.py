@@ -12,6 +12,7 @@ from functools import cached_property
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Count, Prefetch
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -30,6 +31,7 @@ from modelhub.api.tenancy import (
     METHOD_ROLES,
     OrganizationScopedViewSet,
     has_role,
+    is_slug,
 )
 from modelhub.models import (
     ClientKey,
@@ -86,7 +88,7 @@ class OrganizationViewSet(viewsets.ModelViewSet):
     serializer_class = serializers.OrganizationSerializer
     permission_classes = [permissions.IsAuthenticated]
     lookup_field = "slug"
-    lookup_value_regex = "[-a-zA-Z0-9_]+"
+    lookup_value_regex = "[^/]+"
     action_roles = {"destroy": Role.OWNER}
     search_fields = ["name", "slug"]
     ordering_fields = ["name", "slug", "created_at"]
@@ -110,6 +112,8 @@ class OrganizationViewSet(viewsets.ModelViewSet):
         return context
 
     def get_object(self):
+        if not is_slug(self.kwargs[self.lookup_field]):
+            raise Http404("No Organization matches the given query.")
         organization = super().get_object()
         required = self.action_roles.get(self.action) or METHOD_ROLES.get(self.request.method)
         membership = Membership(organization=organization, role=self.roles[organization.pk])
@@ -312,11 +316,7 @@ class ModelViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedV
             "currency": "USD",
             "estimated_cost": None if estimate.missing_prices else estimate.total,
             "breakdown": estimate.breakdown,
-            "unit_prices": {
-                name: getattr(model, field)
-                for name, field in services.COST_COMPONENTS.items()
-                if data.validated_data.get(name)
-            },
+            "unit_prices": estimate.unit_prices,
             "missing_prices": estimate.missing_prices,
         }
         if estimate.missing_prices:

@@ -10,12 +10,17 @@ def test_first_session(db, client):
 
     User.objects.create_user(username="ada", password="s3cret-pass")
     tokens = client.post(
-        "/api/auth/token/", {"username": "ada", "password": "s3cret-pass"}, content_type="application/json"
+        "/api/auth/token/",
+        {"username": "ada", "password": "s3cret-pass"},
+        content_type="application/json",
     ).json()
     auth = {"HTTP_AUTHORIZATION": f"Bearer {tokens['access']}"}
-    assert client.post(
-        "/api/auth/token/verify/", {"token": tokens["access"]}, content_type="application/json"
-    ).status_code == 200
+    assert (
+        client.post(
+            "/api/auth/token/verify/", {"token": tokens["access"]}, content_type="application/json"
+        ).status_code
+        == 200
+    )
 
     # No organization yet: a 400 that says what to do.
     response = client.get("/api/modelhub/providers/", **auth)
@@ -23,11 +28,16 @@ def test_first_session(db, client):
     assert "organization" in response.json()["detail"].lower()
 
     org = client.post(
-        "/api/modelhub/organizations/", {"name": "Research Lab"}, content_type="application/json", **auth
+        "/api/modelhub/organizations/",
+        {"name": "Research Lab"},
+        content_type="application/json",
+        **auth,
     ).json()
     assert org["slug"] == "research-lab" and org["role"] == "owner"
 
-    groq = Provider.objects.create(name="Groq", slug="groq", base_url="https://api.groq.com/openai/v1")
+    groq = Provider.objects.create(
+        name="Groq", slug="groq", base_url="https://api.groq.com/openai/v1"
+    )
     llama = Model.objects.create(
         provider=groq,
         provider_model_id="llama-3.1-8b-instant",
