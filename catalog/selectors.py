@@ -16,9 +16,8 @@ from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, W
 from catalog.parameters import CAPABILITIES, ModelListParams, ProviderListParams
 from modelhub.cache import catalog_version
 from modelhub.models import Model, Provider
+from modelhub.selectors import equivalent_models
 
-# Upper bound on stored offers gathered for one model's price comparison.
-MAX_OFFERS = 200
 # Columns the catalog never shows; the raw upstream record can be large.
 DEFERRED_MODEL_COLUMNS = ("raw", "sync_hash")
 
@@ -209,71 +208,7 @@ def find_model(provider_name: str, model_name: str, gateway: str | None = None) 
 # --- Offers of the same model across providers ----------------------------------------
 
 
-def normalised_name(model_id: str) -> str:
-    """The comparable core of a model id: no author or path prefix, no ``:variant``,
-    no ``-free`` suffix, lower case (``meta-llama/Llama-3.3-70B-Instruct:free`` ->
-    ``llama-3.3-70b-instruct``)."""
-    name = model_id.strip().lower().lstrip("~").rsplit("/", 1)[-1].split(":", 1)[0]
-    return name.removesuffix("-free")
-
-
-def _names_of(model: Model) -> set[str]:
-    """Every normalised name a model is known by: its id, Hugging Face id, canonical id."""
-    names = {normalised_name(model.provider_model_id)}
-    if model.hugging_face_id:
-        names.add(normalised_name(model.hugging_face_id))
-    if model.canonical_slug:
-        names.add(normalised_name(model.canonical_slug))
-    return names - {""}
-
-
-def _same_model(reference: Model, other: Model, names: set[str]) -> bool:
-    if reference.canonical_slug and other.canonical_slug == reference.canonical_slug:
-        return True
-    reference_hf = reference.hugging_face_id.lower()
-    if reference_hf and other.hugging_face_id.lower() == reference_hf:
-        return True
-    return bool(_names_of(other) & names)
-
-
-def _any_contains(field: str, names: set[str]) -> Q:
-    condition = Q()
-    for name in names:
-        condition |= Q(**{f"{field}__icontains": name})
-    return condition
-
-
 def offers_of(model: Model) -> list[Model]:
-    """Every stored offer of the same model (``model`` included), matched by canonical id,
-    Hugging Face id or normalised name (of the id, the Hugging Face id or the canonical
-    id, so a provider's own name for the weights still meets the others).
-
-    Each candidate search reads one narrow column, which the database answers from the
-    index on that column (the per-provider unique index carries ``provider_model_id``)
-    instead of scanning the wide model rows; only the matches are then loaded in full.
-    """
-    names = _names_of(model)
-    candidate_ids = {model.pk}
-    if names:
-        candidate_ids.update(
-            Model.objects.filter(_any_contains("provider_model_id", names))
-            .order_by()
-            .values_list("id", flat=True)[:MAX_OFFERS]
-        )
-    if model.hugging_face_id:
-        # Exact spellings keep this an index seek; other casings of the same weights are
-        # still found through their normalised provider ids above.
-        spellings = {model.hugging_face_id, model.hugging_face_id.lower()}
-        candidate_ids.update(
-            Model.objects.filter(hugging_face_id__in=spellings)
-            .order_by()
-            .values_list("id", flat=True)[:MAX_OFFERS]
-        )
-    if model.canonical_slug:
-        candidate_ids.update(
-            Model.objects.filter(canonical_slug=model.canonical_slug)
-            .order_by()
-            .values_list("id", flat=True)[:MAX_OFFERS]
-        )
-    candidates = public_models().filter(pk__in=candidate_ids).order_by("id")
-    return [m for m in candidates if m.pk == model.pk or _same_model(model, m, names)]
+    """Every public offer of the same model (``model`` included), matched by canonical id,
+    Hugging Face id or normalised name (see ``modelhub.selectors.equivalent_models``)."""
+    return equivalent_models([model], public_models())

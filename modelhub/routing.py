@@ -32,7 +32,7 @@ from modelhub.models import (
     RoutingTarget,
 )
 from modelhub.quotas import exhausted_quota
-from modelhub.selectors import equivalent_models_q, resolve_model_names_q
+from modelhub.selectors import equivalent_models, resolve_model_names_q
 
 AUTO_MODEL = "auto"
 CAPABILITIES = {
@@ -213,11 +213,8 @@ def _resolve_without_rule(organization, request, plan):
                 by_name[name].append(model)
 
     primary = by_name[request.requested_model]
-    equivalents = []
-    if primary:
-        equivalents = list(
-            visible.filter(equivalent_models_q(primary)).exclude(pk__in=[m.pk for m in direct])
-        )
+    direct_ids = {m.pk for m in direct}
+    equivalents = [m for m in equivalent_models(primary, visible) if m.pk not in direct_ids]
 
     targets = []
     for name in names:

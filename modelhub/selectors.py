@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, timedelta
 from decimal import Decimal
 
-from django.db.models import Avg, Count, DecimalField, F, Q, Sum
+from django.db.models import Avg, Count, DecimalField, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -34,23 +34,82 @@ def resolve_model_names_q(names: Iterable[str]) -> Q:
     return query
 
 
-def model_base_name(provider_model_id: str) -> str:
-    """The last path segment, lower-cased: ``Meta-Llama/Llama-3.3-70B`` -> ``llama-3.3-70b``."""
-    return provider_model_id.rsplit("/", 1)[-1].lower()
+# Upper bound on the models gathered as the same weights at other providers.
+MAX_EQUIVALENTS = 200
 
 
-def equivalent_models_q(models: Iterable[Model]) -> Q:
-    """Models that are the same weights as any of ``models`` at another provider: the same
-    Hugging Face id, the same canonical slug, or the same base name."""
-    query = Q(pk__in=[])
-    for model in models:
-        if model.hugging_face_id:
-            query |= Q(hugging_face_id__iexact=model.hugging_face_id)
-        if model.canonical_slug:
-            query |= Q(canonical_slug=model.canonical_slug)
-        base = model_base_name(model.provider_model_id)
-        query |= Q(provider_model_id__iexact=base) | Q(provider_model_id__iendswith="/" + base)
-    return query
+def normalised_name(model_id: str) -> str:
+    """The comparable core of a model id: no author or path prefix, no ``:variant``,
+    no ``-free`` suffix, lower case (``meta-llama/Llama-3.3-70B-Instruct:free`` ->
+    ``llama-3.3-70b-instruct``)."""
+    name = model_id.strip().lower().lstrip("~").rsplit("/", 1)[-1].split(":", 1)[0]
+    return name.removesuffix("-free")
+
+
+def model_names(model: Model) -> set[str]:
+    """Every normalised name a model is known by: its id, Hugging Face id, canonical id."""
+    names = {normalised_name(model.provider_model_id)}
+    if model.hugging_face_id:
+        names.add(normalised_name(model.hugging_face_id))
+    if model.canonical_slug:
+        names.add(normalised_name(model.canonical_slug))
+    return names - {""}
+
+
+def is_same_model(reference: Model, other: Model) -> bool:
+    """Whether ``other`` sells the same weights as ``reference``: the same canonical id, the
+    same Hugging Face id, or a normalised name in common."""
+    if reference.canonical_slug and other.canonical_slug == reference.canonical_slug:
+        return True
+    reference_hf = reference.hugging_face_id.lower()
+    if reference_hf and other.hugging_face_id.lower() == reference_hf:
+        return True
+    return bool(model_names(other) & model_names(reference))
+
+
+def equivalent_models(references: Sequence[Model], queryset: QuerySet[Model]) -> list[Model]:
+    """The models of ``queryset`` that are the same weights as any of ``references`` (the
+    references themselves included), in at most four queries whatever their number.
+
+    Each candidate search reads one narrow, indexed column (the per-provider unique index
+    carries ``provider_model_id``) instead of scanning the wide model rows; only the
+    matches are then loaded in full and checked with :func:`is_same_model`.
+    """
+    reference_ids = {model.pk for model in references}
+    if not references:
+        return []
+    names = set().union(*(model_names(model) for model in references))
+    candidate_ids = set(reference_ids)
+    if names:
+        contains = Q(pk__in=[])
+        for name in names:
+            contains |= Q(provider_model_id__icontains=name)
+        candidate_ids.update(
+            Model.objects.filter(contains).order_by().values_list("id", flat=True)[:MAX_EQUIVALENTS]
+        )
+    # Exact spellings keep these index seeks; other casings of the same weights are still
+    # found through their normalised provider ids above.
+    spellings = {m.hugging_face_id for m in references if m.hugging_face_id}
+    spellings |= {spelling.lower() for spelling in spellings}
+    if spellings:
+        candidate_ids.update(
+            Model.objects.filter(hugging_face_id__in=spellings)
+            .order_by()
+            .values_list("id", flat=True)[:MAX_EQUIVALENTS]
+        )
+    slugs = {m.canonical_slug for m in references if m.canonical_slug}
+    if slugs:
+        candidate_ids.update(
+            Model.objects.filter(canonical_slug__in=slugs)
+            .order_by()
+            .values_list("id", flat=True)[:MAX_EQUIVALENTS]
+        )
+    candidates = queryset.filter(pk__in=candidate_ids).order_by("id")
+    return [
+        model
+        for model in candidates
+        if model.pk in reference_ids or any(is_same_model(ref, model) for ref in references)
+    ]
 
 
 # --- Metric reports -----------------------------------------------------------------------

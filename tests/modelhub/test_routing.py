@@ -561,8 +561,9 @@ def count_queries(org, model, **kwargs):
     [
         # rules + their targets, credentials, latencies
         (lambda n: f"route-{n}-{n - 1}", 4),
-        # rules + targets, direct names, equivalents, credentials
-        (lambda n: "shared-base-model", 5),
+        # rules + targets, direct names, equivalents (candidate ids by name, then the
+        # rows), credentials
+        (lambda n: "shared-base-model", 6),
         (lambda n: "auto", 4),
     ],
     ids=["rule", "no-rule", "auto"],
