@@ -26,7 +26,9 @@ def _check_redis() -> str | None:
     try:
         import redis
 
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2
+        )
         client.ping()
     except Exception as exc:
         return f"{type(exc).__name__}"
@@ -41,7 +43,9 @@ def readyz(request):
     failing = [name for name, error in checks.items() if error]
     body = {
         "status": "ok" if not failing else "unavailable",
-        "checks": {name: ("ok" if not error else f"error: {error}") for name, error in checks.items()},
+        "checks": {
+            name: ("ok" if not error else f"error: {error}") for name, error in checks.items()
+        },
     }
     if failing:
         body["detail"] = "Not ready: " + ", ".join(failing) + " unreachable."

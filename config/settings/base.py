@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
@@ -306,3 +307,36 @@ CELERY_BEAT_SCHEDULE["sync-all-providers"] = {
     "schedule": timedelta(hours=SYNC_INTERVAL_HOURS),
     "kwargs": {"trigger": "beat"},
 }
+# Client key lookups and routing plans are cached per process for this long: a revoked
+# key stops working, and a changed rule applies, within these bounds.
+GATEWAY_KEY_CACHE_SECONDS = env.float("GATEWAY_KEY_CACHE_SECONDS", default=5.0)
+GATEWAY_PLAN_CACHE_SECONDS = env.float("GATEWAY_PLAN_CACHE_SECONDS", default=2.0)
+GATEWAY_MODEL_LIST_CACHE_SECONDS = env.float("GATEWAY_MODEL_LIST_CACHE_SECONDS", default=10.0)
+# Upstream calls: connect timeout, and the longest silence while reading (seconds).
+GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env.float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", default=5.0)
+GATEWAY_UPSTREAM_READ_TIMEOUT = env.float("GATEWAY_UPSTREAM_READ_TIMEOUT", default=120.0)
+GATEWAY_UPSTREAM_MAX_CONNECTIONS = env.int("GATEWAY_UPSTREAM_MAX_CONNECTIONS", default=1000)
+GATEWAY_UPSTREAM_KEEPALIVE_SECONDS = env.float("GATEWAY_UPSTREAM_KEEPALIVE_SECONDS", default=30.0)
+# Retries of one candidate on connection errors, timeouts, 429 and 5xx before falling
+# back: exponential backoff from GATEWAY_RETRY_BACKOFF seconds; a Retry-After longer
+# than GATEWAY_RETRY_MAX_WAIT moves on to the next candidate at once.
+GATEWAY_RETRIES_PER_CANDIDATE = env.int("GATEWAY_RETRIES_PER_CANDIDATE", default=1)
+GATEWAY_RETRY_BACKOFF = env.float("GATEWAY_RETRY_BACKOFF", default=0.2)
+GATEWAY_RETRY_MAX_WAIT = env.float("GATEWAY_RETRY_MAX_WAIT", default=2.0)
+# Completion tokens assumed for limits and budget reservations when a request sets no
+# max_tokens; the reservation is corrected to actual usage when the request ends.
+GATEWAY_ESTIMATED_COMPLETION_TOKENS = env.int("GATEWAY_ESTIMATED_COMPLETION_TOKENS", default=256)
+# Where rate-limit and budget counters live: "auto" (Redis when REDIS_URL is set, the
+# database otherwise), "redis" or "database". GATEWAY_LIMIT_REDIS_URL overrides REDIS_URL.
+GATEWAY_LIMIT_BACKEND = env.str("GATEWAY_LIMIT_BACKEND", default="auto")
+GATEWAY_LIMIT_REDIS_URL = env.str("GATEWAY_LIMIT_REDIS_URL", default="")
+# Threads (each with its own database connection) that run the gateway's ORM calls.
+GATEWAY_DB_THREADS = env.int("GATEWAY_DB_THREADS", default=4)
+# Metric rows are written in batches: every GATEWAY_METRICS_FLUSH_SECONDS or when
+# GATEWAY_METRICS_BATCH_SIZE rows wait; at most GATEWAY_METRICS_MAX_PENDING are kept
+# while the database is unreachable.
+GATEWAY_METRICS_FLUSH_SECONDS = env.float("GATEWAY_METRICS_FLUSH_SECONDS", default=1.0)
+GATEWAY_METRICS_BATCH_SIZE = env.int("GATEWAY_METRICS_BATCH_SIZE", default=500)
+GATEWAY_METRICS_MAX_PENDING = env.int("GATEWAY_METRICS_MAX_PENDING", default=100_000)
+# Seconds a shutdown waits for background work (limit settlement, health updates).
+GATEWAY_SHUTDOWN_TIMEOUT = env.float("GATEWAY_SHUTDOWN_TIMEOUT", default=10.0)

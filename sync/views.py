@@ -1,0 +1,89 @@
+"""Admin sync API: list providers, trigger syncs, read status (``ADMIN_API_KEY`` bearer).
+
+Syncs run inside the request so the answer carries the counts; a full sync of every
+provider takes as long as the slowest upstream (bounded by ``SYNC_HTTP_TIMEOUT`` per page).
+"""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from modelhub.admin_api import require_admin_api_key
+from modelhub.models import SyncStatus
+from sync import services
+from sync.registry import get_spec
+
+TRUE_VALUES = {"true", "1", "yes"}
+FALSE_VALUES = {"false", "0", "no", ""}
+
+
+def _dry_run(request) -> bool | None:
+    value = request.GET.get("dry_run", "false").strip().lower()
+    if value in TRUE_VALUES:
+        return True
+    if value in FALSE_VALUES:
+        return False
+    return None
+
+
+def _bad_dry_run() -> JsonResponse:
+    return JsonResponse({"detail": "dry_run must be true or false."}, status=400)
+
+
+@require_GET
+@require_admin_api_key
+def providers(request):
+    """Every registered provider: key configured or not, model counts, last sync."""
+    return JsonResponse({"providers": services.provider_overview()})
+
+
+@csrf_exempt
+@require_POST
+@require_admin_api_key
+def sync_one(request, slug: str):
+    """Sync one provider now. 200 when it synced, 502 when the upstream failed,
+    409 when it cannot run here (no key configured); the body has the same shape."""
+    spec = get_spec(slug)
+    if spec is None:
+        return JsonResponse({"detail": f"Unknown provider '{slug}'."}, status=404)
+    dry_run = _dry_run(request)
+    if dry_run is None:
+        return _bad_dry_run()
+    result = services.sync_provider(spec=spec, dry_run=dry_run, trigger="admin-api")
+    status = 200 if result.ok else 409 if result.status == SyncStatus.SKIPPED else 502
+    return JsonResponse(
+        {"success": result.ok, "message": result.message, "details": result.details()},
+        status=status,
+    )
+
+
+@csrf_exempt
+@require_POST
+@require_admin_api_key
+def sync_all(request):
+    """Sync every provider now; providers without a key are reported as skipped."""
+    dry_run = _dry_run(request)
+    if dry_run is None:
+        return _bad_dry_run()
+    results = services.sync_providers(dry_run=dry_run, trigger="admin-api")
+    failed = [r.provider for r in results if r.status == SyncStatus.FAILED]
+    synced = [r for r in results if r.ok]
+    models = sum(r.transformed for r in synced)
+    message = f"Synced {models} models from {len(synced)} providers"
+    message += f"; failed: {', '.join(failed)}." if failed else "."
+    return JsonResponse(
+        {
+            "success": not failed,
+            "message": message,
+            "details": [r.details() for r in results],
+        }
+    )
+
+
+@require_GET
+@require_admin_api_key
+def status(request):
+    """Totals, the last run of every provider, and the providers overdue for a sync."""
+    return JsonResponse(services.sync_status())

@@ -1,0 +1,77 @@
+"""``manage.py sync_models`` and ``build_catalog_snapshot``."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from modelhub.models import Model, SyncRun
+
+from .conftest import load_response
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command("sync_models", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_sync_selected_providers_prints_progress_and_summary(serve):
+    serve("openrouter", load_response("openrouter.json"))
+    serve("vercel", load_response("vercel.json"))
+    output = run("--providers", "openrouter", "vercel", "openai")
+    assert "Synced 38 models from openrouter" in output
+    assert "Skipped openai: OPENAI_API_KEY is not set" in output
+    summary = output.split("provider ", 1)[1]
+    assert "openrouter" in summary and "total" in summary and "50" in summary
+    assert Model.objects.count() == 50
+
+
+def test_failure_exits_non_zero(serve):
+    serve("openrouter", {"error": "boom"}, status=500)
+    serve("vercel", load_response("vercel.json"))
+    with pytest.raises(CommandError) as excinfo:
+        run("--providers", "openrouter", "vercel")
+    assert excinfo.value.returncode == 1
+    assert "openrouter" in str(excinfo.value)
+    assert Model.objects.filter(provider__slug="vercel").count() == 12
+
+
+def test_dry_run_and_verbose(serve):
+    body = load_response("openrouter.json")
+    body["data"].append({"name": "broken"})
+    serve("openrouter", body)
+    output = run("--providers", "openrouter", "--dry-run", "--verbose")
+    assert "Dry run: would sync 38 models" in output
+    assert "skipped: #38" in output
+    assert not Model.objects.exists()
+    assert SyncRun.objects.get().dry_run is True
+
+
+def test_unknown_provider_is_an_error():
+    with pytest.raises(CommandError, match="Unknown providers: nope"):
+        run("--providers", "nope")
+
+
+def test_snapshot_load_without_network(http, tmp_path):
+    snapshot = Path(__file__).resolve().parents[2] / "sync" / "snapshots" / "catalog.json.gz"
+    output = run("--snapshot", str(snapshot))
+    assert "Loading snapshot" in output and len(http.calls) == 0
+    assert Model.objects.count() > 300
+    assert Model.objects.filter(provider__slug="openrouter").count() == 63
+    with pytest.raises(CommandError, match="No such snapshot"):
+        run("--snapshot", str(tmp_path / "missing.json"))
+
+
+def test_build_catalog_snapshot(tmp_path):
+    out = StringIO()
+    target = tmp_path / "snap.json.gz"
+    call_command("build_catalog_snapshot", "--output", str(target), stdout=out)
+    assert target.exists() and "Wrote" in out.getvalue()
+    assert "openrouter" in out.getvalue() and "ollama" not in out.getvalue()

@@ -1,0 +1,126 @@
+"""Celery tasks: eager behaviour, retries, the beat entry, and a real worker on Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from celery.exceptions import Retry
+from django.conf import settings
+
+from config.celery import app as celery_app
+from modelhub.models import Model, SyncRun, SyncStatus
+from sync import tasks
+
+from .conftest import load_response
+
+
+@pytest.fixture
+def eager():
+    previous = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = previous
+
+
+def test_task_names_limits_and_beat_schedule():
+    assert tasks.sync_provider.name == "sync.sync_provider"
+    assert tasks.sync_all.name == "sync.sync_all"
+    assert tasks.sync_provider.time_limit == settings.SYNC_TASK_TIME_LIMIT
+    assert tasks.sync_provider.soft_time_limit < tasks.sync_provider.time_limit
+    entry = settings.CELERY_BEAT_SCHEDULE["sync-all-providers"]
+    assert entry["task"] == "sync.sync_all"
+    assert entry["schedule"].total_seconds() == settings.SYNC_INTERVAL_HOURS * 3600 == 6 * 3600
+
+
+@pytest.mark.django_db
+def test_sync_provider_task_delegates(eager, serve):
+    serve("openrouter", load_response("openrouter.json"))
+    details = tasks.sync_provider.delay("openrouter").get()
+    assert details["models_synced"] == 38 and details["status"] == "success"
+    assert SyncRun.objects.get().trigger == "celery"
+    assert tasks.sync_provider.delay("no-such-provider").get()["status"] == "unknown"
+
+
+@pytest.mark.django_db
+def test_transient_errors_are_recorded_and_retried(eager, serve):
+    serve("openrouter", {"error": "busy"}, status=503)
+    with pytest.raises(Retry):  # eager mode surfaces the scheduled retry
+        tasks.sync_provider.delay("openrouter").get()
+    run = SyncRun.objects.get(provider_slug="openrouter")
+    assert run.status == SyncStatus.FAILED and run.error == "HTTP 503 from the provider"
+
+
+@pytest.mark.django_db
+def test_auth_errors_are_not_retried(eager, serve, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-123456789")
+    serve("openai", {"error": "bad key"}, status=401)
+    assert tasks.sync_provider.delay("openai").get()["status"] == "failed"
+    assert SyncRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_sync_all_fans_out_to_syncable_providers(eager, serve):
+    serve("openrouter", load_response("openrouter.json"))
+    serve("vercel", load_response("vercel.json"))
+    for slug, fixture in [
+        ("deepinfra", "deepinfra.json"),
+        ("featherless", "featherless.json"),
+        ("huggingface", "huggingface-router.json"),
+        ("helicone", "helicone.json"),
+        ("aihubmix", "aihubmix.json"),
+        ("nearai", "nearai.json"),
+        ("chutes", "chutes.json"),
+    ]:
+        serve(slug, load_response(fixture))
+    fal = load_response("fal.json")
+    serve("fal", {**fal, "has_more": False})
+    slugs = tasks.sync_all.delay().get()
+    assert "openai" not in slugs and {"openrouter", "vercel"} <= set(slugs)
+    assert set(SyncRun.objects.values_list("provider_slug", flat=True)) == set(slugs)
+    assert Model.objects.filter(provider__slug="openrouter").count() == 38
+
+
+@pytest.mark.django_db
+def test_admin_action_queues_after_commit(eager, serve, django_capture_on_commit_callbacks):
+    serve("vercel", load_response("vercel.json"))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        tasks.enqueue_provider_syncs(slugs=["vercel"], trigger="admin:test")
+    assert not SyncRun.objects.exists()  # nothing runs before the commit
+    for callback in callbacks:
+        callback()
+    assert SyncRun.objects.get().trigger == "admin:test"
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_real_worker_on_redis_broker(serve):
+    """A real Celery worker consumes sync tasks from the Redis broker and writes the DB."""
+    from celery.contrib.testing.worker import start_worker
+
+    assert not celery_app.conf.task_always_eager
+    assert celery_app.conf.broker_url.startswith("redis://")
+    serve("openrouter", load_response("openrouter.json"))
+    serve("vercel", load_response("vercel.json"))
+    with start_worker(
+        celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30
+    ):
+        details = tasks.sync_provider.delay("openrouter").get(timeout=60)
+        assert details["models_synced"] == 38
+        result = tasks.sync_all.delay()
+        slugs = result.get(timeout=60)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = SyncRun.objects.filter(trigger="celery").exclude(status=SyncStatus.RUNNING)
+            if set(done.values_list("provider_slug", flat=True)) >= set(slugs):
+                break
+            time.sleep(0.2)
+    assert Model.objects.filter(provider__slug="openrouter").count() == 38
+    assert Model.objects.filter(provider__slug="vercel").count() == 12
+    statuses = dict(
+        SyncRun.objects.filter(provider_slug__in=["openrouter", "vercel"])
+        .order_by("id")
+        .values_list("provider_slug", "status")
+    )
+    assert statuses == {"openrouter": SyncStatus.SUCCESS, "vercel": SyncStatus.SUCCESS}
