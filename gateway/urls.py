@@ -1,1 +1,14 @@
-urlpatterns: list = []
+from django.urls import path
+
+from gateway import views
+
+app_name = "gateway"
+
+urlpatterns = [
+    path("v1/chat/completions", views.chat_completions, name="chat-completions"),
+    path("v1/completions", views.completions, name="completions"),
+    path("v1/embeddings", views.embeddings, name="embeddings"),
+    path("v1/models", views.models, name="models"),
+    path("v1/models/<path:model_id>", views.model_detail, name="model-detail"),
+    path("metrics", views.metrics, name="metrics"),
+]

@@ -1,0 +1,104 @@
+"""Client key authentication: by SHA-256 digest, cached for a few seconds.
+
+The cache holds a snapshot of the key (and a short negative entry for unknown keys), so
+a revoked key stops working within ``GATEWAY_KEY_CACHE_SECONDS``; expiry is checked
+against the snapshot on every request and is exact.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from gateway.errors import AuthenticationFailed
+from gateway.runtime import MISSING
+from modelhub.crypto import hash_client_key
+from modelhub.models import ClientKey, Organization
+
+
+@dataclass(frozen=True)
+class ClientKeyInfo:
+    id: int
+    name: str
+    organization: Organization
+    allowed_models: tuple[str, ...]
+    rate_limit_rpm: int | None
+    rate_limit_tpm: int | None
+    budget_amount: Decimal | None
+    budget_period: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def allows(self, name: str) -> bool:
+        """Whether the key may ask for ``name``; no list means every model."""
+        if not self.allowed_models:
+            return True
+        return any(
+            name == pattern or fnmatch.fnmatchcase(name, pattern) for pattern in self.allowed_models
+        )
+
+    def allows_model(self, model) -> bool:
+        if not self.allowed_models:
+            return True
+        names = {model.catalog_id, model.provider_model_id}
+        if model.canonical_slug:
+            names.add(model.canonical_slug)
+        return any(self.allows(name) for name in names)
+
+
+def _load(digest: str) -> ClientKeyInfo | None:
+    key = ClientKey.objects.select_related("organization").filter(key_hash=digest).first()
+    if key is None:
+        return None
+    return ClientKeyInfo(
+        id=key.pk,
+        name=key.name,
+        organization=key.organization,
+        allowed_models=tuple(key.allowed_models or ()),
+        rate_limit_rpm=key.rate_limit_rpm,
+        rate_limit_tpm=key.rate_limit_tpm,
+        budget_amount=key.budget_amount,
+        budget_period=key.budget_period,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+    )
+
+
+def raw_key_of(headers) -> str | None:
+    authorization = headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    api_key = headers.get("X-Api-Key", "").strip()
+    return api_key or None
+
+
+async def authenticate(runtime, headers) -> ClientKeyInfo:
+    raw = raw_key_of(headers)
+    if raw is None:
+        raise AuthenticationFailed(
+            "Missing API key: send it as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'.",
+            code="missing_api_key",
+        )
+    digest = hash_client_key(raw)
+    info = runtime.keys.get(digest)
+    if info is MISSING:
+        info = await runtime.db(_load, digest)
+        ttl = (
+            settings.GATEWAY_KEY_CACHE_SECONDS
+            if info
+            else min(settings.GATEWAY_KEY_CACHE_SECONDS, 1)
+        )
+        runtime.keys.set(digest, info, ttl=ttl)
+    if info is None:
+        raise AuthenticationFailed("Incorrect API key provided.")
+    if info.revoked_at is not None:
+        raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
+    if info.expires_at is not None and info.expires_at <= timezone.now():
+        raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
+    return info

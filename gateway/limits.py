@@ -1,0 +1,267 @@
+"""Per-client-key limits and per-credential quotas, enforced atomically.
+
+A client key may have requests per minute, tokens per minute and a budget per period.
+Each is a counter of its window. A request is admitted when every counter is still below
+its limit, and then reserves its share at once - one request, its estimated tokens, its
+estimated cost - in a single atomic step (a Lua script in Redis, a locked transaction in
+the database). When the request ends, the reservation is corrected to the actual tokens
+and cost. So N concurrent requests against a budget that allows ten get at most ten
+admissions plus those already in flight when the budget ran out.
+
+Money is counted in integer picodollars (1e-12 USD): Redis adds integers exactly, and
+the cheapest catalog prices (1e-10 USD per token) still count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from gateway.errors import RateLimited
+from gateway.models import LimitCounter
+from modelhub.models import ProviderCredential
+from modelhub.quotas import period_bounds
+
+PICODOLLARS = Decimal(10**12)
+
+
+def to_picodollars(amount: Decimal) -> int:
+    return int((amount * PICODOLLARS).to_integral_value(rounding=ROUND_CEILING))
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    limit: int
+    amount: int
+    expires_at: datetime
+    retry_after: int
+    description: str
+    code: str
+
+
+@dataclass
+class Reservation:
+    """What a request reserved; ``settle`` replaces estimates with actual usage."""
+
+    windows: list[Window] = field(default_factory=list)
+    tokens_key: str | None = None
+    cost_key: str | None = None
+    estimated_tokens: int = 0
+    estimated_cost: int = 0
+
+
+def _minute(now: datetime) -> tuple[str, datetime, int]:
+    start = now.replace(second=0, microsecond=0)
+    end = start + timedelta(minutes=1)
+    return start.strftime("%Y%m%d%H%M"), end, max(math.ceil((end - now).total_seconds()), 1)
+
+
+def client_key_windows(
+    key, *, estimated_tokens: int, estimated_cost: Decimal, now: datetime
+) -> Reservation:
+    """The counters a request of ``key`` (a ``ClientKeyInfo``) must pass."""
+    reservation = Reservation()
+    minute, minute_end, minute_left = _minute(now)
+    if key.rate_limit_rpm is not None:
+        reservation.windows.append(
+            Window(
+                f"gw:ck:{key.id}:rpm:{minute}",
+                key.rate_limit_rpm,
+                1,
+                minute_end,
+                minute_left,
+                f"Rate limit of {key.rate_limit_rpm} requests per minute reached.",
+                "rate_limit_exceeded",
+            )
+        )
+    if key.rate_limit_tpm is not None:
+        tokens_key = f"gw:ck:{key.id}:tpm:{minute}"
+        reservation.tokens_key = tokens_key
+        reservation.estimated_tokens = estimated_tokens
+        reservation.windows.append(
+            Window(
+                tokens_key,
+                key.rate_limit_tpm,
+                estimated_tokens,
+                minute_end,
+                minute_left,
+                f"Rate limit of {key.rate_limit_tpm} tokens per minute reached.",
+                "rate_limit_exceeded",
+            )
+        )
+    if key.budget_amount is not None:
+        start, end = period_bounds(key.budget_period, now)
+        cost_key = f"gw:ck:{key.id}:spend:{key.budget_period}:{start:%Y%m%d%H}"
+        reservation.cost_key = cost_key
+        reservation.estimated_cost = to_picodollars(estimated_cost)
+        reservation.windows.append(
+            Window(
+                cost_key,
+                to_picodollars(key.budget_amount),
+                reservation.estimated_cost,
+                end,
+                max(math.ceil((end - now).total_seconds()), 1),
+                f"The key's budget of {key.budget_amount} USD per {key.budget_period} is spent.",
+                "budget_exceeded",
+            )
+        )
+    return reservation
+
+
+def reject(window: Window) -> RateLimited:
+    return RateLimited(window.description, retry_after=window.retry_after, code=window.code)
+
+
+# --- Backends -----------------------------------------------------------------------------
+
+# Every counter must be below its limit; then every counter grows by its amount.
+RESERVE_SCRIPT = """
+for i = 1, #KEYS do
+  local current = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if current >= tonumber(ARGV[3 * i - 1]) then
+    return i
+  end
+end
+for i = 1, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
+  redis.call('EXPIREAT', KEYS[i], ARGV[3 * i])
+end
+return 0
+"""
+
+
+class RedisLimiter:
+    def __init__(self, url: str):
+        import redis.asyncio as redis
+
+        self.client = redis.from_url(url)
+        self.script = self.client.register_script(RESERVE_SCRIPT)
+
+    async def reserve(self, windows: list[Window]) -> Window | None:
+        if not windows:
+            return None
+        args: list[int] = []
+        for window in windows:
+            args += [window.amount, window.limit, int(window.expires_at.timestamp()) + 60]
+        failed = int(await self.script(keys=[w.key for w in windows], args=args))
+        return windows[failed - 1] if failed else None
+
+    async def adjust(self, key: str, delta: int) -> None:
+        if delta:
+            await self.client.incrby(key, delta)
+
+    async def purge_expired(self) -> None:
+        """Redis expires the counters itself."""
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _reserve_in_database(windows: list[Window], now: datetime) -> Window | None:
+    keys = sorted(w.key for w in windows)
+    with transaction.atomic():
+        LimitCounter.objects.bulk_create(
+            [LimitCounter(key=w.key, value=0, expires_at=w.expires_at) for w in windows],
+            ignore_conflicts=True,
+        )
+        # Locked in key order, so two requests of one key cannot deadlock.
+        values = dict(
+            LimitCounter.objects.select_for_update()
+            .filter(key__in=keys)
+            .order_by("key")
+            .values_list("key", "value")
+        )
+        for window in windows:
+            if values.get(window.key, 0) >= window.limit:
+                return window
+        for window in windows:
+            if window.amount:
+                LimitCounter.objects.filter(key=window.key).update(value=F("value") + window.amount)
+    return None
+
+
+def _adjust_in_database(key: str, delta: int) -> None:
+    LimitCounter.objects.filter(key=key).update(value=F("value") + delta)
+
+
+def _purge_in_database(now: datetime) -> None:
+    LimitCounter.objects.filter(expires_at__lt=now - timedelta(minutes=5)).delete()
+
+
+class DatabaseLimiter:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    async def reserve(self, windows: list[Window]) -> Window | None:
+        if not windows:
+            return None
+        return await self.runtime.db(_reserve_in_database, windows, timezone.now())
+
+    async def adjust(self, key: str, delta: int) -> None:
+        if delta:
+            await self.runtime.db(_adjust_in_database, key, delta)
+
+    async def purge_expired(self) -> None:
+        await self.runtime.db(_purge_in_database, timezone.now())
+
+    async def close(self) -> None:
+        """Nothing to release: the database threads belong to the runtime."""
+
+
+def build_limiter(runtime):
+    backend = settings.GATEWAY_LIMIT_BACKEND
+    if backend == "redis" or (backend == "auto" and settings.REDIS_URL):
+        return RedisLimiter(settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL)
+    return DatabaseLimiter(runtime)
+
+
+async def settle(limiter, reservation: Reservation, *, tokens: int, cost: Decimal) -> None:
+    """Replace the reserved estimates by what the request actually used."""
+    if reservation.tokens_key:
+        await limiter.adjust(reservation.tokens_key, tokens - reservation.estimated_tokens)
+    if reservation.cost_key:
+        await limiter.adjust(
+            reservation.cost_key, to_picodollars(cost) - reservation.estimated_cost
+        )
+
+
+# --- Provider credential quotas -------------------------------------------------------------
+
+
+def has_quota(credential: ProviderCredential) -> bool:
+    return any(
+        limit is not None
+        for limit in (credential.quota_requests, credential.quota_tokens, credential.quota_cost)
+    )
+
+
+def credential_reserve_request(
+    credential_id: int, period: str, now: datetime | None = None
+) -> bool:
+    """Count one request against the credential's quotas if none is used up.
+
+    A single conditional UPDATE: concurrent requests cannot both take the last slot.
+    Tokens and cost are added when the request's usage is written.
+    """
+    now = now or timezone.now()
+    start, _ = period_bounds(period, now)
+    ProviderCredential.objects.filter(pk=credential_id, period_started_at__lt=start).update(
+        period_started_at=now, used_requests=0, used_tokens=0, used_cost=Decimal(0)
+    )
+    below_quotas = (
+        (Q(quota_requests__isnull=True) | Q(used_requests__lt=F("quota_requests")))
+        & (Q(quota_tokens__isnull=True) | Q(used_tokens__lt=F("quota_tokens")))
+        & (Q(quota_cost__isnull=True) | Q(used_cost__lt=F("quota_cost")))
+    )
+    updated = ProviderCredential.objects.filter(below_quotas, pk=credential_id).update(
+        used_requests=F("used_requests") + 1, last_used_at=now
+    )
+    return updated == 1

@@ -1,0 +1,68 @@
+"""Prometheus metrics of the gateway, safe with several worker processes.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (before the workers start), prometheus_client keeps
+each process's values in files there and ``/metrics`` aggregates them; without it the
+process's own registry is served.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+REQUESTS = Counter(
+    "gateway_requests_total",
+    "Gateway requests by endpoint, served provider and model, and status code.",
+    ["endpoint", "provider", "model", "status"],
+)
+LATENCY = Histogram(
+    "gateway_request_duration_seconds",
+    "Time from receiving a request to its last byte, by provider and model.",
+    ["endpoint", "provider", "model"],
+    buckets=LATENCY_BUCKETS,
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "gateway_time_to_first_token_seconds",
+    "Time to the first streamed chunk, by provider and model.",
+    ["provider", "model"],
+    buckets=LATENCY_BUCKETS,
+)
+TOKENS = Counter(
+    "gateway_tokens_total",
+    "Tokens used, by provider, model and direction (input or output).",
+    ["provider", "model", "direction"],
+)
+COST = Counter(
+    "gateway_cost_usd_total",
+    "Cost in USD at the catalog's prices, by provider and model.",
+    ["provider", "model"],
+)
+UPSTREAM_ERRORS = Counter(
+    "gateway_upstream_errors_total",
+    "Failed upstream attempts, by provider, model and kind (timeout, connection, status).",
+    ["provider", "model", "kind"],
+)
+METRIC_ROWS_DROPPED = Counter(
+    "gateway_metric_rows_dropped_total",
+    "Metric rows that could not be written to the database.",
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics text and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,147 @@
+"""How one upstream is called: URL, headers and body per API format, and SSE parsing.
+
+OpenAI-compatible upstreams get the caller's body with ``model`` rewritten to the
+provider's id; Anthropic gets a Messages API request (``gateway.anthropic``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from gateway import anthropic
+from modelhub.crypto import decrypt_secret
+from modelhub.models import ApiFormat, ModelType
+
+# Fields of the request that steer the gateway and mean nothing upstream.
+GATEWAY_FIELDS = ("models", "route", "provider", "transforms")
+
+
+class UnsupportedEndpoint(Exception):
+    """The candidate's API cannot serve this endpoint (embeddings on Anthropic, say)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    path: str
+    model_type: str
+
+
+CHAT = Endpoint("chat.completions", "/chat/completions", ModelType.CHAT)
+COMPLETIONS = Endpoint("completions", "/completions", ModelType.COMPLETION)
+EMBEDDINGS = Endpoint("embeddings", "/embeddings", ModelType.EMBEDDING)
+
+
+@dataclass(frozen=True)
+class UpstreamCall:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    translated: bool  # Anthropic: responses must be translated back
+
+
+def credential_secret(runtime, candidate) -> str | None:
+    """The candidate's secret, decrypted in memory only (and kept there, per process)."""
+    if candidate.credential_source == "organization" and candidate.credential is not None:
+        credential = candidate.credential
+        cache_key = (credential.pk, credential.encrypted_secret)
+        secret = runtime.secrets.get(cache_key)
+        if secret is None:
+            secret = decrypt_secret(credential.encrypted_secret)
+            runtime.secrets[cache_key] = secret
+        return secret
+    if candidate.credential_source == "environment":
+        return os.environ.get(candidate.model.provider.api_key_env_var) or None
+    return None
+
+
+def _base_url(provider, *, version_suffix: str | None) -> str:
+    base = provider.base_url.rstrip("/")
+    if not base:
+        raise UnsupportedEndpoint(f"Provider '{provider.slug}' has no base URL.")
+    if version_suffix and not base.endswith(version_suffix):
+        base += version_suffix
+    return base
+
+
+def build_call(runtime, candidate, endpoint: Endpoint, body: dict, *, stream: bool) -> UpstreamCall:
+    model = candidate.model
+    provider = model.provider
+    secret = credential_secret(runtime, candidate)
+    if provider.api_format == ApiFormat.ANTHROPIC:
+        if endpoint is not CHAT:
+            raise UnsupportedEndpoint(f"Anthropic models do not serve /v1{endpoint.path}.")
+        payload = anthropic.chat_request(
+            body, model=model.provider_model_id, default_max_tokens=model.max_completion_tokens
+        )
+        headers = {
+            "Content-Type": "application/json",
+            "anthropic-version": anthropic.ANTHROPIC_VERSION,
+        }
+        if secret:
+            headers["x-api-key"] = secret
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        url = _base_url(provider, version_suffix="/v1") + "/messages"
+        return UpstreamCall(url, headers, json.dumps(payload).encode(), True)
+
+    payload = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    payload["model"] = model.provider_model_id
+    if stream:
+        options = dict(payload.get("stream_options") or {})
+        options["include_usage"] = True
+        payload["stream_options"] = options
+    headers = {"Content-Type": "application/json"}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    if stream:
+        headers["Accept"] = "text/event-stream"
+    suffix = "/v1" if provider.api_format == ApiFormat.OLLAMA else None
+    url = _base_url(provider, version_suffix=suffix) + endpoint.path
+    return UpstreamCall(url, headers, json.dumps(payload).encode(), False)
+
+
+def retry_after_seconds(headers) -> float | None:
+    """Seconds from ``Retry-After`` (or ``retry-after-ms``); dates are not worth parsing."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("Retry-After")
+    if value:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            return None
+    return None
+
+
+class SSEParser:
+    """Splits a byte stream into server-sent events, whatever the chunk boundaries."""
+
+    def __init__(self):
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buffer += data
+        if b"\r" in self.buffer:
+            # A lone trailing CR may be the first half of a CRLF: wait for the next chunk.
+            keep = self.buffer.endswith(b"\r")
+            head = self.buffer[:-1] if keep else self.buffer
+            self.buffer = head.replace(b"\r\n", b"\n") + (b"\r" if keep else b"")
+        if b"\n\n" not in self.buffer:
+            return []
+        *events, self.buffer = self.buffer.split(b"\n\n")
+        return [event for event in events if event.strip()]
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The ``data`` of one event, its lines joined; None for comments and blank events."""
+    lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return None
+    return b"\n".join(lines)

@@ -1,0 +1,106 @@
+"""The OpenAI-compatible endpoints: ``/v1/chat/completions``, ``/v1/completions``,
+``/v1/embeddings``, ``/v1/models`` and ``/v1/models/{id}``, plus ``/metrics``.
+
+Async views; they authenticate the client key and hand over to ``gateway.proxy``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from gateway import proxy, runtime, telemetry
+from gateway.auth import authenticate
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.selectors import model_list
+from gateway.upstreams import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
+
+
+def _json(payload, status: int = 200) -> HttpResponse:
+    return HttpResponse(json.dumps(payload), status=status, content_type="application/json")
+
+
+def _method_not_allowed(allowed: str) -> HttpResponse:
+    error = InvalidRequest(
+        f"Use {allowed} on this endpoint.", status=405, code="method_not_allowed"
+    )
+    response = error.as_response()
+    response["Allow"] = allowed
+    return response
+
+
+async def _completion(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    state = runtime.current()
+    try:
+        key = await authenticate(state, request.headers)
+        return await proxy.handle(state, key, request.body, endpoint)
+    except GatewayError as error:
+        return error.as_response()
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    """Create a chat completion (OpenAI's ``POST /v1/chat/completions``), streamed or not."""
+    return await _completion(request, CHAT)
+
+
+@csrf_exempt
+async def completions(request: HttpRequest) -> HttpResponse:
+    """Create a text completion (OpenAI's legacy ``POST /v1/completions``)."""
+    return await _completion(request, COMPLETIONS)
+
+
+@csrf_exempt
+async def embeddings(request: HttpRequest) -> HttpResponse:
+    """Create embeddings (OpenAI's ``POST /v1/embeddings``)."""
+    return await _completion(request, EMBEDDINGS)
+
+
+async def _models_for(state, key) -> list[dict]:
+    cache_key = (key.organization.pk, key.id)
+    entries = state.model_lists.get(cache_key, None)
+    if entries is None:
+        entries = await state.db(model_list, key.organization, key)
+        state.model_lists.set(cache_key, entries)
+    return entries
+
+
+async def models(request: HttpRequest) -> HttpResponse:
+    """List the models this key may use, in OpenAI's list shape."""
+    if request.method != "GET":
+        return _method_not_allowed("GET")
+    state = runtime.current()
+    try:
+        key = await authenticate(state, request.headers)
+        return _json({"object": "list", "data": await _models_for(state, key)})
+    except GatewayError as error:
+        return error.as_response()
+
+
+async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    """One model of the list by its id (``provider/model`` ids keep their slash)."""
+    if request.method != "GET":
+        return _method_not_allowed("GET")
+    state = runtime.current()
+    try:
+        key = await authenticate(state, request.headers)
+        for entry in await _models_for(state, key):
+            if entry["id"] == model_id:
+                return _json(entry)
+        raise ModelNotFound(
+            f"The model '{model_id}' does not exist or you do not have access to it."
+        )
+    except GatewayError as error:
+        return error.as_response()
+
+
+async def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics in the text exposition format."""
+    payload, content_type = telemetry.exposition()
+    response = HttpResponse(payload, content_type=content_type)
+    response["Cache-Control"] = "no-store"
+    return response

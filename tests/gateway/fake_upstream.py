@@ -1,0 +1,336 @@
+"""A local upstream that speaks OpenAI's protocol (under ``/openai/v1``) and Anthropic's
+Messages API (under ``/anthropic/v1``), with scripted faults per model name."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import struct
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+import uvicorn
+
+WORDS = ["Hello", " from", " the", " fake", " upstream"]
+
+
+@dataclass
+class Action:
+    """What the upstream does with the next request for a model."""
+
+    kind: str = "ok"  # ok | status | hang | die_mid_stream | slow_stream
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+    message: str = "scripted failure"
+    delay: float = 0.0
+
+
+class FakeUpstream:
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.scripts: dict[str, deque[Action]] = defaultdict(deque)
+        self.delay = 0.0
+        self.disconnects: list[str] = []
+        self.lock = threading.Lock()
+        self.server: uvicorn.Server | None = None
+        self.url = ""
+
+    # --- control from tests ------------------------------------------------------------
+
+    def script(self, model: str, *actions: Action) -> None:
+        with self.lock:
+            self.scripts[model].extend(actions)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.scripts.clear()
+            self.disconnects.clear()
+            self.delay = 0.0
+
+    def requests_for(self, model: str) -> list[dict]:
+        return [r for r in self.requests if r["body"].get("model") == model]
+
+    def _next_action(self, model: str) -> Action:
+        with self.lock:
+            queue = self.scripts.get(model)
+            return queue.popleft() if queue else Action()
+
+    # --- the ASGI application ------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        body = json.loads(raw) if raw else {}
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        path = scope["path"]
+        self.requests.append({"path": path, "headers": headers, "body": body})
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        action = self._next_action(body.get("model", ""))
+        anthropic = path.startswith("/anthropic/")
+        if action.kind == "status":
+            return await self._error(send, action, anthropic)
+        if action.kind == "hang":
+            await asyncio.sleep(action.delay or 30)
+            return await self._error(send, Action(status=500), anthropic)
+        if path.endswith("/chat/completions"):
+            if body.get("stream"):
+                return await self._openai_stream(send, receive, body, action)
+            return await self._json(send, self._chat(body))
+        if path.endswith("/completions"):
+            if body.get("stream"):
+                return await self._openai_stream(send, receive, body, action, completion=True)
+            return await self._json(send, self._completion(body))
+        if path.endswith("/embeddings"):
+            return await self._json(send, self._embeddings(body))
+        if path.endswith("/messages"):
+            if headers.get("anthropic-version") is None:
+                return await self._error(send, Action(status=400, message="no version"), True)
+            if body.get("stream"):
+                return await self._anthropic_stream(send, receive, body, action)
+            return await self._json(send, self._message(body))
+        return await self._error(send, Action(status=404, message="no such route"), anthropic)
+
+    async def _json(self, send, payload, status=200, headers=None):
+        data = json.dumps(payload).encode()
+        extra = [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), *extra],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+    async def _error(self, send, action: Action, anthropic: bool):
+        if anthropic:
+            payload = {"type": "error", "error": {"type": "api_error", "message": action.message}}
+        else:
+            payload = {"error": {"message": action.message, "type": "server_error", "code": None}}
+        await self._json(send, payload, status=action.status, headers=action.headers)
+
+    @staticmethod
+    def _usage(prompt=10, completion=5):
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def _chat(self, body):
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(WORDS)},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": self._usage(),
+        }
+
+    def _completion(self, body):
+        return {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {"index": 0, "text": "".join(WORDS), "finish_reason": "stop", "logprobs": None}
+            ],
+            "usage": self._usage(),
+        }
+
+    def _embeddings(self, body):
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        vector = [0.25, -0.5, 1.0]
+        data = []
+        for index, _ in enumerate(inputs):
+            if body.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack("<3f", *vector)).decode()
+            else:
+                embedding = vector
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        return {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": 4 * len(inputs), "total_tokens": 4 * len(inputs)},
+        }
+
+    def _message(self, body):
+        return {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "text", "text": "".join(WORDS)}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": 6},
+        }
+
+    async def _start_stream(self, send):
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+
+    async def _events(self, send, receive, events: list[bytes], action: Action, model: str):
+        """Send events; ``die_mid_stream`` breaks the connection half way, ``slow_stream``
+        waits between events and notes when the gateway hangs up."""
+        await self._start_stream(send)
+        for index, event in enumerate(events):
+            if action.kind == "die_mid_stream" and index == 2:
+                raise ConnectionAbortedError("scripted death mid-stream")
+            if action.kind == "slow_stream" and index:
+                disconnect = asyncio.ensure_future(receive())
+                done, _ = await asyncio.wait({disconnect}, timeout=action.delay or 0.2)
+                if done:
+                    self.disconnects.append(model)
+                    return
+                disconnect.cancel()
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _openai_stream(self, send, receive, body, action, completion=False):
+        def chunk(delta=None, finish=None, usage=None, choices=True):
+            payload = {
+                "id": "chatcmpl-fake",
+                "object": "text_completion" if completion else "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [],
+            }
+            if choices:
+                if completion:
+                    payload["choices"] = [
+                        {"index": 0, "text": delta or "", "finish_reason": finish}
+                    ]
+                else:
+                    payload["choices"] = [
+                        {"index": 0, "delta": delta or {}, "finish_reason": finish}
+                    ]
+            if usage:
+                payload["usage"] = usage
+            return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+        if completion:
+            events = [chunk(word) for word in WORDS] + [chunk("", "stop")]
+        else:
+            events = [chunk({"role": "assistant", "content": ""})]
+            events += [chunk({"content": word}) for word in WORDS]
+            events += [chunk({}, "stop")]
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(chunk(usage=self._usage(), choices=False))
+        events.append(b"data: [DONE]\n\n")
+        await self._events(send, receive, events, action, body["model"])
+
+    async def _anthropic_stream(self, send, receive, body, action):
+        def event(name, payload):
+            return f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
+
+        events = [
+            event(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_fake",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": body["model"],
+                        "content": [],
+                        "usage": {"input_tokens": 12, "output_tokens": 1},
+                    },
+                },
+            ),
+            event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+        ]
+        events += [
+            event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": w},
+                },
+            )
+            for w in WORDS
+        ]
+        events += [
+            event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": 6},
+                },
+            ),
+            event("message_stop", {"type": "message_stop"}),
+        ]
+        await self._events(send, receive, events, action, body["model"])
+
+
+class ServerThread:
+    """An ASGI application served by uvicorn on a free loopback port, in a thread."""
+
+    def __init__(self, app, **config):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config.setdefault("log_level", "warning")
+        self.server = uvicorn.Server(uvicorn.Config(app, **config))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("The server did not start.")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()

@@ -1,0 +1,174 @@
+"""Model resolution, retries with backoff, fallback, cooldown and recovery."""
+
+from __future__ import annotations
+
+import time
+
+import openai
+import pytest
+
+from modelhub.models import HealthStatus, Provider, ProviderCredential
+from modelhub.services import routing_rule_save
+from tests.gateway.conftest import metrics_rows, wait_for
+from tests.gateway.fake_upstream import Action
+
+pytestmark = pytest.mark.usefixtures("catalog")
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+ALPHA, BETA = "llama-3.1-8b", "meta/llama-3.1-8b"
+
+
+def test_alias_of_a_routing_rule(client, org, catalog, upstream):
+    routing_rule_save(
+        organization=org,
+        name="fast",
+        match_model="fast",
+        targets=[{"model": catalog["models"]["beta"]}],
+    )
+    raw = client.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES)
+    assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
+    assert upstream.requests[-1]["body"]["model"] == BETA
+
+
+def test_auto_picks_the_cheapest_usable_model(client, upstream):
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
+    assert raw.headers["x-gateway-model"] in {"alpha/llama-3.1-8b", "anthropic/claude-haiku"}
+
+
+def test_models_list_is_an_ordered_fallback(client, upstream):
+    upstream.script("claude-haiku", Action("status", status=503), Action("status", status=503))
+    raw = client.chat.completions.with_raw_response.create(
+        model="anthropic/claude-haiku",
+        messages=MESSAGES,
+        extra_body={"models": ["anthropic/claude-haiku", "beta/meta/llama-3.1-8b"]},
+    )
+    assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
+    assert raw.headers["x-gateway-attempts"] == "3"
+    assert raw.headers["x-gateway-fallbacks"] == "1"
+    assert "models" not in upstream.requests[-1]["body"]
+
+
+def test_retry_on_5xx_then_success_on_the_same_candidate(client, upstream, catalog):
+    upstream.script(ALPHA, Action("status", status=500))
+    raw = client.chat.completions.with_raw_response.create(
+        model="alpha/llama-3.1-8b", messages=MESSAGES
+    )
+    assert raw.headers["x-gateway-model"] == "alpha/llama-3.1-8b"
+    assert raw.headers["x-gateway-attempts"] == "2"
+    assert len(upstream.requests_for(ALPHA)) == 2
+    [row] = metrics_rows(1)
+    assert row.attempts == 2 and row.fallbacks_used == 0 and row.success
+
+
+def test_retry_honours_retry_after(client, upstream):
+    upstream.script(ALPHA, Action("status", status=429, headers={"Retry-After": "0.4"}))
+    started = time.monotonic()
+    raw = client.chat.completions.with_raw_response.create(
+        model="alpha/llama-3.1-8b", messages=MESSAGES
+    )
+    assert time.monotonic() - started >= 0.4
+    assert raw.headers["x-gateway-attempts"] == "2"
+
+
+def test_long_retry_after_falls_back_at_once(client, upstream):
+    upstream.script(ALPHA, Action("status", status=429, headers={"Retry-After": "30"}))
+    raw = client.chat.completions.with_raw_response.create(
+        model="alpha/llama-3.1-8b", messages=MESSAGES
+    )
+    assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
+    assert len(upstream.requests_for(ALPHA)) == 1
+
+
+def test_fallback_after_retries_on_timeouts(client, upstream, gateway_settings):
+    gateway_settings.GATEWAY_UPSTREAM_READ_TIMEOUT = 0.3
+    upstream.script(ALPHA, Action("hang", delay=1), Action("hang", delay=1))
+    raw = client.chat.completions.with_raw_response.create(
+        model="alpha/llama-3.1-8b", messages=MESSAGES
+    )
+    assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
+    assert raw.headers["x-gateway-attempts"] == "3"
+    [row] = metrics_rows(1)
+    assert row.fallbacks_used == 1 and row.served_model == "beta/meta/llama-3.1-8b"
+
+
+def test_connection_errors_fall_back(client, catalog, upstream):
+    Provider.objects.filter(slug="alpha").update(base_url="http://127.0.0.1:9/v1")
+    raw = client.chat.completions.with_raw_response.create(
+        model="alpha/llama-3.1-8b", messages=MESSAGES
+    )
+    assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
+
+
+def test_all_candidates_failing_is_502_and_429_keeps_retry_after(client, upstream):
+    upstream.script(ALPHA, *[Action("status", status=502)] * 2)
+    upstream.script(BETA, Action("status", status=502))
+    with pytest.raises(openai.InternalServerError) as error:
+        client.chat.completions.create(model="alpha/llama-3.1-8b", messages=MESSAGES)
+    assert error.value.status_code == 502
+
+    upstream.script(ALPHA, Action("status", status=429, headers={"Retry-After": "7"}))
+    upstream.script(BETA, Action("status", status=429, headers={"Retry-After": "7"}))
+    with pytest.raises(openai.RateLimitError) as error:
+        client.chat.completions.create(model="alpha/llama-3.1-8b", messages=MESSAGES)
+    assert error.value.response.headers["retry-after"] == "7"
+
+
+def test_failing_credential_cools_down_and_recovers(client, upstream, catalog, gateway_settings):
+    credential = catalog["credentials"]["alpha"]
+    # Threshold 2: the two failed attempts of this request make it unhealthy.
+    upstream.script(ALPHA, Action("status", status=500), Action("status", status=500))
+    raw = client.chat.completions.with_raw_response.create(
+        model="alpha/llama-3.1-8b", messages=MESSAGES
+    )
+    assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
+    credential.refresh_from_db()
+    assert credential.health_status == HealthStatus.UNHEALTHY
+    assert credential.cooldown_until is not None
+
+    # While it cools down the evaluator skips it: alpha gets no request.
+    before = len(upstream.requests_for(ALPHA))
+    raw = client.chat.completions.with_raw_response.create(
+        model="alpha/llama-3.1-8b", messages=MESSAGES
+    )
+    assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
+    assert len(upstream.requests_for(ALPHA)) == before
+
+    # After the cooldown (and the plan cache) it is tried again, and one success heals it.
+    time.sleep(
+        gateway_settings.CREDENTIAL_COOLDOWN_SECONDS + gateway_settings.GATEWAY_PLAN_CACHE_SECONDS
+    )
+    raw = client.chat.completions.with_raw_response.create(
+        model="alpha/llama-3.1-8b", messages=MESSAGES
+    )
+    assert raw.headers["x-gateway-model"] == "alpha/llama-3.1-8b"
+    wait_for(
+        lambda: (
+            ProviderCredential.objects.get(pk=credential.pk).health_status == HealthStatus.HEALTHY
+        )
+    )
+    credential.refresh_from_db()
+    assert credential.consecutive_failures == 0 and credential.cooldown_until is None
+
+
+def test_every_credential_cooling_down_is_503(client, upstream, catalog):
+    upstream.script("claude-haiku", Action("status", status=500), Action("status", status=500))
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="anthropic/claude-haiku", messages=MESSAGES)
+    with pytest.raises(openai.InternalServerError) as error:
+        client.chat.completions.create(model="anthropic/claude-haiku", messages=MESSAGES)
+    assert error.value.status_code == 503
+    assert int(error.value.response.headers["retry-after"]) >= 1
+
+
+def test_environment_credential_and_keyless_provider(
+    client, org, catalog, upstream, monkeypatch, gateway_settings
+):
+    ProviderCredential.objects.filter(provider__slug__in=["alpha", "beta"]).delete()
+    gateway_settings.GATEWAY_ALLOW_ENV_CREDENTIALS = True
+    monkeypatch.setenv("ALPHA_KEY", "sk-from-environment")
+    client.chat.completions.create(model="alpha/llama-3.1-8b", messages=MESSAGES)
+    assert upstream.requests[-1]["headers"]["authorization"] == "Bearer sk-from-environment"
+
+    Provider.objects.filter(slug="beta").update(requires_api_key=False, organization=org)
+    client.chat.completions.create(model="beta/meta/llama-3.1-8b", messages=MESSAGES)
+    assert "authorization" not in upstream.requests[-1]["headers"]
