@@ -43,9 +43,10 @@ def seed(models: int, metrics: int, providers: int = 25) -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from modelhub import services
+    from modelhub import rollups, services
     from modelhub.models import (
         ClientKey,
+        MetricDaily,
         Model,
         ModelMetric,
         Organization,
@@ -53,9 +54,6 @@ def seed(models: int, metrics: int, providers: int = 25) -> None:
         ProviderCredential,
         User,
     )
-
-    from modelhub import rollups
-    from modelhub.models import MetricDaily
 
     if Organization.objects.filter(slug="bench").exists():
         if not MetricDaily.objects.exists():
@@ -95,7 +93,10 @@ def seed(models: int, metrics: int, providers: int = 25) -> None:
     ]
     for provider in provider_rows[:5]:
         services.provider_credential_create(
-            organization=org, provider=provider, secret=f"sk-bench-{provider.slug}-0000", name="main"
+            organization=org,
+            provider=provider,
+            secret=f"sk-bench-{provider.slug}-0000",
+            name="main",
         )
     model_ids = list(Model.objects.values_list("id", "provider_id", "provider_model_id")[:500])
     now = timezone.now()
