@@ -360,14 +360,29 @@ def describe(record: UsageRecord, candidate: Candidate) -> None:
         record.credential_quota_period = credential.quota_period
 
 
-def finish(call: GatewayCall, record: UsageRecord, *, tokens: int, cost: Decimal) -> None:
-    """Queue the usage record and settle the key's limits, after the response."""
+def _queue_record(call: GatewayCall, record: UsageRecord) -> None:
     record.attempts = call.attempts
     record.fallbacks_used = max(call.candidates_tried - 1, 0)
     record.latency_ms = call.elapsed_ms()
     call.runtime.recorder.record(record)
+
+
+def finish(call: GatewayCall, record: UsageRecord, *, tokens: int, cost: Decimal) -> None:
+    """Queue the usage record and settle the key's limits in the background (for streams
+    that ended and requests that were cancelled: nothing is left to answer)."""
+    _queue_record(call, record)
     if call.reservation is not None:
         call.runtime.spawn(settle_limits(call, tokens, cost))
+
+
+async def finish_and_settle(
+    call: GatewayCall, record: UsageRecord, *, tokens: int, cost: Decimal
+) -> None:
+    """Queue the usage record and settle the key's limits before the answer goes out, so
+    the client's next request already counts what this one really used (one counter
+    update; the metric row itself is still written in the background)."""
+    _queue_record(call, record)
+    await settle_limits(call, tokens, cost)
 
 
 def note_success(call: GatewayCall, candidate: Candidate) -> None:
@@ -580,7 +595,7 @@ async def attempt_candidates(call: GatewayCall, candidates: list[Candidate], rec
                     record.status_code = failure.status or 400
                     record.error_type = failure.kind
                     record.error_message = failure.message
-                    finish(call, record, tokens=0, cost=Decimal(0))
+                    await finish_and_settle(call, record, tokens=0, cost=Decimal(0))
                     failure.response["X-Gateway-Attempts"] = str(call.attempts)
                     raise _ClientErrorResponse(failure.response)
                 last = failure
@@ -668,7 +683,7 @@ async def handle(runtime, key: ClientKeyInfo, raw_body: bytes, endpoint: Endpoin
         record.status_code = error.status
         record.error_type = error.code or error.type
         record.error_message = error.message
-        finish(call, record, tokens=0, cost=Decimal(0))
+        await finish_and_settle(call, record, tokens=0, cost=Decimal(0))
         raise
     except asyncio.CancelledError:
         record.status_code = 499
@@ -700,7 +715,7 @@ async def handle(runtime, key: ClientKeyInfo, raw_body: bytes, endpoint: Endpoin
     response = HttpResponse(data, content_type="application/json")
     gateway_headers(response, call, candidate)
     response["X-Gateway-Cost"] = format(cost, "f")
-    finish(call, record, tokens=input_used + output_used, cost=cost)
+    await finish_and_settle(call, record, tokens=input_used + output_used, cost=cost)
     return response
 
 

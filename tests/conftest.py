@@ -24,6 +24,28 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    """Every test starts and ends with an empty cache: with Redis the cache outlives the
+    test database, and a stale catalog answer or limit counter would leak between tests."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def celery_eager():
+    """Run queued Celery tasks in-process, also when a real broker is configured."""
+    from config.celery import app
+
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield app
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
 @pytest.fixture
 def org(db) -> Organization:
     return Organization.objects.create(name="Acme", slug="acme")

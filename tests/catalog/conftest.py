@@ -1,10 +1,9 @@
-"""Catalog test fixtures: a clean cache, no outbound HTTP, fixed upstream URLs."""
+"""Catalog test fixtures: no outbound HTTP, fixed upstream URLs."""
 
 from __future__ import annotations
 
 import pytest
 import responses as responses_lib
-from django.core.cache import cache
 
 HF_API = "https://hf.example.test/api"
 OPENROUTER_API = "https://openrouter.example.test/api/v1"
@@ -29,13 +28,6 @@ def catalog_settings(settings):
         "chutes",
     ]
     return settings
-
-
-@pytest.fixture(autouse=True)
-def clean_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture(autouse=True)

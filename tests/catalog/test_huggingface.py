@@ -234,7 +234,7 @@ def test_fresh_entries_are_served_without_a_call(client, http):
 
 
 def test_stale_entries_are_served_and_queued_for_the_task(
-    client, http, settings, django_capture_on_commit_callbacks
+    client, http, settings, django_capture_on_commit_callbacks, celery_eager
 ):
     settings.HUGGINGFACE_BACKGROUND_REFRESH = True
     settings.HUGGINGFACE_LIVE_FETCHES_PER_REQUEST = 1
@@ -357,7 +357,9 @@ def test_cache_status(client, http):
     assert set(body) >= {"newest_fetched_at", "fresh_seconds", "live_fetches_per_request"}
 
 
-def test_refresh_clears_and_schedules_a_refetch(client, http, django_capture_on_commit_callbacks):
+def test_refresh_clears_and_schedules_a_refetch(
+    client, http, django_capture_on_commit_callbacks, celery_eager
+):
     catalog_with(QWEN, GEMMA)
     for hugging_face_id in (QWEN, GEMMA):
         HuggingFaceMetrics.objects.create(hugging_face_id=hugging_face_id, data={"downloads": 1})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 
 from modelhub.models import Role
 from tests.conftest import client_for, make_user
@@ -11,13 +10,6 @@ from tests.modelhub.factories import make_model, make_provider
 
 API = "/api/modelhub"
 ROLES = ["owner", "admin", "member", "non_member", "anonymous"]
-
-
-@pytest.fixture(autouse=True)
-def _clean_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
