@@ -25,6 +25,7 @@ from gateway import runtime
 
 logger = logging.getLogger(__name__)
 
+GATEWAY_URLCONF = "gateway.urls"
 GATEWAY_PREFIXES = ("/v1/",)
 GATEWAY_PATHS = ("/metrics",)
 
@@ -79,6 +80,8 @@ class GatewayASGIHandler(ASGIHandler):
             body_file.close()
 
     async def _process(self, request, send) -> None:
+        # Resolve against the gateway's own routes, not the whole site's list.
+        request.urlconf = GATEWAY_URLCONF
         response = await self.run_get_response(request)
         with contextlib.suppress(asyncio.CancelledError):
             await self.send_response(response, send)

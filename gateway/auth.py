@@ -16,7 +16,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from gateway.errors import AuthenticationFailed
-from gateway.runtime import MISSING
 from modelhub.crypto import hash_client_key
 from modelhub.models import ClientKey, Organization
 
@@ -86,15 +85,16 @@ async def authenticate(runtime, headers) -> ClientKeyInfo:
             code="missing_api_key",
         )
     digest = hash_client_key(raw)
-    info = runtime.keys.get(digest)
-    if info is MISSING:
-        info = await runtime.db(_load, digest)
-        ttl = (
+    info = await runtime.keys.get_or_load(
+        digest,
+        lambda: runtime.db(_load, digest),
+        # Unknown keys are remembered only briefly, so a key created a moment ago works.
+        ttl=lambda found: (
             settings.GATEWAY_KEY_CACHE_SECONDS
-            if info
+            if found
             else min(settings.GATEWAY_KEY_CACHE_SECONDS, 1)
-        )
-        runtime.keys.set(digest, info, ttl=ttl)
+        ),
+    )
     if info is None:
         raise AuthenticationFailed("Incorrect API key provided.")
     if info.revoked_at is not None:

@@ -142,7 +142,14 @@ class RedisLimiter:
     def __init__(self, url: str):
         import redis.asyncio as redis
 
-        self.client = redis.from_url(url)
+        # A bounded pool that makes callers wait for a free connection instead of failing
+        # when a burst (a thousand streams opening at once) outnumbers the connections.
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=settings.GATEWAY_LIMIT_REDIS_CONNECTIONS,
+            timeout=settings.GATEWAY_LIMIT_REDIS_WAIT_SECONDS,
+        )
+        self.client = redis.Redis(connection_pool=pool)
         self.script = self.client.register_script(RESERVE_SCRIPT)
 
     async def reserve(self, windows: list[Window]) -> Window | None:

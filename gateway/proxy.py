@@ -222,17 +222,14 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
         fallback_models=call.fallback_models,
         estimated_input_tokens=call.estimated_input_tokens,
     )
-    cache_key = (organization.pk, request)
-    plan = runtime.plans.get(cache_key, None)
-    if plan is not None:
-        return plan
-    rules = runtime.rules.get(organization.pk, None)
-    if rules is None:
-        rules = await runtime.db(active_rules, organization)
-        runtime.rules.set(organization.pk, rules)
-    plan = await runtime.db(evaluate, organization=organization, request=request, rules=rules)
-    runtime.plans.set(cache_key, plan)
-    return plan
+
+    async def load() -> RoutingPlan:
+        rules = await runtime.rules.get_or_load(
+            organization.pk, lambda: runtime.db(active_rules, organization)
+        )
+        return await runtime.db(evaluate, organization=organization, request=request, rules=rules)
+
+    return await runtime.plans.get_or_load((organization.pk, request), load)
 
 
 def usable_candidates(call: GatewayCall, plan: RoutingPlan) -> list[Candidate]:

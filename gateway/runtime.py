@@ -36,6 +36,7 @@ class TTLCache:
         self.ttl = ttl
         self.maxsize = maxsize
         self._data: dict[Any, tuple[float, Any]] = {}
+        self._loading: dict[Any, asyncio.Future] = {}
 
     def get(self, key, default=MISSING):
         entry = self._data.get(key)
@@ -54,6 +55,35 @@ class TTLCache:
 
     def clear(self) -> None:
         self._data.clear()
+        self._loading.clear()
+
+    async def get_or_load(
+        self,
+        key,
+        load: Callable[[], Coroutine[Any, Any, T]],
+        ttl: Callable[[T], float] | None = None,
+    ) -> T:
+        """The cached value, or the result of ``load()``; concurrent misses of one key share
+        a single load. Without this, every request in flight when an entry expires would
+        run the same database work at once."""
+        value = self.get(key)
+        if value is not MISSING:
+            return value
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(load())
+            self._loading[key] = pending
+
+            def store(done: asyncio.Future) -> None:
+                if self._loading.get(key) is done:
+                    del self._loading[key]
+                if not done.cancelled() and done.exception() is None:
+                    result = done.result()
+                    self.set(key, result, ttl(result) if ttl else None)
+
+            pending.add_done_callback(store)
+        # shield(): one caller giving up (a client disconnect) must not cancel the others.
+        return await asyncio.shield(pending)
 
 
 def _run_db_job(fn: Callable[..., T], args, kwargs) -> T:

@@ -61,12 +61,9 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
 
 
 async def _models_for(state, key) -> list[dict]:
-    cache_key = (key.organization.pk, key.id)
-    entries = state.model_lists.get(cache_key, None)
-    if entries is None:
-        entries = await state.db(model_list, key.organization, key)
-        state.model_lists.set(cache_key, entries)
-    return entries
+    return await state.model_lists.get_or_load(
+        (key.organization.pk, key.id), lambda: state.db(model_list, key.organization, key)
+    )
 
 
 async def models(request: HttpRequest) -> HttpResponse:

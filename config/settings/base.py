@@ -330,6 +330,9 @@ GATEWAY_ESTIMATED_COMPLETION_TOKENS = env.int("GATEWAY_ESTIMATED_COMPLETION_TOKE
 # database otherwise), "redis" or "database". GATEWAY_LIMIT_REDIS_URL overrides REDIS_URL.
 GATEWAY_LIMIT_BACKEND = env.str("GATEWAY_LIMIT_BACKEND", default="auto")
 GATEWAY_LIMIT_REDIS_URL = env.str("GATEWAY_LIMIT_REDIS_URL", default="")
+# Connections per process to that Redis, and how long a request waits for a free one.
+GATEWAY_LIMIT_REDIS_CONNECTIONS = env.int("GATEWAY_LIMIT_REDIS_CONNECTIONS", default=64)
+GATEWAY_LIMIT_REDIS_WAIT_SECONDS = env.float("GATEWAY_LIMIT_REDIS_WAIT_SECONDS", default=5.0)
 # Threads (each with its own database connection) that run the gateway's ORM calls.
 GATEWAY_DB_THREADS = env.int("GATEWAY_DB_THREADS", default=4)
 # Metric rows are written in batches: every GATEWAY_METRICS_FLUSH_SECONDS or when
