@@ -10,19 +10,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 
+from modelhub.models import CAPABILITY_FIELDS
+
 DEFAULT_MODEL_LIMIT = 100
 MAX_LIMIT = 1000
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
 # Capability filter names -> Model boolean columns.
-CAPABILITIES = {
-    "vision": "supports_vision",
-    "tools": "supports_tools",
-    "json": "supports_json_mode",
-    "json_mode": "supports_json_mode",
-    "streaming": "supports_streaming",
-}
+CAPABILITIES = CAPABILITY_FIELDS
 SORTS = ("name", "price", "-price", "context", "-context", "newest", "oldest")
 
 

@@ -345,6 +345,20 @@ def cost_of(model, input_tokens: int, output_tokens: int, cached: int) -> Decima
     return estimate_cost(model=model, usage=usage).total
 
 
+def charge(
+    record: UsageRecord, candidate: Candidate, input_used: int, output_used: int, cached: int
+) -> tuple[int, Decimal]:
+    """Put the usage and its cost on the record; returns ``(tokens, cost)``."""
+    cost = cost_of(candidate.model, input_used, output_used, cached)
+    record.input_tokens, record.output_tokens, record.cached_tokens = (
+        input_used,
+        output_used,
+        cached,
+    )
+    record.cost = cost
+    return input_used + output_used, cost
+
+
 def describe(record: UsageRecord, candidate: Candidate) -> None:
     model = candidate.model
     record.served_model = model.catalog_id
@@ -701,18 +715,11 @@ async def handle(runtime, key: ClientKeyInfo, raw_body: bytes, endpoint: Endpoin
     if translated:
         payload = anthropic.chat_response(payload, model=candidate.model.provider_model_id)
         data = json.dumps(payload).encode()
-    input_used, output_used, cached = usage_numbers(payload.get("usage"))
-    cost = cost_of(candidate.model, input_used, output_used, cached)
-    record.input_tokens, record.output_tokens, record.cached_tokens = (
-        input_used,
-        output_used,
-        cached,
-    )
-    record.cost = cost
+    tokens, cost = charge(record, candidate, *usage_numbers(payload.get("usage")))
     response = HttpResponse(data, content_type="application/json")
     gateway_headers(response, call, candidate)
     response["X-Gateway-Cost"] = format(cost, "f")
-    await finish_and_settle(call, record, tokens=input_used + output_used, cost=cost)
+    await finish_and_settle(call, record, tokens=tokens, cost=cost)
     return response
 
 
@@ -807,13 +814,7 @@ async def relay_stream(call: GatewayCall, candidate: Candidate, stream: OpenStre
         if usage is None:
             input_used = call.estimated_input_tokens
             output_used = chunks
-        cost = cost_of(candidate.model, input_used, output_used, cached)
-        record.input_tokens, record.output_tokens, record.cached_tokens = (
-            input_used,
-            output_used,
-            cached,
-        )
-        record.cost = cost
+        tokens, cost = charge(record, candidate, input_used, output_used, cached)
         if disconnected and not done:
             record.status_code = 499
             record.error_type = "client_disconnected"
@@ -823,4 +824,4 @@ async def relay_stream(call: GatewayCall, candidate: Candidate, stream: OpenStre
             record.error_message = error
             failure = AttemptFailed("stream_broken", error)
             call.runtime.spawn(note_failure(call, candidate, failure))
-        finish(call, record, tokens=input_used + output_used, cost=cost)
+        finish(call, record, tokens=tokens, cost=cost)

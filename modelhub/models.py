@@ -197,6 +197,16 @@ class Provider(models.Model):
         return self.organization_id is None
 
 
+# Capability names people filter and route by -> the Model column that holds each.
+CAPABILITY_FIELDS = {
+    "vision": "supports_vision",
+    "tools": "supports_tools",
+    "json": "supports_json_mode",
+    "json_mode": "supports_json_mode",
+    "streaming": "supports_streaming",
+}
+
+
 class ModelQuerySet(CatalogQuerySet):
     organization_path = "provider__organization"
 

@@ -22,6 +22,7 @@ from django.db.models import Avg, Prefetch, Q
 from django.utils import timezone
 
 from modelhub.models import (
+    CAPABILITY_FIELDS,
     Model,
     ModelMetric,
     ModelType,
@@ -35,13 +36,7 @@ from modelhub.quotas import exhausted_quota
 from modelhub.selectors import equivalent_models, resolve_model_names_q
 
 AUTO_MODEL = "auto"
-CAPABILITIES = {
-    "vision": "supports_vision",
-    "tools": "supports_tools",
-    "json": "supports_json_mode",
-    "json_mode": "supports_json_mode",
-    "streaming": "supports_streaming",
-}
+CAPABILITIES = CAPABILITY_FIELDS
 # How many models "auto" considers when no rule defines it.
 AUTO_CANDIDATE_LIMIT = 10
 LATENCY_WINDOW = timedelta(hours=24)
