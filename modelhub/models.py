@@ -272,6 +272,9 @@ class Model(models.Model):
             models.Index(fields=["modality"], name="models_modality"),
             # The default ordering of every catalog listing.
             models.Index(fields=["model_name", "id"], name="models_name_id"),
+            # Lookups by a provider's own id across providers (the unique index leads with
+            # the provider).
+            models.Index(fields=["provider_model_id"], name="models_provider_model_id"),
         ]
 
     def __str__(self) -> str:

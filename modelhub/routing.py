@@ -199,7 +199,8 @@ def _resolve_without_rule(organization, request, plan):
     if request.requested_model == AUTO_MODEL:
         return [(m, None, 1, AUTO_MODEL) for m in _auto_models(organization, request)]
 
-    visible = Model.objects.visible_to(organization).select_related("provider")
+    # The raw upstream record can be large and routing never reads it.
+    visible = Model.objects.visible_to(organization).select_related("provider").defer("raw")
     direct = list(visible.filter(resolve_model_names_q(names)))
     by_name: dict[str, list[Model]] = {name: [] for name in names}
     for model in direct:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, timedelta
 from decimal import Decimal
@@ -23,15 +24,12 @@ from modelhub.quotas import quota_states
 
 
 def resolve_model_names_q(names: Iterable[str]) -> Q:
-    """Models named by any of ``names``: ``provider_slug/provider_model_id``, a provider's
-    own id (``meta-llama/llama-3.1-8b-instruct`` on OpenRouter) or a canonical slug."""
-    query = Q(pk__in=[])
-    for name in names:
-        query |= Q(provider_model_id=name) | Q(canonical_slug=name)
-        slug, sep, rest = name.partition("/")
-        if sep and rest:
-            query |= Q(provider__slug=slug, provider_model_id=rest)
-    return query
+    """Models that may be named by any of ``names``: ``provider_slug/provider_model_id``, a
+    provider's own id (``meta-llama/llama-3.1-8b-instruct`` on OpenRouter) or a canonical
+    slug. Two indexed ``IN`` lookups; callers check the provider slug of the first form."""
+    names = set(names)
+    ids = names | {name.partition("/")[2] for name in names if "/" in name}
+    return Q(provider_model_id__in=ids - {""}) | Q(canonical_slug__in=names)
 
 
 # Upper bound on the models gathered as the same weights at other providers.
@@ -44,6 +42,17 @@ def normalised_name(model_id: str) -> str:
     ``llama-3.3-70b-instruct``)."""
     name = model_id.strip().lower().lstrip("~").rsplit("/", 1)[-1].split(":", 1)[0]
     return name.removesuffix("-free")
+
+
+# Characters with a meaning in the regular expressions of both PostgreSQL and SQLite.
+_REGEX_SPECIALS = re.compile(r"[.^$*+?()\[\]{}|\\]")
+
+
+def normalised_name_regex(names: Iterable[str]) -> str:
+    """A case-insensitive pattern for the ids whose :func:`normalised_name` is one of
+    ``names``."""
+    alternatives = "|".join(sorted(_REGEX_SPECIALS.sub(r"\\\g<0>", name) for name in names))
+    return rf"^~?(.*/)?({alternatives})(-free)?(:.*)?$"
 
 
 def model_names(model: Model) -> set[str]:
@@ -81,11 +90,17 @@ def equivalent_models(references: Sequence[Model], queryset: QuerySet[Model]) ->
     names = set().union(*(model_names(model) for model in references))
     candidate_ids = set(reference_ids)
     if names:
+        # The substring test can use a trigram index on PostgreSQL; the pattern then keeps
+        # only the ids that normalise to one of the names, so the bound never cuts true
+        # equivalents in favour of ids that merely contain a name.
         contains = Q(pk__in=[])
         for name in names:
             contains |= Q(provider_model_id__icontains=name)
         candidate_ids.update(
-            Model.objects.filter(contains).order_by().values_list("id", flat=True)[:MAX_EQUIVALENTS]
+            Model.objects.filter(contains)
+            .filter(provider_model_id__iregex=normalised_name_regex(names))
+            .order_by()
+            .values_list("id", flat=True)[:MAX_EQUIVALENTS]
         )
     # Exact spellings keep these index seeks; other casings of the same weights are still
     # found through their normalised provider ids above.
