@@ -25,8 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from gateway.errors import RateLimited
-from gateway.models import LimitCounter
-from modelhub.models import ProviderCredential
+from modelhub.models import LimitCounter, ProviderCredential
 from modelhub.quotas import period_bounds
 
 PICODOLLARS = Decimal(10**12)

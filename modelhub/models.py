@@ -635,3 +635,19 @@ class MetricDailyLatency(models.Model):
                 name="uniq_metric_daily_latency",
             )
         ]
+
+
+class LimitCounter(models.Model):
+    """One rate-limit or budget counter of one time window, for installations without
+    Redis: ``key`` names the owner, the limit and the window (a minute for requests and
+    tokens per minute, the budget period for spend). Updated under a row lock."""
+
+    key = models.CharField(max_length=200, unique=True)
+    value = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "limit_counters"
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"

@@ -9,8 +9,7 @@ from decimal import Decimal
 import openai
 import pytest
 
-from gateway.models import LimitCounter
-from modelhub.models import ProviderCredential
+from modelhub.models import LimitCounter, ProviderCredential
 from tests.gateway.conftest import COMPLETION_PRICE, PROMPT_PRICE, metrics_rows
 
 pytestmark = pytest.mark.usefixtures("catalog")
