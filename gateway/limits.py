@@ -160,9 +160,16 @@ class RedisLimiter:
         failed = int(await self.script(keys=[w.key for w in windows], args=args))
         return windows[failed - 1] if failed else None
 
-    async def adjust(self, key: str, delta: int) -> None:
-        if delta:
-            await self.client.incrby(key, delta)
+    async def adjust(self, deltas: list[tuple[str, int]]) -> None:
+        """Add each delta to its counter, in one round trip."""
+        deltas = [(key, delta) for key, delta in deltas if delta]
+        if len(deltas) == 1:
+            await self.client.incrby(*deltas[0])
+        elif deltas:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, delta in deltas:
+                    pipe.incrby(key, delta)
+                await pipe.execute()
 
     async def purge_expired(self) -> None:
         """Redis expires the counters itself."""
@@ -194,8 +201,10 @@ def _reserve_in_database(windows: list[Window], now: datetime) -> Window | None:
     return None
 
 
-def _adjust_in_database(key: str, delta: int) -> None:
-    LimitCounter.objects.filter(key=key).update(value=F("value") + delta)
+def _adjust_in_database(deltas: list[tuple[str, int]]) -> None:
+    with transaction.atomic():
+        for key, delta in deltas:
+            LimitCounter.objects.filter(key=key).update(value=F("value") + delta)
 
 
 def _purge_in_database(now: datetime) -> None:
@@ -211,9 +220,10 @@ class DatabaseLimiter:
             return None
         return await self.runtime.db(_reserve_in_database, windows, timezone.now())
 
-    async def adjust(self, key: str, delta: int) -> None:
-        if delta:
-            await self.runtime.db(_adjust_in_database, key, delta)
+    async def adjust(self, deltas: list[tuple[str, int]]) -> None:
+        deltas = [(key, delta) for key, delta in deltas if delta]
+        if deltas:
+            await self.runtime.db(_adjust_in_database, deltas)
 
     async def purge_expired(self) -> None:
         await self.runtime.db(_purge_in_database, timezone.now())
@@ -231,12 +241,12 @@ def build_limiter(runtime):
 
 async def settle(limiter, reservation: Reservation, *, tokens: int, cost: Decimal) -> None:
     """Replace the reserved estimates by what the request actually used."""
+    deltas = []
     if reservation.tokens_key:
-        await limiter.adjust(reservation.tokens_key, tokens - reservation.estimated_tokens)
+        deltas.append((reservation.tokens_key, tokens - reservation.estimated_tokens))
     if reservation.cost_key:
-        await limiter.adjust(
-            reservation.cost_key, to_picodollars(cost) - reservation.estimated_cost
-        )
+        deltas.append((reservation.cost_key, to_picodollars(cost) - reservation.estimated_cost))
+    await limiter.adjust(deltas)
 
 
 # --- Provider credential quotas -------------------------------------------------------------
