@@ -5,11 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.utils.text import slugify
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from modelhub.api.tenancy import ScopedRelatedField as _ScopedRelatedField
+from modelhub.api.tenancy import ScopedRelatedField
 from modelhub.models import (
     ClientKey,
     Membership,
@@ -27,11 +25,6 @@ from modelhub.models import (
 
 MAX_TOKENS = 10**9  # far above any context window; larger counts are typos or abuse
 MAX_UNITS = 10**6  # images, requests, searches
-
-
-@extend_schema_field(OpenApiTypes.INT)
-class ScopedRelatedField(_ScopedRelatedField):
-    pass
 
 
 def visible_providers(organization, user):

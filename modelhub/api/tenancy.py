@@ -14,7 +14,7 @@ from functools import cached_property
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import exceptions, permissions, serializers, viewsets
 
 from modelhub.models import Membership, Organization, Role
@@ -139,6 +139,7 @@ class OrganizationScopedViewSet(viewsets.GenericViewSet):
         return context
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class ScopedRelatedField(serializers.PrimaryKeyRelatedField):
     """A primary-key field whose choices are scoped to the active organization.
 
