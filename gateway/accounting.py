@@ -18,13 +18,11 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from gateway import telemetry
-from modelhub.models import ClientKey, ModelMetric, ProviderCredential
-from modelhub.quotas import period_bounds
-from modelhub.services import metrics_bulk_create
+from modelhub.models import ClientKey, ModelMetric
+from modelhub.services import metrics_bulk_create, provider_credential_add_usage
 
 logger = logging.getLogger(__name__)
 
@@ -133,16 +131,13 @@ def write_records(records: list[UsageRecord]) -> None:
     with transaction.atomic():
         metrics_bulk_create(record.as_metric() for record in records)
         for credential_id, (requests, tokens, cost, period) in sorted(usage.items()):
-            if period:
-                start, _ = period_bounds(period, now)
-                ProviderCredential.objects.filter(
-                    pk=credential_id, period_started_at__lt=start
-                ).update(period_started_at=now, used_requests=0, used_tokens=0, used_cost=0)
-            ProviderCredential.objects.filter(pk=credential_id).update(
-                used_requests=F("used_requests") + requests,
-                used_tokens=F("used_tokens") + tokens,
-                used_cost=F("used_cost") + cost,
-                last_used_at=now,
+            provider_credential_add_usage(
+                credential_id=credential_id,
+                period=period,
+                requests=requests,
+                tokens=tokens,
+                cost=cost,
+                now=now,
             )
         for client_key_id, used_at in sorted(last_used.items()):
             ClientKey.objects.filter(pk=client_key_id).update(last_used_at=used_at)

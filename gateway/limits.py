@@ -27,6 +27,7 @@ from django.utils import timezone
 from gateway.errors import RateLimited
 from modelhub.models import LimitCounter, ProviderCredential
 from modelhub.quotas import period_bounds
+from modelhub.services import provider_credential_roll_period
 
 PICODOLLARS = Decimal(10**12)
 
@@ -268,10 +269,7 @@ def credential_reserve_request(
     Tokens and cost are added when the request's usage is written.
     """
     now = now or timezone.now()
-    start, _ = period_bounds(period, now)
-    ProviderCredential.objects.filter(pk=credential_id, period_started_at__lt=start).update(
-        period_started_at=now, used_requests=0, used_tokens=0, used_cost=Decimal(0)
-    )
+    provider_credential_roll_period(credential_id=credential_id, period=period, now=now)
     below_quotas = (
         (Q(quota_requests__isnull=True) | Q(used_requests__lt=F("quota_requests")))
         & (Q(quota_tokens__isnull=True) | Q(used_tokens__lt=F("quota_tokens")))

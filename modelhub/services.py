@@ -132,24 +132,45 @@ def provider_credential_update(
     return credential
 
 
-def _reset_period_if_needed(credential_id: int, period: str, now: datetime) -> None:
+def provider_credential_roll_period(*, credential_id: int, period: str, now: datetime) -> None:
+    """Start a new quota period (counters back to zero) if the stored one is over."""
     start, _ = period_bounds(period, now)
     ProviderCredential.objects.filter(pk=credential_id, period_started_at__lt=start).update(
         period_started_at=now, used_requests=0, used_tokens=0, used_cost=Decimal(0)
     )
 
 
-def provider_credential_record_usage(
-    *, credential: ProviderCredential, tokens: int, cost: Decimal, now: datetime | None = None
+def provider_credential_add_usage(
+    *,
+    credential_id: int,
+    period: str,
+    requests: int = 1,
+    tokens: int,
+    cost: Decimal,
+    now: datetime | None = None,
 ) -> None:
-    """Add one request's usage to the credential's counters, atomically in the database."""
+    """Add usage to a credential's counters of the current period, atomically in the
+    database (concurrent writers add up, none overwrites another)."""
     now = now or timezone.now()
-    _reset_period_if_needed(credential.pk, credential.quota_period, now)
-    ProviderCredential.objects.filter(pk=credential.pk).update(
-        used_requests=F("used_requests") + 1,
+    provider_credential_roll_period(credential_id=credential_id, period=period, now=now)
+    ProviderCredential.objects.filter(pk=credential_id).update(
+        used_requests=F("used_requests") + requests,
         used_tokens=F("used_tokens") + tokens,
         used_cost=F("used_cost") + cost,
         last_used_at=now,
+    )
+
+
+def provider_credential_record_usage(
+    *, credential: ProviderCredential, tokens: int, cost: Decimal, now: datetime | None = None
+) -> None:
+    """Add one request's usage to the credential's counters."""
+    provider_credential_add_usage(
+        credential_id=credential.pk,
+        period=credential.quota_period,
+        tokens=tokens,
+        cost=cost,
+        now=now,
     )
 
 
