@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from gateway import views
 
@@ -11,4 +11,5 @@ urlpatterns = [
     path("v1/models", views.models, name="models"),
     path("v1/models/<path:model_id>", views.model_detail, name="model-detail"),
     path("metrics", views.metrics, name="metrics"),
+    re_path(r"^v1/(?P<path>.*)$", views.unknown_endpoint, name="unknown"),
 ]

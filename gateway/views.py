@@ -101,3 +101,10 @@ async def metrics(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(payload, content_type=content_type)
     response["Cache-Control"] = "no-store"
     return response
+
+
+async def unknown_endpoint(request: HttpRequest, path: str) -> HttpResponse:
+    """Any other path under ``/v1/``: OpenAI's JSON 404, not an HTML page."""
+    return InvalidRequest(
+        f"Invalid URL ({request.method} /v1/{path})", status=404, code="unknown_url"
+    ).as_response()

@@ -131,3 +131,15 @@ def test_wrong_method_is_405(gateway, client_key):
     )
     assert response.status_code == 405
     assert _error_body(response)["code"] == "method_not_allowed"
+
+
+def test_unknown_path_is_an_openai_shaped_404(gateway, client_key):
+    response = httpx.post(
+        f"{gateway.url}/v1/no/such/endpoint",
+        headers={"Authorization": f"Bearer {client_key.raw_key}"},
+        json={},
+    )
+    assert response.status_code == 404
+    body = _error_body(response)
+    assert body["message"] == "Invalid URL (POST /v1/no/such/endpoint)"
+    assert body["type"] == "invalid_request_error"
