@@ -116,7 +116,8 @@ def test_docker_compose_matches_settings():
     assert {"postgres", "redis", "web", "worker", "beat"} <= set(services)
     for name in ("postgres", "redis", "web", "worker", "beat"):
         assert "healthcheck" in services[name], f"{name} has no health check"
-    known = settings_env_vars()
+    # prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself, not through the settings.
+    known = settings_env_vars() | {"PROMETHEUS_MULTIPROC_DIR"}
     for name in ("web", "worker", "beat"):
         service = services[name]
         environment = service["environment"]
@@ -129,6 +130,8 @@ def test_docker_compose_matches_settings():
         assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
     web_command = " ".join(services["web"]["command"])
     assert "config.asgi:application" in web_command and "--workers" in web_command
+    # The metrics directory is emptied before the workers start.
+    assert "rm -rf" in web_command and "PROMETHEUS_MULTIPROC_DIR" in web_command
     assert "worker" in services["worker"]["command"]
     assert "beat" in services["beat"]["command"]
 
