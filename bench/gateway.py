@@ -6,8 +6,8 @@ Starts a fast mock upstream on loopback, then for each target (direct, the gatew
 uvicorn with authentication, routing, limits and metrics on, nginx as a plain reverse
 proxy, LiteLLM's proxy) measures: non-streaming chat at concurrency 1 (p50, p99), at
 concurrency 64 for ``--duration`` seconds (requests per second), streaming at
-concurrency 32 (time to first byte), and 1,000 streams held open at once (errors and
-resident memory per worker). Every target gets the same number of workers. Loopback only.
+concurrency 32 and one at a time (time to first byte, with and without queueing), and
+1,000 streams held open at once (errors and resident memory per worker). Every target gets the same number of workers. Loopback only.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ class Result:
     p99: float = 0.0
     rps: float = 0.0
     ttfb: float = 0.0
+    ttfb_sequential: float = 0.0
     stream_errors: int = 0
     streams_ok: int = 0
     rss: float = 0.0
@@ -172,6 +173,12 @@ async def measure(target: Target, duration: float, sequential: int) -> Result:
 
         await asyncio.gather(*[streamer() for _ in range(32)])
         result.ttfb = statistics.median(firsts) * 1000 if firsts else float("nan")
+
+        # The same streams one at a time: the time to first byte without queueing.
+        sequential_firsts = [
+            (await one_request(session, target, stream=True))[1] for _ in range(200)
+        ]
+        result.ttfb_sequential = statistics.median(sequential_firsts) * 1000
 
     # 1,000 streams at once, each held open for about five seconds.
     connector = aiohttp.TCPConnector(limit=0)
@@ -444,7 +451,8 @@ def print_table(results: dict[str, Result], workers: int) -> None:
     print(f"\nworkers per target: {workers}; loopback; CPUs: {os.cpu_count()}")
     header = (
         f"{'target':<9}{'p50 ms':>8}{'p99 ms':>8}{'+p50 ms':>9}{'req/s c64':>11}{'x LiteLLM':>10}"
-        f"{'TTFB ms':>9}{'+TTFB':>7}{'1000 streams':>14}{'RSS MB':>8}{'errors':>8}"
+        f"{'TTFB c32':>9}{'+TTFB':>7}{'TTFB c1':>8}{'+TTFB':>7}"
+        f"{'1000 streams':>14}{'RSS MB':>8}{'errors':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -452,7 +460,9 @@ def print_table(results: dict[str, Result], workers: int) -> None:
         ratio = f"{r.rps / litellm.rps:.1f}" if litellm and litellm.rps else "-"
         print(
             f"{name:<9}{r.p50:>8.2f}{r.p99:>8.2f}{r.p50 - direct.p50:>9.2f}{r.rps:>11.0f}{ratio:>10}"
-            f"{r.ttfb:>9.2f}{r.ttfb - direct.ttfb:>7.2f}{f'{r.streams_ok} ok':>14}"
+            f"{r.ttfb:>9.2f}{r.ttfb - direct.ttfb:>7.2f}"
+            f"{r.ttfb_sequential:>8.2f}{r.ttfb_sequential - direct.ttfb_sequential:>7.2f}"
+            f"{f'{r.streams_ok} ok':>14}"
             f"{r.rss:>8.0f}{r.errors + r.stream_errors:>8}"
         )
 
