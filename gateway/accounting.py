@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from gateway import telemetry
 from modelhub.models import ClientKey, ModelMetric
+from modelhub.redaction import bounded
 from modelhub.services import metrics_bulk_create, provider_credential_add_usage
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class UsageRecord:
             status_code=self.status_code,
             success=self.success,
             error_type=self.error_type[:100],
-            error_message=self.error_message[:2000],
+            error_message=bounded(self.error_message),
             fallbacks_used=self.fallbacks_used,
             attempts=self.attempts,
             streamed=self.streamed,

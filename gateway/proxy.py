@@ -48,6 +48,7 @@ from gateway.upstreams import (
     retry_after_seconds,
 )
 from modelhub.models import HealthStatus
+from modelhub.redaction import bounded
 from modelhub.routing import Candidate, Reason, RouteRequest, RoutingPlan, active_rules, evaluate
 from modelhub.services import (
     estimate_cost,
@@ -412,14 +413,23 @@ def note_success(call: GatewayCall, candidate: Candidate) -> None:
 
 async def note_failure(call: GatewayCall, candidate: Candidate, failure: AttemptFailed) -> None:
     model = candidate.model
-    UPSTREAM_ERRORS.labels(model.provider.slug, model.catalog_id, failure.kind).inc()
+    provider = model.provider
+    UPSTREAM_ERRORS.labels(provider.slug, model.catalog_id, failure.kind).inc()
+    # The message was scrubbed of the call's secrets where it came in (_upstream_error).
+    logger.warning(
+        "Upstream attempt of request %s at %s failed (%s): %s",
+        call.request_id,
+        provider.slug,
+        failure.kind,
+        failure.message,
+    )
     if candidate.credential is None or not failure.credential_fault:
         return
     try:
         await call.runtime.db(
             provider_credential_record_failure,
             credential=candidate.credential,
-            error=f"{failure.kind}: {failure.message}",
+            error=bounded(f"{failure.kind}: {failure.message}"),
         )
     except Exception:
         logger.exception("Could not record the failure of credential %s", candidate.credential.pk)
@@ -437,25 +447,38 @@ def _timeout() -> aiohttp.ClientTimeout:
     )
 
 
-def _upstream_error(status: int, data: bytes, translated: bool) -> tuple[str, str]:
+def _non_json(status: int) -> str:
+    return f"The upstream answered HTTP {status} with a non-JSON body."
+
+
+def _upstream_error(status: int, data: bytes, upstream: UpstreamCall) -> tuple[str, str]:
+    """``(message, type)`` of an upstream's error body: the one place where upstream text
+    enters the gateway, so both come out scrubbed of the call's secrets and bounded.
+
+    A body that is not JSON (an HTML error page of a proxy, say) is never echoed: it may
+    quote the request back, and it means nothing to the client."""
     try:
         payload = json.loads(data)
     except ValueError:
-        return data[:500].decode(errors="replace") or f"HTTP {status}", "upstream_error"
-    if translated:
-        return anthropic.error_of(payload)
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict):
-        return str(error.get("message") or f"HTTP {status}"), str(
-            error.get("type") or "upstream_error"
-        )
-    if isinstance(error, str):
-        return error, "upstream_error"
-    return f"HTTP {status}", "upstream_error"
+        return _non_json(status), "upstream_error"
+    if upstream.translated:
+        message, error_type = anthropic.error_of(payload)
+    else:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict):
+            message = str(error.get("message") or f"HTTP {status}")
+            error_type = str(error.get("type") or "upstream_error")
+        elif isinstance(error, str):
+            message, error_type = error, "upstream_error"
+        else:
+            message, error_type = f"HTTP {status}", "upstream_error"
+    if message.lstrip().lower().startswith(("<!doctype", "<html")):
+        message = _non_json(status)
+    return upstream.scrub(message), upstream.scrub(error_type)[:64]
 
 
-def classify(status: int, headers, data: bytes, translated: bool) -> AttemptFailed:
-    message, error_type = _upstream_error(status, data, translated)
+def classify(status: int, headers, data: bytes, upstream: UpstreamCall) -> AttemptFailed:
+    message, error_type = _upstream_error(status, data, upstream)
     if status in CLIENT_ERRORS:
         error = GatewayError(message, status=status, type=error_type or "invalid_request_error")
         return AttemptFailed(
@@ -497,6 +520,7 @@ class OpenStream:
     response: aiohttp.ClientResponse
     parser: SSEParser
     first_events: list[bytes]
+    upstream: UpstreamCall
 
 
 async def open_stream(runtime, upstream: UpstreamCall) -> OpenStream:
@@ -512,7 +536,7 @@ async def open_stream(runtime, upstream: UpstreamCall) -> OpenStream:
     try:
         if response.status != 200:
             data = await response.read()
-            raise classify(response.status, response.headers, data, upstream.translated)
+            raise classify(response.status, response.headers, data, upstream)
         parser = SSEParser()
         events: list[bytes] = []
         while not events:
@@ -526,9 +550,9 @@ async def open_stream(runtime, upstream: UpstreamCall) -> OpenStream:
         if first and first.startswith(b"{") and b'"error"' in first:
             payload = json.loads(first)
             if payload.get("error") or payload.get("type") == "error":
-                message, _ = _upstream_error(500, first, upstream.translated)
+                message, _ = _upstream_error(500, first, upstream)
                 raise AttemptFailed("stream_error", message)
-        return OpenStream(response, parser, events)
+        return OpenStream(response, parser, events, upstream)
     except TimeoutError:
         response.close()
         raise AttemptFailed("timeout", "The upstream did not start the stream in time.")
@@ -599,7 +623,7 @@ async def attempt_candidates(call: GatewayCall, candidates: list[Candidate], rec
                             "bad_response", "The upstream answered with invalid JSON."
                         )
                     return candidate, (payload, data, upstream.translated)
-                raise classify(status, headers, data, upstream.translated)
+                raise classify(status, headers, data, upstream)
             except AttemptFailed as failure:
                 if failure.response is not None:
                     describe(record, candidate)
@@ -774,7 +798,7 @@ async def relay_stream(call: GatewayCall, candidate: Candidate, stream: OpenStre
                     if b'"usage"' in data or b'"error"' in data:
                         payload = json.loads(data)
                         if payload.get("error"):
-                            message, _ = _upstream_error(500, data, False)
+                            message, _ = _upstream_error(500, data, stream.upstream)
                             raise anthropic.UpstreamStreamError(message)
                         if payload.get("usage"):
                             usage = payload["usage"]
@@ -794,7 +818,8 @@ async def relay_stream(call: GatewayCall, candidate: Candidate, stream: OpenStre
                     break
                 events = parser.feed(data)
         except anthropic.UpstreamStreamError as exc:
-            error = f"The upstream reported an error mid-stream: {exc}"
+            # Anthropic's error events come through the translator: scrub them here.
+            error = f"The upstream reported an error mid-stream: {stream.upstream.scrub(str(exc))}"
         except TimeoutError:
             error = "The upstream stopped sending in the middle of the stream."
         except (aiohttp.ClientError, OSError, ValueError) as exc:

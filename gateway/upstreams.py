@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway import anthropic
 from modelhub.crypto import decrypt_secret
 from modelhub.models import ApiFormat, ModelType
+from modelhub.redaction import scrub, secret_pattern
 
 # Fields of the request that steer the gateway and mean nothing upstream.
 GATEWAY_FIELDS = ("models", "route", "provider", "transforms")
@@ -34,12 +35,28 @@ COMPLETIONS = Endpoint("completions", "/completions", ModelType.COMPLETION)
 EMBEDDINGS = Endpoint("embeddings", "/embeddings", ModelType.EMBEDDING)
 
 
+# Request headers that carry the credential: their values are scrubbed from upstream text.
+SECRET_HEADERS = ("authorization", "x-api-key", "api-key")
+
+
 @dataclass(frozen=True)
 class UpstreamCall:
     url: str
-    headers: dict[str, str]
-    body: bytes
+    headers: dict[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
     translated: bool  # Anthropic: responses must be translated back
+    # The call's secrets: the credential and the header values that carry it.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def scrub(self, text: str) -> str:
+        """Upstream ``text`` without any of this call's secrets, bounded in length: the
+        only way upstream text may reach a client, a log line or a stored row."""
+        return scrub(text, pattern=secret_pattern(self.secrets))
+
+
+def _secrets_of(secret: str | None, headers: dict[str, str]) -> tuple[str, ...]:
+    sent = [value for name, value in headers.items() if name.lower() in SECRET_HEADERS]
+    return tuple(value for value in (secret, *sent) if value)
 
 
 def credential_secret(runtime, candidate) -> str | None:
@@ -85,7 +102,9 @@ def build_call(runtime, candidate, endpoint: Endpoint, body: dict, *, stream: bo
         if stream:
             headers["Accept"] = "text/event-stream"
         url = _base_url(provider, version_suffix="/v1") + "/messages"
-        return UpstreamCall(url, headers, json.dumps(payload).encode(), True)
+        return UpstreamCall(
+            url, headers, json.dumps(payload).encode(), True, _secrets_of(secret, headers)
+        )
 
     payload = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
     payload["model"] = model.provider_model_id
@@ -100,7 +119,9 @@ def build_call(runtime, candidate, endpoint: Endpoint, body: dict, *, stream: bo
         headers["Accept"] = "text/event-stream"
     suffix = "/v1" if provider.api_format == ApiFormat.OLLAMA else None
     url = _base_url(provider, version_suffix=suffix) + endpoint.path
-    return UpstreamCall(url, headers, json.dumps(payload).encode(), False)
+    return UpstreamCall(
+        url, headers, json.dumps(payload).encode(), False, _secrets_of(secret, headers)
+    )
 
 
 def retry_after_seconds(headers) -> float | None:

@@ -30,6 +30,7 @@ from modelhub.models import (
     User,
 )
 from modelhub.quotas import period_bounds
+from modelhub.redaction import scrub_for_credential
 
 # --- Organizations and members -----------------------------------------------------------
 
@@ -202,7 +203,8 @@ def provider_credential_record_failure(
         credential = ProviderCredential.objects.select_for_update().get(pk=credential.pk)
         credential.consecutive_failures += 1
         credential.last_failure_at = now
-        credential.last_error = error[:2000]
+        # The gateway scrubbed the text already; any other caller gets the same guard.
+        credential.last_error = scrub_for_credential(error, credential)
         threshold = settings.CREDENTIAL_FAILURE_THRESHOLD
         if credential.consecutive_failures >= threshold:
             # The exponent cap only keeps the number small; the hour is the real ceiling.

@@ -22,7 +22,7 @@ WORDS = ["Hello", " from", " the", " fake", " upstream"]
 class Action:
     """What the upstream does with the next request for a model."""
 
-    kind: str = "ok"  # ok | status | hang | die_mid_stream | slow_stream
+    kind: str = "ok"  # ok | status | hang | die_mid_stream | slow_stream | echo_secret*
     status: int = 200
     headers: dict = field(default_factory=dict)
     message: str = "scripted failure"
@@ -87,6 +87,8 @@ class FakeUpstream:
         anthropic = path.startswith("/anthropic/")
         if action.kind == "status":
             return await self._error(send, action, anthropic)
+        if action.kind.startswith("echo_secret"):
+            return await self._echo_secret(send, action, headers, anthropic)
         if action.kind == "hang":
             await asyncio.sleep(action.delay or 30)
             return await self._error(send, Action(status=500), anthropic)
@@ -126,6 +128,47 @@ class FakeUpstream:
         else:
             payload = {"error": {"message": action.message, "type": "server_error", "code": None}}
         await self._json(send, payload, status=action.status, headers=action.headers)
+
+    async def _echo_secret(self, send, action: Action, headers: dict, anthropic: bool):
+        """Quote the credential back, as careless upstreams do: ``echo_secret`` in a JSON
+        error with ``action.status``, ``echo_secret_html`` in an HTML page,
+        ``echo_secret_first_event`` in the first event of a stream and
+        ``echo_secret_mid_stream`` in an error event after two chunks."""
+        sent = headers.get("authorization") or headers.get("x-api-key") or ""
+        secret = sent.removeprefix("Bearer ")
+        text = (
+            f"Invalid credentials. Authorization: {sent}; x-api-key: {secret}; "
+            f"key ...{secret.rsplit('-', 1)[-1]}"
+        )
+        if action.kind == "echo_secret_html":
+            page = f"<html><body><h1>Bad Gateway</h1><pre>{text}</pre></body></html>"
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": action.status,
+                    "headers": [(b"content-type", b"text/html")],
+                }
+            )
+            return await send({"type": "http.response.body", "body": page.encode()})
+        if action.kind == "echo_secret":
+            return await self._error(send, Action(status=action.status, message=text), anthropic)
+        if anthropic:
+            error = {"type": "error", "error": {"type": "api_error", "message": text}}
+            chunks = [
+                {"type": "message_start", "message": {"id": "msg_fake", "usage": {}}},
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta"}},
+            ]
+        else:
+            error = {"error": {"message": text, "type": "server_error"}}
+            delta = {"role": "assistant", "content": "Hello"}
+            chunks = [{"id": "chatcmpl-fake", "choices": [{"index": 0, "delta": delta}]}] * 2
+        if action.kind == "echo_secret_first_event":
+            chunks = []
+        await self._start_stream(send)
+        for payload in [*chunks, error]:
+            event = b"data: " + json.dumps(payload).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     @staticmethod
     def _usage(prompt=10, completion=5):

@@ -14,6 +14,7 @@ from modelhub import services
 from modelhub.crypto import decrypt_secret, mask_secret
 from modelhub.models import HealthStatus, ProviderCredential, QuotaPeriod
 from modelhub.quotas import current_usage, exhausted_quota, period_bounds, quota_states
+from modelhub.redaction import MAX_ERROR_LENGTH
 from tests.modelhub.conftest import API
 from tests.modelhub.factories import make_credential, make_provider
 
@@ -353,7 +354,7 @@ def test_failures_degrade_then_cool_down_with_backoff(org, provider, settings):
 def test_long_errors_are_truncated(org, provider):
     credential = make_credential(org, provider)
     c = services.provider_credential_record_failure(credential=credential, error="e" * 5000)
-    assert len(c.last_error) == 2000
+    assert len(c.last_error) == MAX_ERROR_LENGTH
 
 
 def test_one_success_makes_a_credential_healthy_again(org, provider):
