@@ -19,6 +19,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from modelhub.redaction import scrub_for_credential
+
 
 class TenancyError(RuntimeError):
     """Raised when tenant data is queried without an organization."""
@@ -352,6 +354,12 @@ class ProviderCredential(OrganizationOwned):
     def __str__(self) -> str:
         return f"{self.name} ({self.secret_hint})"
 
+    @property
+    def visible_last_error(self) -> str:
+        """``last_error`` as the API shows it: without this credential's secret, even in a
+        row written before upstream text was scrubbed."""
+        return scrub_for_credential(self.last_error, self)
+
 
 class ClientKey(OrganizationOwned):
     """A key applications send to the gateway; only its SHA-256 digest is stored."""
@@ -518,6 +526,12 @@ class ModelMetric(OrganizationOwned):
 
     def __str__(self) -> str:
         return f"{self.requested_model} -> {self.served_model} ({self.status_code})"
+
+    @property
+    def visible_error_message(self) -> str:
+        """``error_message`` as the API shows it: without the secret of the credential that
+        served the request (load it with ``select_related("credential")``)."""
+        return scrub_for_credential(self.error_message, self.credential)
 
 
 class SyncStatus(models.TextChoices):

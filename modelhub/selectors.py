@@ -437,7 +437,7 @@ def credential_overview(organization) -> list[dict]:
                 "secret_hint": credential.secret_hint,
                 "is_active": credential.is_active,
                 "health_status": credential.health_status,
-                "last_error": credential.last_error,
+                "last_error": credential.visible_last_error,
                 "consecutive_failures": credential.consecutive_failures,
                 "last_failure_at": credential.last_failure_at,
                 "cooldown_until": credential.cooldown_until

@@ -291,6 +291,7 @@ class ProviderCredentialSerializer(serializers.ModelSerializer):
     secret = serializers.CharField(
         write_only=True, required=False, max_length=4096, trim_whitespace=True
     )
+    last_error = serializers.CharField(source="visible_last_error", read_only=True)
 
     class Meta:
         model = ProviderCredential
@@ -374,7 +375,7 @@ class UnhealthyCredentialSerializer(serializers.Serializer):
     name = serializers.CharField()
     provider_slug = serializers.CharField(source="provider.slug")
     health_status = serializers.CharField()
-    last_error = serializers.CharField()
+    last_error = serializers.CharField(source="visible_last_error")
     consecutive_failures = serializers.IntegerField()
     last_failure_at = serializers.DateTimeField(allow_null=True)
     cooldown_until = serializers.DateTimeField(allow_null=True)
@@ -612,6 +613,12 @@ class ModelMetricSerializer(serializers.ModelSerializer):
             "cost": {"min_value": Decimal(0)},
             "created_at": {"required": False},
         }
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        # Stored upstream text, shown without the serving credential's secret.
+        data["error_message"] = instance.visible_error_message
+        return data
 
 
 class DateRangeSerializer(serializers.Serializer):

@@ -567,7 +567,8 @@ class ModelMetricViewSet(
     def get_queryset(self):
         if self.is_schema_generation:
             return ModelMetric.objects.none()
-        return ModelMetric.objects.for_org(self.organization)
+        # The credential's secret scrubs stored error text (visible_error_message).
+        return ModelMetric.objects.for_org(self.organization).select_related("credential")
 
     def perform_create(self, serializer):
         try:
