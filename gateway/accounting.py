@@ -39,6 +39,8 @@ class UsageRecord:
     served_model: str = ""
     provider_slug: str = ""
     provider_id: int | None = None
+    # Global catalog provider (no organization): its names may appear in metric labels.
+    provider_is_global: bool = False
     model_id: int | None = None
     credential_id: int | None = None
     credential_quota_period: str | None = None
@@ -97,8 +99,14 @@ class UsageRecord:
 
 def observe(record: UsageRecord) -> None:
     """Update the Prometheus series for one finished request."""
-    provider = record.provider_slug or "none"
-    model = record.served_model or "none"
+    if record.provider_slug:
+        provider, model = telemetry.series_labels(
+            record.provider_slug,
+            record.served_model or "none",
+            is_global=record.provider_is_global,
+        )
+    else:
+        provider, model = "none", "none"
     telemetry.REQUESTS.labels(record.endpoint, provider, model, str(record.status_code)).inc()
     telemetry.LATENCY.labels(record.endpoint, provider, model).observe(record.latency_ms / 1000)
     if record.time_to_first_token_ms is not None:

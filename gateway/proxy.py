@@ -34,7 +34,7 @@ from gateway.errors import (
     ServiceUnavailable,
     UpstreamFailed,
 )
-from gateway.telemetry import UPSTREAM_ERRORS
+from gateway.telemetry import UPSTREAM_ERRORS, series_labels
 from gateway.upstreams import (
     CHAT,
     COMPLETIONS,
@@ -365,6 +365,7 @@ def describe(record: UsageRecord, candidate: Candidate) -> None:
     record.served_model = model.catalog_id
     record.provider_slug = model.provider.slug
     record.provider_id = model.provider_id
+    record.provider_is_global = model.provider.organization_id is None
     record.model_id = model.pk
     credential = candidate.credential
     if credential is not None:
@@ -414,7 +415,10 @@ def note_success(call: GatewayCall, candidate: Candidate) -> None:
 async def note_failure(call: GatewayCall, candidate: Candidate, failure: AttemptFailed) -> None:
     model = candidate.model
     provider = model.provider
-    UPSTREAM_ERRORS.labels(provider.slug, model.catalog_id, failure.kind).inc()
+    UPSTREAM_ERRORS.labels(
+        *series_labels(provider.slug, model.catalog_id, is_global=provider.organization_id is None),
+        failure.kind,
+    ).inc()
     # The message was scrubbed of the call's secrets where it came in (_upstream_error).
     logger.warning(
         "Upstream attempt of request %s at %s failed (%s): %s",

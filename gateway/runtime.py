@@ -23,6 +23,8 @@ import aiohttp
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, connections
 
+from gateway import checks
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -187,6 +189,7 @@ def current() -> Runtime:
 
 
 async def startup() -> None:
+    checks.warn_at_startup()
     current()
 
 

@@ -59,6 +59,19 @@ METRIC_ROWS_DROPPED = Counter(
 )
 
 
+# The label that stands for every organization's private providers and models: their
+# names are the tenant's business, and tenants can create them without bound.
+PRIVATE_LABEL = "private"
+
+
+def series_labels(provider: str, model: str, *, is_global: bool) -> tuple[str, str]:
+    """``(provider, model)`` labels of a series: global catalog names as they are, every
+    org-private provider and model folded into one label, so the series stay few."""
+    if is_global:
+        return provider, model
+    return PRIVATE_LABEL, PRIVATE_LABEL
+
+
 def exposition() -> tuple[bytes, str]:
     """The metrics text and its content type."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import proxy, runtime, telemetry
 from gateway.auth import authenticate
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, ModelNotFound
 from gateway.selectors import model_list
 from gateway.upstreams import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
+from modelhub.crypto import constant_time_equals
 
 
 def _json(payload, status: int = 200) -> HttpResponse:
@@ -96,7 +98,18 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
 
 
 async def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics in the text exposition format."""
+    """Prometheus metrics in the text exposition format; with ``METRICS_TOKEN`` set, only
+    for ``Authorization: Bearer <METRICS_TOKEN>`` (the series name providers and spend)."""
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not constant_time_equals(given.strip(), token):
+            response = AuthenticationFailed(
+                "Invalid or missing metrics token: send Authorization: Bearer <METRICS_TOKEN>.",
+                code="invalid_metrics_token",
+            ).as_response()
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
     payload, content_type = telemetry.exposition()
     response = HttpResponse(payload, content_type=content_type)
     response["Cache-Control"] = "no-store"

@@ -46,6 +46,9 @@ if not FIELD_ENCRYPTION_KEY:
 
 # Bearer token for the operator endpoints (catalog sync, cache admin). Unset disables them.
 ADMIN_API_KEY = env.str("ADMIN_API_KEY", default="")
+# Bearer token that /metrics requires (Prometheus: authorization.credentials). Unset
+# leaves /metrics open, which production warns about at start (gateway.W001).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
