@@ -16,6 +16,7 @@ import secrets
 import openai
 import pytest
 
+from gateway.upstreams import UpstreamCall
 from modelhub.models import Model, ModelMetric, Provider, ProviderCredential
 from modelhub.redaction import REDACTED
 from modelhub.services import provider_credential_create
@@ -188,3 +189,15 @@ def test_error_in_the_middle_of_a_stream_is_scrubbed(
     assert_no_secret(json.dumps(error.value.body), leaky["secret"])
     wait_for(lambda: ModelMetric.objects.filter(requested_model=leaky["model"]).exists())
     assert_stored_and_served_without_secret(leaky, api_client, member, org, logs, health=True)
+
+
+def test_the_upstream_call_keeps_its_secrets_out_of_its_repr():
+    call = UpstreamCall(
+        "http://127.0.0.1/v1/chat/completions",
+        {"Authorization": f"Bearer {OPENAI_SECRET}"},
+        b"{}",
+        False,
+        (OPENAI_SECRET, f"Bearer {OPENAI_SECRET}"),
+    )
+    assert_no_secret(repr(call), OPENAI_SECRET)
+    assert call.scrub(f"bad key {OPENAI_SECRET}") == f"bad key {REDACTED}"
