@@ -9,3 +9,7 @@ os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 from .base import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The suite's fake upstreams listen on 127.0.0.1; the outbound policy tests switch this
+# off to prove what it refuses.
+GATEWAY_ALLOW_PRIVATE_UPSTREAMS = True
