@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from gateway.upstreams import PolicyResolver
-from modelhub.models import HealthStatus, Provider, ProviderCredential
+from modelhub.models import ApiFormat, HealthStatus, Provider, ProviderCredential
 from modelhub.outbound import OutboundAddressRefused
 from tests.gateway.conftest import metrics_rows
 from tests.gateway.fake_upstream import Action
@@ -146,6 +146,19 @@ def test_host_name_resolving_to_loopback_is_refused_when_private_upstreams_are_o
     assert raw.parse().choices[0].message.content == "Hello from the fake upstream"
     assert len(upstream.requests_for(ALPHA)) == 1
     assert network.connections_to("127.0.0.1", port)
+
+
+def test_a_synced_ollama_on_localhost_works_with_private_upstreams(client, catalog, upstream):
+    # What the sync writes for OLLAMA_BASE_URL=http://localhost:<port>: a global provider
+    # in Ollama's format (the gateway appends /v1).
+    Provider.objects.filter(slug="alpha").update(
+        api_format=ApiFormat.OLLAMA, base_url=f"http://localhost:{_port(upstream)}/openai"
+    )
+    raw = client.chat.completions.with_raw_response.create(
+        model="alpha/llama-3.1-8b", messages=MESSAGES
+    )
+    assert raw.headers["x-gateway-model"] == "alpha/llama-3.1-8b"
+    assert [r["path"] for r in upstream.requests_for(ALPHA)] == ["/openai/v1/chat/completions"]
 
 
 def test_host_name_refused_while_opening_a_stream(client, catalog, upstream, private_off, network):
