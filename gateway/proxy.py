@@ -44,10 +44,12 @@ from gateway.upstreams import (
     UnsupportedEndpoint,
     UpstreamCall,
     build_call,
+    destination_refusal,
     event_data,
     retry_after_seconds,
 )
 from modelhub.models import HealthStatus
+from modelhub.outbound import OutboundAddressRefused
 from modelhub.redaction import bounded
 from modelhub.routing import Candidate, Reason, RouteRequest, RoutingPlan, active_rules, evaluate
 from modelhub.services import (
@@ -507,16 +509,46 @@ def classify(status: int, headers, data: bytes, upstream: UpstreamCall) -> Attem
     )
 
 
+def _refused(message: str) -> AttemptFailed:
+    # Not the credential's fault, and the same answer on a retry: on to the next candidate.
+    return AttemptFailed("refused", message, retryable=False, credential_fault=False)
+
+
+def check_destination(upstream: UpstreamCall) -> None:
+    """Refuse, before anything is sent, a URL the outbound address policy does not allow;
+    host names are checked again, address by address, by the session's resolver."""
+    refusal = destination_refusal(upstream.url)
+    if refusal is not None:
+        raise _refused(refusal)
+
+
+def connection_failure(exc: BaseException) -> AttemptFailed:
+    """An ``aiohttp``/``OSError`` failure to connect as an attempt failure; the resolver's
+    refusal arrives wrapped in aiohttp's connector error."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OutboundAddressRefused):
+            return _refused(cause.message)
+        cause = getattr(cause, "os_error", None) or cause.__cause__
+    return AttemptFailed("connection", f"Could not reach the upstream: {exc.__class__.__name__}")
+
+
 async def post_once(runtime, upstream: UpstreamCall) -> tuple[int, object, bytes]:
+    check_destination(upstream)
     try:
+        # Redirects are not followed: they could lead to a host the policy never saw.
         async with runtime.session.post(
-            upstream.url, data=upstream.body, headers=upstream.headers, timeout=_timeout()
+            upstream.url,
+            data=upstream.body,
+            headers=upstream.headers,
+            timeout=_timeout(),
+            allow_redirects=False,
         ) as response:
             return response.status, response.headers, await response.read()
     except TimeoutError:
         raise AttemptFailed("timeout", "The upstream did not answer in time.")
     except (aiohttp.ClientError, OSError) as exc:
-        raise AttemptFailed("connection", f"Could not reach the upstream: {exc.__class__.__name__}")
+        raise connection_failure(exc)
 
 
 @dataclass
@@ -529,14 +561,19 @@ class OpenStream:
 
 async def open_stream(runtime, upstream: UpstreamCall) -> OpenStream:
     """Send the request and wait for the first event: until then we may still fall back."""
+    check_destination(upstream)
     try:
         response = await runtime.session.post(
-            upstream.url, data=upstream.body, headers=upstream.headers, timeout=_timeout()
+            upstream.url,
+            data=upstream.body,
+            headers=upstream.headers,
+            timeout=_timeout(),
+            allow_redirects=False,
         )
     except TimeoutError:
         raise AttemptFailed("timeout", "The upstream did not answer in time.")
     except (aiohttp.ClientError, OSError) as exc:
-        raise AttemptFailed("connection", f"Could not reach the upstream: {exc.__class__.__name__}")
+        raise connection_failure(exc)
     try:
         if response.status != 200:
             data = await response.read()

@@ -112,8 +112,12 @@ class Runtime:
         self.db_executor = ThreadPoolExecutor(
             max_workers=self.db_threads, thread_name_prefix="gateway-db"
         )
+        from gateway.upstreams import PolicyResolver
+
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
+                # Every address an upstream host resolves to passes the outbound policy.
+                resolver=PolicyResolver(),
                 limit=settings.GATEWAY_UPSTREAM_MAX_CONNECTIONS,
                 ttl_dns_cache=300,
                 keepalive_timeout=settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS,

@@ -6,14 +6,23 @@ provider's id; Anthropic gets a Messages API request (``gateway.anthropic``).
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
+import socket
 from dataclasses import dataclass, field
 
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
 from gateway import anthropic
+from modelhub import outbound
 from modelhub.crypto import decrypt_secret
 from modelhub.models import ApiFormat, ModelType
 from modelhub.redaction import scrub, secret_pattern
+
+logger = logging.getLogger(__name__)
 
 # Fields of the request that steer the gateway and mean nothing upstream.
 GATEWAY_FIELDS = ("models", "route", "provider", "transforms")
@@ -122,6 +131,67 @@ def build_call(runtime, candidate, endpoint: Endpoint, body: dict, *, stream: bo
     return UpstreamCall(
         url, headers, json.dumps(payload).encode(), False, _secrets_of(secret, headers)
     )
+
+
+# --- The outbound address policy ------------------------------------------------------------
+
+
+class PolicyResolver(AbstractResolver):
+    """Resolves upstream host names and keeps only the addresses the outbound address
+    policy allows; with none left the lookup fails, before any connection is opened.
+
+    The connector connects to exactly the addresses returned here, so a name that
+    resolves to a private address, or is rebound to one after the base URL was saved,
+    is caught. IP literals never reach a resolver: :func:`destination_refusal` checks
+    them before the request.
+    """
+
+    def __init__(self, resolver: AbstractResolver | None = None):
+        self.resolver = resolver or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self.resolver.resolve(host, port, family)
+        allow_private = outbound.private_allowed()
+        allowed, refused = [], []
+        for result in results:
+            reason = outbound.address_refusal(result["host"], allow_private=allow_private)
+            if reason is None:
+                allowed.append(result)
+            else:
+                refused.append(reason)
+        if not allowed:
+            # Operators see the addresses; callers of the gateway only learn the host.
+            logger.warning("Upstream host %s refused: %s", host, "; ".join(refused))
+            raise outbound.OutboundAddressRefused(
+                f"the upstream host {host} has no address allowed by the outbound address policy",
+                host=host,
+            )
+        return allowed
+
+    async def close(self) -> None:
+        await self.resolver.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def _destination_refusal(url: str, allow_private: bool) -> str | None:
+    try:
+        outbound.check_url(url, allow_private=allow_private)
+    except outbound.OutboundURLRefused as exc:
+        if exc.address is not None:
+            return (
+                f"the upstream address {exc.address} is not allowed by the outbound address policy"
+            )
+        return f"the upstream URL is not allowed by the outbound address policy: {exc.reason}"
+    return None
+
+
+def destination_refusal(url: str) -> str | None:
+    """Why the policy refuses to call ``url`` (its syntax, or its host when that is an IP
+    literal), or None. Provider URLs saved before the policy, or written by the sync,
+    are checked here too."""
+    return _destination_refusal(url, outbound.private_allowed())
 
 
 def retry_after_seconds(headers) -> float | None:

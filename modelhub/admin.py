@@ -5,10 +5,11 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db import models
 from django.db.models import Count
 from django.utils import timezone
 
-from modelhub import services
+from modelhub import outbound, services
 from modelhub.models import (
     ClientKey,
     HuggingFaceMetrics,
@@ -51,8 +52,25 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "organization"]
 
 
+class ProviderForm(forms.ModelForm):
+    """Refuses a base URL the outbound address policy does not allow the gateway to call
+    (the admin builds the form's fields from the model)."""
+
+    def clean_base_url(self) -> str:
+        value = self.cleaned_data.get("base_url") or ""
+        if value:
+            try:
+                outbound.check_url(value)
+            except outbound.OutboundURLRefused as exc:
+                raise forms.ValidationError(exc.message, code="outbound_policy")
+        return value
+
+
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    # A URL typed without a scheme is taken as https (Django 6's default, without the warning).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = [
         "name",
         "slug",

@@ -287,6 +287,11 @@ GATEWAY_DEFAULT_MAX_ATTEMPTS = env.int("GATEWAY_DEFAULT_MAX_ATTEMPTS", default=3
 # Let global providers use the key named by their environment variable (api_key_env_var)
 # when an organization has no credential of its own for them.
 GATEWAY_ALLOW_ENV_CREDENTIALS = env.bool("GATEWAY_ALLOW_ENV_CREDENTIALS", default=False)
+# The outbound address policy (modelhub.outbound) refuses upstreams on loopback, private
+# networks and CGNAT space unless this is on: for self-hosted Ollama or vLLM on the same
+# machine or a private network. Link-local and cloud metadata addresses stay refused.
+# On by default in development (`make run`, DJANGO_DEBUG=1), off in production.
+GATEWAY_ALLOW_PRIVATE_UPSTREAMS = env.bool("GATEWAY_ALLOW_PRIVATE_UPSTREAMS", default=DEBUG)
 # Consecutive upstream failures before a credential is marked unhealthy, and the first
 # cooldown (it doubles with each further failure, up to an hour).
 CREDENTIAL_FAILURE_THRESHOLD = env.int("CREDENTIAL_FAILURE_THRESHOLD", default=3)

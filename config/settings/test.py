@@ -12,3 +12,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # The suite runs with DEBUG off but is no deployment: an open /metrics is expected here.
 SILENCED_SYSTEM_CHECKS = ["gateway.W001"]
+
+# The suite's fake upstreams listen on 127.0.0.1; the outbound policy tests switch this
+# off to prove what it refuses.
+GATEWAY_ALLOW_PRIVATE_UPSTREAMS = True

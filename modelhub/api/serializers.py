@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.utils.text import slugify
 from rest_framework import serializers
 
+from modelhub import outbound
 from modelhub.api.tenancy import ScopedRelatedField
 from modelhub.models import (
     ClientKey,
@@ -159,6 +160,16 @@ class ProviderSerializer(serializers.ModelSerializer):
         data = super().to_representation(instance)
         data["is_global"] = instance.organization_id is None
         return data
+
+    def validate_base_url(self, value: str) -> str:
+        # The gateway sends requests, with the credential, to this URL: it passes the
+        # outbound address policy (host names are checked again when resolved).
+        if value:
+            try:
+                outbound.check_url(value)
+            except outbound.OutboundURLRefused as exc:
+                raise serializers.ValidationError(exc.message)
+        return value
 
     def validate(self, attrs):
         request = self.context["request"]
