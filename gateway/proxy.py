@@ -1,9 +1,17 @@
 """The request path of the gateway, from the parsed body to the upstream's answer.
 
 parse -> authorize the model -> routing plan (cached briefly) -> reserve the key's limits
--> try candidates in order (retry with backoff on connection errors, timeouts, 429 and
-5xx; fall back to the next candidate; client errors go straight back) -> respond or
-stream -> settle limits, record credential health and usage off the critical path.
+-> try candidates in order (retry with backoff on connection errors, timeouts, 429, 5xx
+and 200s that are no completion; fall back to the next candidate; client errors go
+straight back) -> respond or stream -> settle limits, record credential health and usage
+off the critical path.
+
+Time: each attempt must show its first byte (a non-streaming answer's headers, a
+stream's first event) within GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT, and the whole request
+within GATEWAY_REQUEST_DEADLINE, which caps every attempt's timeouts and backoff and
+ends in a 504. Once a stream has sent its first event the deadline no longer applies:
+only GATEWAY_UPSTREAM_READ_TIMEOUT, the longest silence between two chunks, can end it,
+so a long generation is never cut for taking long.
 """
 
 from __future__ import annotations
@@ -78,6 +86,9 @@ class GatewayCall:
     estimated_input_tokens: int
     estimated_output_tokens: int
     started: float = field(default_factory=time.perf_counter)
+    deadline: float = field(
+        default_factory=lambda: time.monotonic() + settings.GATEWAY_REQUEST_DEADLINE
+    )
     request_id: str = field(default_factory=lambda: "gen-" + uuid.uuid4().hex)
     attempts: int = 0
     candidates_tried: int = 0
@@ -86,6 +97,10 @@ class GatewayCall:
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
+
+    def remaining(self) -> float:
+        """Seconds left before the request's deadline."""
+        return self.deadline - time.monotonic()
 
     def new_record(self) -> UsageRecord:
         return UsageRecord(
@@ -360,15 +375,15 @@ def charge(
 
 
 def describe(record: UsageRecord, candidate: Candidate) -> None:
+    """Name the candidate on the record: the one that answered, or the last that failed."""
     model = candidate.model
     record.served_model = model.catalog_id
     record.provider_slug = model.provider.slug
     record.provider_id = model.provider_id
     record.model_id = model.pk
     credential = candidate.credential
-    if credential is not None:
-        record.credential_id = credential.pk
-        record.credential_quota_period = credential.quota_period
+    record.credential_id = credential.pk if credential is not None else None
+    record.credential_quota_period = credential.quota_period if credential is not None else None
 
 
 def _queue_record(call: GatewayCall, record: UsageRecord) -> None:
@@ -429,12 +444,18 @@ async def note_failure(call: GatewayCall, candidate: Candidate, failure: Attempt
 # --- Upstream attempts ----------------------------------------------------------------------
 
 
-def _timeout() -> aiohttp.ClientTimeout:
+def _timeout(first_byte: float) -> aiohttp.ClientTimeout:
+    # sock_read bounds each silence once the answer began; the first byte has its own,
+    # shorter bound (asyncio.timeout around the wait for it).
     return aiohttp.ClientTimeout(
         total=None,
-        connect=settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT,
+        connect=min(settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT, first_byte),
         sock_read=settings.GATEWAY_UPSTREAM_READ_TIMEOUT,
     )
+
+
+def _first_byte_timeout(remaining: float) -> float:
+    return max(min(settings.GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT, remaining), 0.001)
 
 
 def _upstream_error(status: int, data: bytes, translated: bool) -> tuple[str, str]:
@@ -480,16 +501,39 @@ def classify(status: int, headers, data: bytes, translated: bool) -> AttemptFail
     )
 
 
-async def post_once(runtime, upstream: UpstreamCall) -> tuple[int, object, bytes]:
+async def post_once(runtime, upstream: UpstreamCall, remaining: float) -> tuple[int, object, bytes]:
+    """One non-streaming attempt: headers within the first-byte timeout, then the body,
+    each chunk within the read timeout and the whole within the request's deadline."""
+    first_byte = _first_byte_timeout(remaining)
+    ends = time.monotonic() + remaining
     try:
-        async with runtime.session.post(
-            upstream.url, data=upstream.body, headers=upstream.headers, timeout=_timeout()
-        ) as response:
-            return response.status, response.headers, await response.read()
+        async with asyncio.timeout(first_byte):
+            response = await runtime.session.post(
+                upstream.url,
+                data=upstream.body,
+                headers=upstream.headers,
+                timeout=_timeout(first_byte),
+            )
     except TimeoutError:
-        raise AttemptFailed("timeout", "The upstream did not answer in time.")
+        raise AttemptFailed("timeout", f"The upstream sent no response within {first_byte:g} s.")
     except (aiohttp.ClientError, OSError) as exc:
         raise AttemptFailed("connection", f"Could not reach the upstream: {exc.__class__.__name__}")
+    try:
+        async with asyncio.timeout(max(ends - time.monotonic(), 0.001)):
+            data = await response.read()
+    except TimeoutError:
+        response.close()
+        raise AttemptFailed("timeout", "The upstream stopped sending its answer.")
+    except (aiohttp.ClientError, OSError) as exc:
+        response.close()
+        raise AttemptFailed(
+            "connection", f"The upstream connection broke: {exc.__class__.__name__}"
+        )
+    except BaseException:
+        response.close()
+        raise
+    response.release()
+    return response.status, response.headers, data
 
 
 @dataclass
@@ -499,45 +543,77 @@ class OpenStream:
     first_events: list[bytes]
 
 
-async def open_stream(runtime, upstream: UpstreamCall) -> OpenStream:
-    """Send the request and wait for the first event: until then we may still fall back."""
+async def open_stream(runtime, upstream: UpstreamCall, remaining: float) -> OpenStream:
+    """Send the request and wait for the first event: until then we may still fall back,
+    so it must come within the first-byte timeout and be an event we can relay."""
+    first_byte = _first_byte_timeout(remaining)
+    response = None
     try:
-        response = await runtime.session.post(
-            upstream.url, data=upstream.body, headers=upstream.headers, timeout=_timeout()
-        )
-    except TimeoutError:
-        raise AttemptFailed("timeout", "The upstream did not answer in time.")
-    except (aiohttp.ClientError, OSError) as exc:
-        raise AttemptFailed("connection", f"Could not reach the upstream: {exc.__class__.__name__}")
-    try:
-        if response.status != 200:
-            data = await response.read()
-            raise classify(response.status, response.headers, data, upstream.translated)
-        parser = SSEParser()
-        events: list[bytes] = []
-        while not events:
-            chunk = await response.content.readany()
-            if not chunk:
-                raise AttemptFailed(
-                    "connection", "The upstream closed the stream before any event."
-                )
-            events = parser.feed(chunk)
-        first = event_data(events[0])
-        if first and first.startswith(b"{") and b'"error"' in first:
+        async with asyncio.timeout(first_byte):
+            response = await runtime.session.post(
+                upstream.url,
+                data=upstream.body,
+                headers=upstream.headers,
+                timeout=_timeout(first_byte),
+            )
+            if response.status != 200:
+                data = await response.read()
+                raise classify(response.status, response.headers, data, upstream.translated)
+            parser = SSEParser()
+            events: list[bytes] = []
+            # Comments (keep-alives) may come first; the first data event is what counts.
+            while not any(event_data(event) is not None for event in events):
+                chunk = await response.content.readany()
+                if not chunk:
+                    raise AttemptFailed(
+                        "connection", "The upstream closed the stream before any event."
+                    )
+                events += parser.feed(chunk)
+        first = next(data for data in map(event_data, events) if data is not None)
+        try:
             payload = json.loads(first)
-            if payload.get("error") or payload.get("type") == "error":
-                message, _ = _upstream_error(500, first, upstream.translated)
-                raise AttemptFailed("stream_error", message)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise AttemptFailed(
+                "bad_response", "The upstream's stream began with an event that is not JSON."
+            )
+        if payload.get("error") or payload.get("type") == "error":
+            message, _ = _upstream_error(500, first, upstream.translated)
+            raise AttemptFailed("stream_error", message)
         return OpenStream(response, parser, events)
     except TimeoutError:
-        response.close()
-        raise AttemptFailed("timeout", "The upstream did not start the stream in time.")
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
-        response.close()
+        if response is not None:
+            response.close()
+        raise AttemptFailed("timeout", f"The upstream sent no event within {first_byte:g} s.")
+    except (aiohttp.ClientError, OSError) as exc:
+        if response is not None:
+            response.close()
         raise AttemptFailed("connection", f"The upstream stream broke: {exc.__class__.__name__}")
     except BaseException:
-        response.close()
+        if response is not None:
+            response.close()
         raise
+
+
+def completion_payload(data: bytes, endpoint: Endpoint, translated: bool) -> dict:
+    """The upstream's 200 answer, if it is a completion; otherwise the attempt failed.
+
+    A 200 whose body is ``{}``, a list, HTML or a stray error must not pass for a success
+    at no cost: it is retried and falls back like a 502.
+    """
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        raise AttemptFailed(
+            "bad_response", "The upstream answered 200 with a body that is not JSON."
+        )
+    expected = "content" if translated else "data" if endpoint is EMBEDDINGS else "choices"
+    if not isinstance(payload, dict) or not isinstance(payload.get(expected), list):
+        raise AttemptFailed(
+            "bad_response", f"The upstream answered 200 without a completion (no '{expected}')."
+        )
+    return payload
 
 
 def backoff_delay(retry: int, failure: AttemptFailed) -> float | None:
@@ -567,8 +643,12 @@ async def attempt_candidates(call: GatewayCall, candidates: list[Candidate], rec
     runtime = call.runtime
     max_attempts = max(call.plan.max_attempts, 1)
     last: AttemptFailed | None = None
+    out_of_time = False
     for candidate in candidates:
         if call.attempts >= max_attempts:
+            break
+        if call.remaining() <= 0:
+            out_of_time = True
             break
         try:
             upstream = build_call(runtime, candidate, call.endpoint, call.body, stream=call.stream)
@@ -586,23 +666,24 @@ async def attempt_candidates(call: GatewayCall, candidates: list[Candidate], rec
         call.candidates_tried += 1
         retry = 0
         while call.attempts < max_attempts:
+            remaining = call.remaining()
+            if remaining <= 0:
+                out_of_time = True
+                break
             call.attempts += 1
             try:
                 if call.stream:
-                    return candidate, await open_stream(runtime, upstream)
-                status, headers, data = await post_once(runtime, upstream)
+                    return candidate, await open_stream(runtime, upstream, remaining)
+                status, headers, data = await post_once(runtime, upstream, remaining)
                 if status == 200:
-                    try:
-                        payload = json.loads(data)
-                    except ValueError:
-                        raise AttemptFailed(
-                            "bad_response", "The upstream answered with invalid JSON."
-                        )
+                    payload = completion_payload(data, call.endpoint, upstream.translated)
                     return candidate, (payload, data, upstream.translated)
                 raise classify(status, headers, data, upstream.translated)
             except AttemptFailed as failure:
+                # The request's row names what failed last, not nothing (the dashboard's
+                # per-provider errors), until a later candidate answers.
+                describe(record, candidate)
                 if failure.response is not None:
-                    describe(record, candidate)
                     record.status_code = failure.status or 400
                     record.error_type = failure.kind
                     record.error_message = failure.message
@@ -614,11 +695,12 @@ async def attempt_candidates(call: GatewayCall, candidates: list[Candidate], rec
                 if not failure.retryable or retry >= settings.GATEWAY_RETRIES_PER_CANDIDATE:
                     break
                 delay = backoff_delay(retry, failure)
-                if delay is None:
+                if delay is None or delay >= call.remaining():
+                    # No time to wait: what is left of the deadline goes to the next one.
                     break
                 retry += 1
                 await asyncio.sleep(delay)
-    raise _final_error(last, call)
+    raise _final_error(last, call, out_of_time=out_of_time or call.remaining() <= 0)
 
 
 class _ClientErrorResponse(Exception):
@@ -626,7 +708,17 @@ class _ClientErrorResponse(Exception):
         self.response = response
 
 
-def _final_error(last: AttemptFailed | None, call: GatewayCall) -> GatewayError:
+def _final_error(
+    last: AttemptFailed | None, call: GatewayCall, *, out_of_time: bool
+) -> GatewayError:
+    if out_of_time:
+        detail = f"; last error: {last.message}" if last is not None else ""
+        return UpstreamFailed(
+            f"No upstream answered within the gateway's deadline of "
+            f"{settings.GATEWAY_REQUEST_DEADLINE:g} s for a request{detail}",
+            status=504,
+            code="deadline_exceeded",
+        )
     if last is None:
         return ServiceUnavailable("No upstream could be tried for this request.")
     if last.kind == "quota":
