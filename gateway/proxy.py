@@ -55,7 +55,7 @@ from gateway.upstreams import (
     event_data,
     retry_after_seconds,
 )
-from modelhub.models import HealthStatus
+from modelhub.models import ApiFormat, HealthStatus
 from modelhub.routing import Candidate, Reason, RouteRequest, RoutingPlan, active_rules, evaluate
 from modelhub.services import (
     estimate_cost,
@@ -298,14 +298,53 @@ def usable_candidates(call: GatewayCall, plan: RoutingPlan) -> list[Candidate]:
     )
 
 
-def estimated_cost(call: GatewayCall, candidates: list[Candidate]) -> Decimal:
-    usage = {
-        "input_tokens": call.estimated_input_tokens,
-        "output_tokens": call.estimated_output_tokens,
-        "requests": 1,
-    }
+def output_bound(body: dict, endpoint: Endpoint, input_tokens: int, model) -> int:
+    """The most completion tokens a request may be billed for when ``model`` serves it.
+
+    The request's own max_tokens, else the model's max output, else what its context
+    leaves after the prompt, else GATEWAY_BUDGET_MAX_OUTPUT_TOKENS; times ``n`` choices.
+    Anthropic always gets an explicit max_tokens from the translation: that one.
+    """
+    if endpoint is EMBEDDINGS:
+        return 0
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(requested, int) and not isinstance(requested, bool) and requested > 0:
+        tokens = requested
+    elif model.max_completion_tokens:
+        tokens = model.max_completion_tokens
+    elif model.provider.api_format == ApiFormat.ANTHROPIC:
+        tokens = anthropic.DEFAULT_MAX_TOKENS
+    elif model.context_length:
+        tokens = max(model.context_length - input_tokens, 1)
+    else:
+        tokens = settings.GATEWAY_BUDGET_MAX_OUTPUT_TOKENS
+    choices = body.get("n")
+    if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1:
+        tokens *= choices
+    return tokens
+
+
+def worst_case_cost(call: GatewayCall, candidates: list[Candidate]) -> Decimal:
+    """What the request costs at most, on the most expensive candidate it may reach.
+
+    Budgets reserve this, not a guess: a guess lets concurrent requests spend past the
+    budget by whatever they produce beyond it. Settling gives back the difference.
+    """
     return max(
-        (estimate_cost(model=c.model, usage=usage).total for c in candidates), default=Decimal(0)
+        (
+            estimate_cost(
+                model=c.model,
+                usage={
+                    "input_tokens": call.estimated_input_tokens,
+                    "output_tokens": output_bound(
+                        call.body, call.endpoint, call.estimated_input_tokens, c.model
+                    ),
+                    "requests": 1,
+                },
+            ).total
+            for c in candidates
+        ),
+        default=Decimal(0),
     )
 
 
@@ -316,7 +355,7 @@ async def reserve_limits(call: GatewayCall, candidates: list[Candidate]) -> None
     reservation = limits.client_key_windows(
         key,
         estimated_tokens=call.estimated_input_tokens + call.estimated_output_tokens,
-        estimated_cost=estimated_cost(call, candidates)
+        worst_case_cost=worst_case_cost(call, candidates)
         if key.budget_amount is not None
         else Decimal(0),
         now=timezone.now(),
