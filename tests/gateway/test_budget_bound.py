@@ -16,11 +16,12 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from gateway.limits import PICODOLLARS
 from gateway.proxy import output_bound
 from gateway.upstreams import CHAT, EMBEDDINGS
-from modelhub.models import ApiFormat, Model, ModelMetric, Provider
+from modelhub.models import ApiFormat, LimitCounter, Model, ModelMetric, Provider
 from modelhub.services import provider_credential_create
-from tests.gateway.conftest import metrics_rows
+from tests.gateway.conftest import metrics_rows, wait_for
 from tests.gateway.fake_upstream import Action
 
 BUDGET = Decimal("0.05")
@@ -123,6 +124,48 @@ def test_budget_is_spent_down_to_its_last_request(
     assert statuses[3].json()["error"]["code"] == "budget_exceeded"
     rows = metrics_rows(5, client_key_id=issued.client_key.pk)
     assert sum((row.cost for row in rows), Decimal(0)) == ACTUAL_COST * 3
+
+
+def spend_counter(limit_backend: str, key_id: int) -> Decimal:
+    """What the limiter holds as the key's spend (reserved and settled), in USD."""
+    prefix = f"gw:ck:{key_id}:spend:"
+    if limit_backend == "redis":
+        import redis
+
+        client = redis.from_url(os.environ["REDIS_URL"])
+        values = [int(client.get(key)) for key in client.scan_iter(prefix + "*")]
+    else:
+        values = LimitCounter.objects.filter(key__startswith=prefix).values_list("value", flat=True)
+    return Decimal(sum(values)) / PICODOLLARS
+
+
+def test_streams_and_abandoned_requests_keep_only_what_they_cost(
+    limit_backend, gateway, writer_model, make_key, upstream
+):
+    # Each of these reserved 0.0024 USD; once settled, the counter holds what the metric
+    # rows say they cost: a full stream, a stream the client left, a request the client
+    # gave up on while the upstream was still silent.
+    issued = make_key(budget_amount=Decimal("1"), budget_period="day")
+    headers = {"Authorization": f"Bearer {issued.raw_key}"}
+    body = {"model": "gamma/writer", "messages": [{"role": "user", "content": "hi"}]}
+    upstream.script(
+        "writer",
+        Action(usage=USAGE),
+        Action("slow_stream", delay=0.3),
+        Action("stall_headers", delay=3),
+    )
+    with httpx.Client(base_url=gateway.url, timeout=30, headers=headers) as http:
+        streamed = http.post("/v1/chat/completions", json={**body, "stream": True})
+        assert streamed.status_code == 200 and streamed.text.endswith("data: [DONE]\n\n")
+        with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as left:
+            next(left.iter_raw())
+        with pytest.raises(httpx.ReadTimeout):
+            http.post("/v1/chat/completions", json=body, timeout=0.5)
+    rows = metrics_rows(3, client_key_id=issued.client_key.pk)
+    assert sorted(row.status_code for row in rows) == [200, 499, 499]
+    assert rows[0].cost == ACTUAL_COST
+    spent = sum((row.cost for row in rows), Decimal(0))
+    wait_for(lambda: spend_counter(limit_backend, issued.client_key.pk) == spent)
 
 
 # --- The bound itself ---------------------------------------------------------------------
