@@ -298,6 +298,26 @@ def usable_candidates(call: GatewayCall, plan: RoutingPlan) -> list[Candidate]:
     )
 
 
+# What reaches a model as its prompt, for the budget's bound on prompt tokens.
+PROMPT_FIELDS = ("messages", "prompt", "input", "tools", "functions")
+
+
+def prompt_bound(body: dict, model) -> int:
+    """The most prompt tokens a request may be billed for when ``model`` serves it.
+
+    The four-characters-a-token estimate is a guess that falls short for code, CJK text
+    and short chat turns; a token of the byte-level tokenizers models use is at least one
+    byte, so the UTF-8 bytes of everything that becomes the prompt (messages with their
+    roles and tool calls, tool definitions) bound the text, and the model's context
+    bounds the whole. Images and audio are billed beyond this.
+    """
+    parts = [body[name] for name in PROMPT_FIELDS if body.get(name) is not None]
+    size = len(json.dumps(parts, ensure_ascii=False).encode())
+    if model.context_length:
+        size = min(size, model.context_length)
+    return size
+
+
 def output_bound(body: dict, endpoint: Endpoint, input_tokens: int, model) -> int:
     """The most completion tokens a request may be billed for when ``model`` serves it.
 
@@ -328,14 +348,14 @@ def worst_case_cost(call: GatewayCall, candidates: list[Candidate]) -> Decimal:
     """What the request costs at most, on the most expensive candidate it may reach.
 
     Budgets reserve this, not a guess: a guess lets concurrent requests spend past the
-    budget by whatever they produce beyond it. Settling gives back the difference.
+    budget by whatever they use beyond it. Settling gives back the difference.
     """
     return max(
         (
             estimate_cost(
                 model=c.model,
                 usage={
-                    "input_tokens": call.estimated_input_tokens,
+                    "input_tokens": prompt_bound(call.body, c.model),
                     "output_tokens": output_bound(
                         call.body, call.endpoint, call.estimated_input_tokens, c.model
                     ),

@@ -1,23 +1,25 @@
 """A budget is a bound under concurrency: a hundred requests at once from one key spend at
 most the budget plus one request's cost, on either limiter backend.
 
-Each request asks for no max_tokens and the upstream reports 500 completion tokens, more
-than the gateway's default guess of 256: reserving that guess let concurrent requests
-spend about twice the budget. The model may produce 600 tokens at most; that is what a
-request reserves now.
+Two workloads beat the old guess. Long answers: no max_tokens, and the upstream reports
+500 completion tokens, more than the default guess of 256, so reserving the guess let a
+0.05 USD budget be spent about twice; the model may produce 600 tokens at most, which is
+what a request reserves now. CJK prompts: 300 characters guessed at 79 tokens, billed as
+450; their UTF-8 bytes bound them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
 import pytest
 
 from gateway.limits import PICODOLLARS
-from gateway.proxy import output_bound
+from gateway.proxy import output_bound, prompt_bound
 from gateway.upstreams import CHAT, EMBEDDINGS
 from modelhub.models import ApiFormat, LimitCounter, Model, ModelMetric, Provider
 from modelhub.services import provider_credential_create
@@ -29,6 +31,31 @@ REQUESTS = 100
 PROMPT_PRICE, COMPLETION_PRICE = Decimal("0.000001"), Decimal("0.000004")
 USAGE = {"prompt_tokens": 10, "completion_tokens": 500, "total_tokens": 510}
 ACTUAL_COST = 10 * PROMPT_PRICE + 500 * COMPLETION_PRICE  # 0.00201 USD
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@dataclass(frozen=True)
+class Workload:
+    budget: Decimal
+    body: dict
+    usage: dict
+
+    @property
+    def cost(self) -> Decimal:
+        return (
+            self.usage["prompt_tokens"] * PROMPT_PRICE
+            + self.usage["completion_tokens"] * COMPLETION_PRICE
+        )
+
+
+WORKLOADS = {
+    "long answers": Workload(BUDGET, {"messages": MESSAGES}, USAGE),
+    "cjk prompts": Workload(
+        Decimal("0.01"),
+        {"messages": [{"role": "user", "content": "预算" * 150}], "max_tokens": 5},
+        {"prompt_tokens": 450, "completion_tokens": 5, "total_tokens": 455},
+    ),
+}
 
 
 @pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.services)])
@@ -63,7 +90,7 @@ def writer_model(org, upstream):
     )
 
 
-async def _burst(url: str, raw_key: str) -> list[int]:
+async def _burst(url: str, raw_key: str, body: dict) -> list[int]:
     """REQUESTS chat completions at once; their status codes."""
     limits = httpx.Limits(max_connections=REQUESTS)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
@@ -72,33 +99,35 @@ async def _burst(url: str, raw_key: str) -> list[int]:
             response = await http.post(
                 "/v1/chat/completions",
                 headers={"Authorization": f"Bearer {raw_key}"},
-                json={"model": "gamma/writer", "messages": [{"role": "user", "content": "hi"}]},
+                json={"model": "gamma/writer", **body},
             )
             return response.status_code
 
         return await asyncio.gather(*[one() for _ in range(REQUESTS)])
 
 
+@pytest.mark.parametrize("workload", WORKLOADS.values(), ids=WORKLOADS.keys())
 def test_concurrent_requests_spend_at_most_one_request_past_the_budget(
-    limit_backend, gateway, writer_model, make_key, upstream
+    limit_backend, gateway, writer_model, make_key, upstream, workload
 ):
-    issued = make_key(budget_amount=BUDGET, budget_period="month")
-    upstream.script("writer", *[Action(usage=USAGE) for _ in range(REQUESTS)])
+    budget = workload.budget
+    issued = make_key(budget_amount=budget, budget_period="month")
+    upstream.script("writer", *[Action(usage=workload.usage) for _ in range(REQUESTS)])
     # Slow enough upstream that most requests are admitted before any has settled.
     upstream.delay = 0.3
-    statuses = asyncio.run(_burst(gateway.url, issued.raw_key))
+    statuses = asyncio.run(_burst(gateway.url, issued.raw_key, workload.body))
     admitted = statuses.count(200)
     assert admitted + statuses.count(429) == REQUESTS
     rows = metrics_rows(REQUESTS, client_key_id=issued.client_key.pk)
     spent = sum((row.cost for row in rows), Decimal(0))
     largest = max(row.cost for row in rows)
     print(
-        f"\n[{limit_backend}] sent={REQUESTS} admitted={admitted} budget={BUDGET} "
-        f"spent={spent} ({spent / BUDGET:.0%}) largest request={largest}"
+        f"\n[{limit_backend}] sent={REQUESTS} admitted={admitted} budget={budget} "
+        f"spent={spent} ({spent / budget:.0%}) largest request={largest}"
     )
-    assert largest == ACTUAL_COST
+    assert largest == workload.cost
     assert admitted >= 1
-    assert spent <= BUDGET + largest
+    assert spent <= budget + largest
     # The upstream saw exactly the admitted requests, and nothing else was billed.
     assert len(upstream.requests_for("writer")) == admitted
     assert (
@@ -115,7 +144,7 @@ def test_budget_is_spent_down_to_its_last_request(
     issued = make_key(budget_amount=ACTUAL_COST * 5 / 2, budget_period="day")
     upstream.script("writer", *[Action(usage=USAGE) for _ in range(3)])
     headers = {"Authorization": f"Bearer {issued.raw_key}"}
-    body = {"model": "gamma/writer", "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "gamma/writer", "messages": MESSAGES}
     statuses = []
     with httpx.Client(base_url=gateway.url, timeout=30) as http:
         for _ in range(5):
@@ -147,7 +176,7 @@ def test_streams_and_abandoned_requests_keep_only_what_they_cost(
     # gave up on while the upstream was still silent.
     issued = make_key(budget_amount=Decimal("1"), budget_period="day")
     headers = {"Authorization": f"Bearer {issued.raw_key}"}
-    body = {"model": "gamma/writer", "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "gamma/writer", "messages": MESSAGES}
     upstream.script(
         "writer",
         Action(usage=USAGE),
@@ -196,3 +225,15 @@ def test_output_bound(settings, body, fields, expected):
 
 def test_embeddings_produce_no_output_tokens():
     assert output_bound({"max_tokens": 50}, EMBEDDINGS, 100, _model()) == 0
+
+
+def test_prompt_bound_counts_bytes_of_everything_that_becomes_the_prompt():
+    cjk = [{"role": "user", "content": "预算" * 150}]
+    # 900 bytes of text in 300 characters (the estimate says 79 tokens).
+    assert 900 < prompt_bound({"messages": cjk}, _model()) < 950
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    with_tools = prompt_bound({"messages": MESSAGES, "tools": [tool] * 10}, _model())
+    assert with_tools > prompt_bound({"messages": MESSAGES}, _model()) + 10 * 50
+    # Never more than the model's context holds.
+    assert prompt_bound({"messages": cjk}, _model(context_length=512)) == 512
+    assert prompt_bound({"prompt": "abc"}, _model()) == len('["abc"]')
