@@ -380,10 +380,26 @@ async def reserve_limits(call: GatewayCall, candidates: list[Candidate]) -> None
         else Decimal(0),
         now=timezone.now(),
     )
-    failed = await call.runtime.limiter.reserve(reservation.windows)
+    # The reservation runs as its own task: a client that hangs up while it is under way
+    # must not leave the counters raised by a request that never ran (a budget would
+    # keep its worst case for the rest of the period).
+    reserving = call.runtime.spawn(call.runtime.limiter.reserve(reservation.windows))
+    try:
+        failed = await asyncio.shield(reserving)
+    except asyncio.CancelledError:
+        reserving.add_done_callback(lambda task: _release_abandoned(call, reservation, task))
+        raise
     if failed is not None:
         raise limits.reject(failed)
     call.reservation = reservation
+
+
+def _release_abandoned(call: GatewayCall, reservation: limits.Reservation, task) -> None:
+    """The counters were raised after the client left: give the request's share back."""
+    if task.cancelled() or task.exception() is not None or task.result() is not None:
+        return
+    call.reservation = reservation
+    call.runtime.spawn(settle_limits(call, 0, Decimal(0)))
 
 
 async def settle_limits(call: GatewayCall, tokens: int, cost: Decimal) -> None:

@@ -17,6 +17,8 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from django.db import transaction
+from django.db.models import F
 
 from gateway.limits import PICODOLLARS
 from gateway.proxy import output_bound, prompt_bound
@@ -195,6 +197,35 @@ def test_streams_and_abandoned_requests_keep_only_what_they_cost(
     assert rows[0].cost == ACTUAL_COST
     spent = sum((row.cost for row in rows), Decimal(0))
     wait_for(lambda: spend_counter(limit_backend, issued.client_key.pk) == spent)
+
+
+@pytest.fixture
+def database_limits(gateway_settings):
+    gateway_settings.GATEWAY_LIMIT_BACKEND = "database"
+
+
+def test_a_reservation_made_after_the_client_left_is_given_back(
+    database_limits, gateway, writer_model, make_key, upstream
+):
+    issued = make_key(budget_amount=Decimal("1"), budget_period="day")
+    key_id = issued.client_key.pk
+    body = {"model": "gamma/writer", "messages": MESSAGES}
+    upstream.script("writer", Action(usage=USAGE))
+    with httpx.Client(
+        base_url=gateway.url, timeout=30, headers={"Authorization": f"Bearer {issued.raw_key}"}
+    ) as http:
+        assert http.post("/v1/chat/completions", json=body).status_code == 200
+        wait_for(lambda: spend_counter("database", key_id) == ACTUAL_COST)
+        # While another transaction holds the key's counters, the next reservation waits
+        # for them; the client gives up meanwhile, and the reservation lands afterwards.
+        with transaction.atomic():
+            LimitCounter.objects.filter(key__startswith=f"gw:ck:{key_id}:").update(value=F("value"))
+            with pytest.raises(httpx.ReadTimeout):
+                http.post("/v1/chat/completions", json=body, timeout=0.5)
+    rows = metrics_rows(2, client_key_id=key_id)
+    assert rows[1].status_code == 499
+    assert len(upstream.requests_for("writer")) == 1
+    wait_for(lambda: spend_counter("database", key_id) == ACTUAL_COST)
 
 
 # --- The bound itself ---------------------------------------------------------------------
