@@ -2,11 +2,16 @@
 
 A client key may have requests per minute, tokens per minute and a budget per period.
 Each is a counter of its window. A request is admitted when every counter is still below
-its limit, and then reserves its share at once - one request, its estimated tokens, its
-estimated cost - in a single atomic step (a Lua script in Redis, a locked transaction in
-the database). When the request ends, the reservation is corrected to the actual tokens
-and cost. So N concurrent requests against a budget that allows ten get at most ten
-admissions plus those already in flight when the budget ran out.
+its limit, and then reserves its share at once - one request, its estimated tokens, the
+most it can cost - in a single atomic step (a Lua script in Redis, a locked transaction
+in the database). When the request ends, the reservation is corrected to the actual
+tokens and cost.
+
+The budget reserves a bound, not an estimate: the prompt plus every completion token the
+request may produce, at its most expensive candidate's prices. Since each counter holds
+what finished requests cost plus at least what running ones can still cost, a request is
+only admitted while everything admitted before it fits in the budget; spend can pass the
+budget by at most the last admitted request's own cost, whatever the concurrency.
 
 Money is counted in integer picodollars (1e-12 USD): Redis adds integers exactly, and
 the cheapest catalog prices (1e-10 USD per token) still count.
@@ -55,7 +60,7 @@ class Reservation:
     tokens_key: str | None = None
     cost_key: str | None = None
     estimated_tokens: int = 0
-    estimated_cost: int = 0
+    reserved_cost: int = 0  # picodollars: the request's worst case
 
 
 def _minute(now: datetime) -> tuple[str, datetime, int]:
@@ -65,7 +70,7 @@ def _minute(now: datetime) -> tuple[str, datetime, int]:
 
 
 def client_key_windows(
-    key, *, estimated_tokens: int, estimated_cost: Decimal, now: datetime
+    key, *, estimated_tokens: int, worst_case_cost: Decimal, now: datetime
 ) -> Reservation:
     """The counters a request of ``key`` (a ``ClientKeyInfo``) must pass."""
     reservation = Reservation()
@@ -101,12 +106,12 @@ def client_key_windows(
         start, end = period_bounds(key.budget_period, now)
         cost_key = f"gw:ck:{key.id}:spend:{key.budget_period}:{start:%Y%m%d%H}"
         reservation.cost_key = cost_key
-        reservation.estimated_cost = to_picodollars(estimated_cost)
+        reservation.reserved_cost = to_picodollars(worst_case_cost)
         reservation.windows.append(
             Window(
                 cost_key,
                 to_picodollars(key.budget_amount),
-                reservation.estimated_cost,
+                reservation.reserved_cost,
                 end,
                 max(math.ceil((end - now).total_seconds()), 1),
                 f"The key's budget of {key.budget_amount} USD per {key.budget_period} is spent.",
@@ -241,12 +246,13 @@ def build_limiter(runtime):
 
 
 async def settle(limiter, reservation: Reservation, *, tokens: int, cost: Decimal) -> None:
-    """Replace the reserved estimates by what the request actually used."""
+    """Replace the reserved amounts by what the request actually used (giving back the
+    difference between a budget's worst case and the actual cost)."""
     deltas = []
     if reservation.tokens_key:
         deltas.append((reservation.tokens_key, tokens - reservation.estimated_tokens))
     if reservation.cost_key:
-        deltas.append((reservation.cost_key, to_picodollars(cost) - reservation.estimated_cost))
+        deltas.append((reservation.cost_key, to_picodollars(cost) - reservation.reserved_cost))
     await limiter.adjust(deltas)
 
 

@@ -1,9 +1,17 @@
 """The request path of the gateway, from the parsed body to the upstream's answer.
 
 parse -> authorize the model -> routing plan (cached briefly) -> reserve the key's limits
--> try candidates in order (retry with backoff on connection errors, timeouts, 429 and
-5xx; fall back to the next candidate; client errors go straight back) -> respond or
-stream -> settle limits, record credential health and usage off the critical path.
+-> try candidates in order (retry with backoff on connection errors, timeouts, 429, 5xx
+and 200s that are no completion; fall back to the next candidate; client errors go
+straight back) -> respond or stream -> settle limits, record credential health and usage
+off the critical path.
+
+Time: each attempt must show its first byte (a non-streaming answer's headers, a
+stream's first event) within GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT, and the whole request
+within GATEWAY_REQUEST_DEADLINE, which caps every attempt's timeouts and backoff and
+ends in a 504. Once a stream has sent its first event the deadline no longer applies:
+only GATEWAY_UPSTREAM_READ_TIMEOUT, the longest silence between two chunks, can end it,
+so a long generation is never cut for taking long.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ from gateway.upstreams import (
     event_data,
     retry_after_seconds,
 )
-from modelhub.models import HealthStatus
+from modelhub.models import ApiFormat, HealthStatus
 from modelhub.outbound import OutboundAddressRefused
 from modelhub.redaction import bounded
 from modelhub.routing import Candidate, Reason, RouteRequest, RoutingPlan, active_rules, evaluate
@@ -81,6 +89,9 @@ class GatewayCall:
     estimated_input_tokens: int
     estimated_output_tokens: int
     started: float = field(default_factory=time.perf_counter)
+    deadline: float = field(
+        default_factory=lambda: time.monotonic() + settings.GATEWAY_REQUEST_DEADLINE
+    )
     request_id: str = field(default_factory=lambda: "gen-" + uuid.uuid4().hex)
     attempts: int = 0
     candidates_tried: int = 0
@@ -89,6 +100,10 @@ class GatewayCall:
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
+
+    def remaining(self) -> float:
+        """Seconds left before the request's deadline."""
+        return self.deadline - time.monotonic()
 
     def new_record(self) -> UsageRecord:
         return UsageRecord(
@@ -286,14 +301,73 @@ def usable_candidates(call: GatewayCall, plan: RoutingPlan) -> list[Candidate]:
     )
 
 
-def estimated_cost(call: GatewayCall, candidates: list[Candidate]) -> Decimal:
-    usage = {
-        "input_tokens": call.estimated_input_tokens,
-        "output_tokens": call.estimated_output_tokens,
-        "requests": 1,
-    }
+# What reaches a model as its prompt, for the budget's bound on prompt tokens.
+PROMPT_FIELDS = ("messages", "prompt", "input", "tools", "functions")
+
+
+def prompt_bound(body: dict, model) -> int:
+    """The most prompt tokens a request may be billed for when ``model`` serves it.
+
+    The four-characters-a-token estimate is a guess that falls short for code, CJK text
+    and short chat turns; a token of the byte-level tokenizers models use is at least one
+    byte, so the UTF-8 bytes of everything that becomes the prompt (messages with their
+    roles and tool calls, tool definitions) bound the text, and the model's context
+    bounds the whole. Images and audio are billed beyond this.
+    """
+    parts = [body[name] for name in PROMPT_FIELDS if body.get(name) is not None]
+    size = len(json.dumps(parts, ensure_ascii=False).encode())
+    if model.context_length:
+        size = min(size, model.context_length)
+    return size
+
+
+def output_bound(body: dict, endpoint: Endpoint, input_tokens: int, model) -> int:
+    """The most completion tokens a request may be billed for when ``model`` serves it.
+
+    The request's own max_tokens, else the model's max output, else what its context
+    leaves after the prompt, else GATEWAY_BUDGET_MAX_OUTPUT_TOKENS; times ``n`` choices.
+    Anthropic always gets an explicit max_tokens from the translation: that one.
+    """
+    if endpoint is EMBEDDINGS:
+        return 0
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(requested, int) and not isinstance(requested, bool) and requested > 0:
+        tokens = requested
+    elif model.max_completion_tokens:
+        tokens = model.max_completion_tokens
+    elif model.provider.api_format == ApiFormat.ANTHROPIC:
+        tokens = anthropic.DEFAULT_MAX_TOKENS
+    elif model.context_length:
+        tokens = max(model.context_length - input_tokens, 1)
+    else:
+        tokens = settings.GATEWAY_BUDGET_MAX_OUTPUT_TOKENS
+    choices = body.get("n")
+    if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1:
+        tokens *= choices
+    return tokens
+
+
+def worst_case_cost(call: GatewayCall, candidates: list[Candidate]) -> Decimal:
+    """What the request costs at most, on the most expensive candidate it may reach.
+
+    Budgets reserve this, not a guess: a guess lets concurrent requests spend past the
+    budget by whatever they use beyond it. Settling gives back the difference.
+    """
     return max(
-        (estimate_cost(model=c.model, usage=usage).total for c in candidates), default=Decimal(0)
+        (
+            estimate_cost(
+                model=c.model,
+                usage={
+                    "input_tokens": prompt_bound(call.body, c.model),
+                    "output_tokens": output_bound(
+                        call.body, call.endpoint, call.estimated_input_tokens, c.model
+                    ),
+                    "requests": 1,
+                },
+            ).total
+            for c in candidates
+        ),
+        default=Decimal(0),
     )
 
 
@@ -304,15 +378,31 @@ async def reserve_limits(call: GatewayCall, candidates: list[Candidate]) -> None
     reservation = limits.client_key_windows(
         key,
         estimated_tokens=call.estimated_input_tokens + call.estimated_output_tokens,
-        estimated_cost=estimated_cost(call, candidates)
+        worst_case_cost=worst_case_cost(call, candidates)
         if key.budget_amount is not None
         else Decimal(0),
         now=timezone.now(),
     )
-    failed = await call.runtime.limiter.reserve(reservation.windows)
+    # The reservation runs as its own task: a client that hangs up while it is under way
+    # must not leave the counters raised by a request that never ran (a budget would
+    # keep its worst case for the rest of the period).
+    reserving = call.runtime.spawn(call.runtime.limiter.reserve(reservation.windows))
+    try:
+        failed = await asyncio.shield(reserving)
+    except asyncio.CancelledError:
+        reserving.add_done_callback(lambda task: _release_abandoned(call, reservation, task))
+        raise
     if failed is not None:
         raise limits.reject(failed)
     call.reservation = reservation
+
+
+def _release_abandoned(call: GatewayCall, reservation: limits.Reservation, task) -> None:
+    """The counters were raised after the client left: give the request's share back."""
+    if task.cancelled() or task.exception() is not None or task.result() is not None:
+        return
+    call.reservation = reservation
+    call.runtime.spawn(settle_limits(call, 0, Decimal(0)))
 
 
 async def settle_limits(call: GatewayCall, tokens: int, cost: Decimal) -> None:
@@ -363,6 +453,7 @@ def charge(
 
 
 def describe(record: UsageRecord, candidate: Candidate) -> None:
+    """Name the candidate on the record: the one that answered, or the last that failed."""
     model = candidate.model
     record.served_model = model.catalog_id
     record.provider_slug = model.provider.slug
@@ -370,9 +461,8 @@ def describe(record: UsageRecord, candidate: Candidate) -> None:
     record.provider_is_global = model.provider.organization_id is None
     record.model_id = model.pk
     credential = candidate.credential
-    if credential is not None:
-        record.credential_id = credential.pk
-        record.credential_quota_period = credential.quota_period
+    record.credential_id = credential.pk if credential is not None else None
+    record.credential_quota_period = credential.quota_period if credential is not None else None
 
 
 def _queue_record(call: GatewayCall, record: UsageRecord) -> None:
@@ -445,12 +535,18 @@ async def note_failure(call: GatewayCall, candidate: Candidate, failure: Attempt
 # --- Upstream attempts ----------------------------------------------------------------------
 
 
-def _timeout() -> aiohttp.ClientTimeout:
+def _timeout(first_byte: float) -> aiohttp.ClientTimeout:
+    # sock_read bounds each silence once the answer began; the first byte has its own,
+    # shorter bound (asyncio.timeout around the wait for it).
     return aiohttp.ClientTimeout(
         total=None,
-        connect=settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT,
+        connect=min(settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT, first_byte),
         sock_read=settings.GATEWAY_UPSTREAM_READ_TIMEOUT,
     )
+
+
+def _first_byte_timeout(remaining: float) -> float:
+    return max(min(settings.GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT, remaining), 0.001)
 
 
 def _non_json(status: int) -> str:
@@ -533,22 +629,42 @@ def connection_failure(exc: BaseException) -> AttemptFailed:
     return AttemptFailed("connection", f"Could not reach the upstream: {exc.__class__.__name__}")
 
 
-async def post_once(runtime, upstream: UpstreamCall) -> tuple[int, object, bytes]:
+async def post_once(runtime, upstream: UpstreamCall, remaining: float) -> tuple[int, object, bytes]:
+    """One non-streaming attempt: headers within the first-byte timeout, then the body,
+    each chunk within the read timeout and the whole within the request's deadline."""
     check_destination(upstream)
+    first_byte = _first_byte_timeout(remaining)
+    ends = time.monotonic() + remaining
     try:
-        # Redirects are not followed: they could lead to a host the policy never saw.
-        async with runtime.session.post(
-            upstream.url,
-            data=upstream.body,
-            headers=upstream.headers,
-            timeout=_timeout(),
-            allow_redirects=False,
-        ) as response:
-            return response.status, response.headers, await response.read()
+        async with asyncio.timeout(first_byte):
+            response = await runtime.session.post(
+                upstream.url,
+                data=upstream.body,
+                headers=upstream.headers,
+                timeout=_timeout(first_byte),
+                # Redirects are not followed: they could lead to a host the policy never saw.
+                allow_redirects=False,
+            )
     except TimeoutError:
-        raise AttemptFailed("timeout", "The upstream did not answer in time.")
+        raise AttemptFailed("timeout", f"The upstream sent no response within {first_byte:g} s.")
     except (aiohttp.ClientError, OSError) as exc:
         raise connection_failure(exc)
+    try:
+        async with asyncio.timeout(max(ends - time.monotonic(), 0.001)):
+            data = await response.read()
+    except TimeoutError:
+        response.close()
+        raise AttemptFailed("timeout", "The upstream stopped sending its answer.")
+    except (aiohttp.ClientError, OSError) as exc:
+        response.close()
+        raise AttemptFailed(
+            "connection", f"The upstream connection broke: {exc.__class__.__name__}"
+        )
+    except BaseException:
+        response.close()
+        raise
+    response.release()
+    return response.status, response.headers, data
 
 
 @dataclass
@@ -559,50 +675,80 @@ class OpenStream:
     upstream: UpstreamCall
 
 
-async def open_stream(runtime, upstream: UpstreamCall) -> OpenStream:
-    """Send the request and wait for the first event: until then we may still fall back."""
+async def open_stream(runtime, upstream: UpstreamCall, remaining: float) -> OpenStream:
+    """Send the request and wait for the first event: until then we may still fall back,
+    so it must come within the first-byte timeout and be an event we can relay."""
     check_destination(upstream)
+    first_byte = _first_byte_timeout(remaining)
+    response = None
     try:
-        response = await runtime.session.post(
-            upstream.url,
-            data=upstream.body,
-            headers=upstream.headers,
-            timeout=_timeout(),
-            allow_redirects=False,
-        )
-    except TimeoutError:
-        raise AttemptFailed("timeout", "The upstream did not answer in time.")
-    except (aiohttp.ClientError, OSError) as exc:
-        raise connection_failure(exc)
-    try:
-        if response.status != 200:
-            data = await response.read()
-            raise classify(response.status, response.headers, data, upstream)
-        parser = SSEParser()
-        events: list[bytes] = []
-        while not events:
-            chunk = await response.content.readany()
-            if not chunk:
-                raise AttemptFailed(
-                    "connection", "The upstream closed the stream before any event."
-                )
-            events = parser.feed(chunk)
-        first = event_data(events[0])
-        if first and first.startswith(b"{") and b'"error"' in first:
+        async with asyncio.timeout(first_byte):
+            response = await runtime.session.post(
+                upstream.url,
+                data=upstream.body,
+                headers=upstream.headers,
+                timeout=_timeout(first_byte),
+                allow_redirects=False,
+            )
+            if response.status != 200:
+                data = await response.read()
+                raise classify(response.status, response.headers, data, upstream)
+            parser = SSEParser()
+            events: list[bytes] = []
+            # Comments (keep-alives) may come first; the first data event is what counts.
+            while not any(event_data(event) is not None for event in events):
+                chunk = await response.content.readany()
+                if not chunk:
+                    raise AttemptFailed(
+                        "connection", "The upstream closed the stream before any event."
+                    )
+                events += parser.feed(chunk)
+        first = next(data for data in map(event_data, events) if data is not None)
+        try:
             payload = json.loads(first)
-            if payload.get("error") or payload.get("type") == "error":
-                message, _ = _upstream_error(500, first, upstream)
-                raise AttemptFailed("stream_error", message)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise AttemptFailed(
+                "bad_response", "The upstream's stream began with an event that is not JSON."
+            )
+        if payload.get("error") or payload.get("type") == "error":
+            message, _ = _upstream_error(500, first, upstream)
+            raise AttemptFailed("stream_error", message)
         return OpenStream(response, parser, events, upstream)
     except TimeoutError:
-        response.close()
-        raise AttemptFailed("timeout", "The upstream did not start the stream in time.")
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        if response is not None:
+            response.close()
+        raise AttemptFailed("timeout", f"The upstream sent no event within {first_byte:g} s.")
+    except (aiohttp.ClientError, OSError) as exc:
+        if response is None:
+            raise connection_failure(exc)
         response.close()
         raise AttemptFailed("connection", f"The upstream stream broke: {exc.__class__.__name__}")
     except BaseException:
-        response.close()
+        if response is not None:
+            response.close()
         raise
+
+
+def completion_payload(data: bytes, endpoint: Endpoint, translated: bool) -> dict:
+    """The upstream's 200 answer, if it is a completion; otherwise the attempt failed.
+
+    A 200 whose body is ``{}``, a list, HTML or a stray error must not pass for a success
+    at no cost: it is retried and falls back like a 502.
+    """
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        raise AttemptFailed(
+            "bad_response", "The upstream answered 200 with a body that is not JSON."
+        )
+    expected = "content" if translated else "data" if endpoint is EMBEDDINGS else "choices"
+    if not isinstance(payload, dict) or not isinstance(payload.get(expected), list):
+        raise AttemptFailed(
+            "bad_response", f"The upstream answered 200 without a completion (no '{expected}')."
+        )
+    return payload
 
 
 def backoff_delay(retry: int, failure: AttemptFailed) -> float | None:
@@ -632,8 +778,12 @@ async def attempt_candidates(call: GatewayCall, candidates: list[Candidate], rec
     runtime = call.runtime
     max_attempts = max(call.plan.max_attempts, 1)
     last: AttemptFailed | None = None
+    out_of_time = False
     for candidate in candidates:
         if call.attempts >= max_attempts:
+            break
+        if call.remaining() <= 0:
+            out_of_time = True
             break
         try:
             upstream = build_call(runtime, candidate, call.endpoint, call.body, stream=call.stream)
@@ -651,23 +801,24 @@ async def attempt_candidates(call: GatewayCall, candidates: list[Candidate], rec
         call.candidates_tried += 1
         retry = 0
         while call.attempts < max_attempts:
+            remaining = call.remaining()
+            if remaining <= 0:
+                out_of_time = True
+                break
             call.attempts += 1
             try:
                 if call.stream:
-                    return candidate, await open_stream(runtime, upstream)
-                status, headers, data = await post_once(runtime, upstream)
+                    return candidate, await open_stream(runtime, upstream, remaining)
+                status, headers, data = await post_once(runtime, upstream, remaining)
                 if status == 200:
-                    try:
-                        payload = json.loads(data)
-                    except ValueError:
-                        raise AttemptFailed(
-                            "bad_response", "The upstream answered with invalid JSON."
-                        )
+                    payload = completion_payload(data, call.endpoint, upstream.translated)
                     return candidate, (payload, data, upstream.translated)
                 raise classify(status, headers, data, upstream)
             except AttemptFailed as failure:
+                # The request's row names what failed last, not nothing (the dashboard's
+                # per-provider errors), until a later candidate answers.
+                describe(record, candidate)
                 if failure.response is not None:
-                    describe(record, candidate)
                     record.status_code = failure.status or 400
                     record.error_type = failure.kind
                     record.error_message = failure.message
@@ -679,11 +830,12 @@ async def attempt_candidates(call: GatewayCall, candidates: list[Candidate], rec
                 if not failure.retryable or retry >= settings.GATEWAY_RETRIES_PER_CANDIDATE:
                     break
                 delay = backoff_delay(retry, failure)
-                if delay is None:
+                if delay is None or delay >= call.remaining():
+                    # No time to wait: what is left of the deadline goes to the next one.
                     break
                 retry += 1
                 await asyncio.sleep(delay)
-    raise _final_error(last, call)
+    raise _final_error(last, call, out_of_time=out_of_time or call.remaining() <= 0)
 
 
 class _ClientErrorResponse(Exception):
@@ -691,7 +843,17 @@ class _ClientErrorResponse(Exception):
         self.response = response
 
 
-def _final_error(last: AttemptFailed | None, call: GatewayCall) -> GatewayError:
+def _final_error(
+    last: AttemptFailed | None, call: GatewayCall, *, out_of_time: bool
+) -> GatewayError:
+    if out_of_time:
+        detail = f"; last error: {last.message}" if last is not None else ""
+        return UpstreamFailed(
+            f"No upstream answered within the gateway's deadline of "
+            f"{settings.GATEWAY_REQUEST_DEADLINE:g} s for a request{detail}",
+            status=504,
+            code="deadline_exceeded",
+        )
     if last is None:
         return ServiceUnavailable("No upstream could be tried for this request.")
     if last.kind == "quota":

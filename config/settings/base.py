@@ -320,9 +320,17 @@ CELERY_BEAT_SCHEDULE["sync-all-providers"] = {
 GATEWAY_KEY_CACHE_SECONDS = env.float("GATEWAY_KEY_CACHE_SECONDS", default=5.0)
 GATEWAY_PLAN_CACHE_SECONDS = env.float("GATEWAY_PLAN_CACHE_SECONDS", default=2.0)
 GATEWAY_MODEL_LIST_CACHE_SECONDS = env.float("GATEWAY_MODEL_LIST_CACHE_SECONDS", default=10.0)
-# Upstream calls: connect timeout, and the longest silence while reading (seconds).
+# Upstream calls (seconds): the connect timeout; the first-byte timeout of one attempt
+# (a non-streaming answer's headers, a stream's first event: a silent upstream fails over
+# after this long); and the longest silence between two chunks of a response that began.
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env.float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", default=5.0)
+GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT = env.float("GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT", default=20.0)
 GATEWAY_UPSTREAM_READ_TIMEOUT = env.float("GATEWAY_UPSTREAM_READ_TIMEOUT", default=120.0)
+# The time one request may take across all its attempts, retries and backoff before the
+# gateway answers 504: it caps each attempt's timeouts. It ends when a stream sends its
+# first event (a long generation is not cut; only the read timeout applies then), so a
+# non-streaming call must finish within it: stream long generations.
+GATEWAY_REQUEST_DEADLINE = env.float("GATEWAY_REQUEST_DEADLINE", default=45.0)
 GATEWAY_UPSTREAM_MAX_CONNECTIONS = env.int("GATEWAY_UPSTREAM_MAX_CONNECTIONS", default=1000)
 GATEWAY_UPSTREAM_KEEPALIVE_SECONDS = env.float("GATEWAY_UPSTREAM_KEEPALIVE_SECONDS", default=30.0)
 # Retries of one candidate on connection errors, timeouts, 429 and 5xx before falling
@@ -331,9 +339,12 @@ GATEWAY_UPSTREAM_KEEPALIVE_SECONDS = env.float("GATEWAY_UPSTREAM_KEEPALIVE_SECON
 GATEWAY_RETRIES_PER_CANDIDATE = env.int("GATEWAY_RETRIES_PER_CANDIDATE", default=1)
 GATEWAY_RETRY_BACKOFF = env.float("GATEWAY_RETRY_BACKOFF", default=0.2)
 GATEWAY_RETRY_MAX_WAIT = env.float("GATEWAY_RETRY_MAX_WAIT", default=2.0)
-# Completion tokens assumed for limits and budget reservations when a request sets no
+# Completion tokens assumed for the tokens-per-minute reservation when a request sets no
 # max_tokens; the reservation is corrected to actual usage when the request ends.
 GATEWAY_ESTIMATED_COMPLETION_TOKENS = env.int("GATEWAY_ESTIMATED_COMPLETION_TOKENS", default=256)
+# Budgets reserve a request's worst case: its max_tokens, else the model's max output,
+# else its context length minus the prompt, else this many completion tokens.
+GATEWAY_BUDGET_MAX_OUTPUT_TOKENS = env.int("GATEWAY_BUDGET_MAX_OUTPUT_TOKENS", default=4096)
 # Where rate-limit and budget counters live: "auto" (Redis when REDIS_URL is set, the
 # database otherwise), "redis" or "database". GATEWAY_LIMIT_REDIS_URL overrides REDIS_URL.
 GATEWAY_LIMIT_BACKEND = env.str("GATEWAY_LIMIT_BACKEND", default="auto")

@@ -39,6 +39,7 @@ def upstream():
     fake = FakeUpstream()
     server = ServerThread(fake).start()
     fake.url = server.url
+    fake.server = server.server  # its connections, for faults that reset one
     yield fake
     server.stop()
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import uvicorn
 
 WORDS = ["Hello", " from", " the", " fake", " upstream"]
+FAULTS = {"stall_headers", "stall_body", "reset", "garbage", "garbage_stream"}
 
 
 @dataclass
@@ -27,6 +28,11 @@ class Action:
     headers: dict = field(default_factory=dict)
     message: str = "scripted failure"
     delay: float = 0.0
+    # Faults of the transport and of the payload (see ``FakeUpstream._fault``):
+    # stall_headers | stall_body | reset | garbage | garbage_stream. ``body`` is what a
+    # garbage answer sends; ``usage`` replaces the usage a normal answer reports.
+    body: bytes = b""
+    usage: dict | None = None
 
 
 class FakeUpstream:
@@ -92,14 +98,18 @@ class FakeUpstream:
         if action.kind == "hang":
             await asyncio.sleep(action.delay or 30)
             return await self._error(send, Action(status=500), anthropic)
+        if action.kind in FAULTS:
+            send = await self._fault(scope, receive, send, action)
+            if send is None:
+                return
         if path.endswith("/chat/completions"):
             if body.get("stream"):
                 return await self._openai_stream(send, receive, body, action)
-            return await self._json(send, self._chat(body))
+            return await self._json(send, self._chat(body, action))
         if path.endswith("/completions"):
             if body.get("stream"):
                 return await self._openai_stream(send, receive, body, action, completion=True)
-            return await self._json(send, self._completion(body))
+            return await self._json(send, self._completion(body, action))
         if path.endswith("/embeddings"):
             return await self._json(send, self._embeddings(body))
         if path.endswith("/messages"):
@@ -109,6 +119,58 @@ class FakeUpstream:
                 return await self._anthropic_stream(send, receive, body, action)
             return await self._json(send, self._message(body))
         return await self._error(send, Action(status=404, message="no such route"), anthropic)
+
+    # --- faults ---------------------------------------------------------------------------
+
+    async def _wait(self, receive, seconds: float) -> bool:
+        """Sleep, but stop early (returning True) when the caller hangs up."""
+        disconnect = asyncio.ensure_future(receive())
+        done, _ = await asyncio.wait({disconnect}, timeout=seconds)
+        if not done:
+            disconnect.cancel()
+        return bool(done)
+
+    async def _fault(self, scope, receive, send, action: Action):
+        """Play a transport or payload fault. Returns None when the answer is complete,
+        else the ``send`` to answer normally with."""
+        if action.kind == "stall_headers":
+            # Silent before the status line; answers normally if the caller still waits.
+            return None if await self._wait(receive, action.delay or 30) else send
+        if action.kind == "reset":
+            self._reset(scope)
+            return None
+        if action.kind in ("garbage", "garbage_stream"):
+            stream = action.kind == "garbage_stream"
+            content_type = b"text/event-stream" if stream else b"application/json"
+            start = {"type": "http.response.start", "status": 200}
+            await send({**start, "headers": [(b"content-type", content_type)]})
+            data = b"data: " + action.body + b"\n\n" if stream else action.body
+            await send({"type": "http.response.body", "body": data})
+            return None
+        # stall_body: the status line and headers, then silence before the body (or,
+        # for a stream, before the first event).
+        stalled = False
+
+        async def send_late(message):
+            nonlocal stalled
+            if message["type"] == "http.response.body" and not stalled:
+                stalled = True
+                if await self._wait(receive, action.delay or 30):
+                    raise ConnectionAbortedError("the caller hung up")
+            await send(message)
+
+        return send_late
+
+    def _reset(self, scope) -> None:
+        """Abort the caller's connection with a TCP RST (SO_LINGER 0), not a FIN."""
+        for connection in list(self.server.server_state.connections):
+            if connection.client == tuple(scope["client"]):
+                transport = connection.transport
+                sock = transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                transport.abort()
+                return
+        raise RuntimeError("The connection to reset was not found.")
 
     async def _json(self, send, payload, status=200, headers=None):
         data = json.dumps(payload).encode()
@@ -178,7 +240,10 @@ class FakeUpstream:
             "total_tokens": prompt + completion,
         }
 
-    def _chat(self, body):
+    def _usage_for(self, action: Action | None) -> dict:
+        return action.usage if action is not None and action.usage else self._usage()
+
+    def _chat(self, body, action=None):
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -192,10 +257,10 @@ class FakeUpstream:
                     "logprobs": None,
                 }
             ],
-            "usage": self._usage(),
+            "usage": self._usage_for(action),
         }
 
-    def _completion(self, body):
+    def _completion(self, body, action=None):
         return {
             "id": "cmpl-fake",
             "object": "text_completion",
@@ -204,7 +269,7 @@ class FakeUpstream:
             "choices": [
                 {"index": 0, "text": "".join(WORDS), "finish_reason": "stop", "logprobs": None}
             ],
-            "usage": self._usage(),
+            "usage": self._usage_for(action),
         }
 
     def _embeddings(self, body):
@@ -291,7 +356,7 @@ class FakeUpstream:
             events += [chunk({"content": word}) for word in WORDS]
             events += [chunk({}, "stop")]
         if (body.get("stream_options") or {}).get("include_usage"):
-            events.append(chunk(usage=self._usage(), choices=False))
+            events.append(chunk(usage=self._usage_for(action), choices=False))
         events.append(b"data: [DONE]\n\n")
         await self._events(send, receive, events, action, body["model"])
 
