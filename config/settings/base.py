@@ -307,11 +307,19 @@ CELERY_BEAT_SCHEDULE["sync-all-providers"] = {
     "schedule": timedelta(hours=SYNC_INTERVAL_HOURS),
     "kwargs": {"trigger": "beat"},
 }
-# Client key lookups and routing plans are cached per process for this long: a revoked
-# key stops working, and a changed rule applies, within these bounds.
-GATEWAY_KEY_CACHE_SECONDS = env.float("GATEWAY_KEY_CACHE_SECONDS", default=5.0)
+# Client key lookups, routing plans and model lists are cached per process. Writes to
+# keys, rules, credentials, providers and organizations drop the affected entries on every
+# worker at once (through Redis pub/sub when REDIS_URL is set, in-process otherwise), so
+# these TTLs only bound what no write announces: time passing (a credential's cooldown
+# ending, a quota period rolling over) and, without Redis, other worker processes.
+GATEWAY_KEY_CACHE_SECONDS = env.float("GATEWAY_KEY_CACHE_SECONDS", default=60.0)
 GATEWAY_PLAN_CACHE_SECONDS = env.float("GATEWAY_PLAN_CACHE_SECONDS", default=2.0)
 GATEWAY_MODEL_LIST_CACHE_SECONDS = env.float("GATEWAY_MODEL_LIST_CACHE_SECONDS", default=10.0)
+# While a gateway process is not subscribed to those notices (Redis unreachable, or at
+# start-up), its cache entries live at most this long, so staleness stays bounded.
+GATEWAY_CACHE_DISCONNECTED_SECONDS = env.float("GATEWAY_CACHE_DISCONNECTED_SECONDS", default=2.0)
+# How long a write waits for Redis to take a change notice before it logs and moves on.
+TENANT_CHANGES_PUBLISH_TIMEOUT = env.float("TENANT_CHANGES_PUBLISH_TIMEOUT", default=0.5)
 # Upstream calls: connect timeout, and the longest silence while reading (seconds).
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env.float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", default=5.0)
 GATEWAY_UPSTREAM_READ_TIMEOUT = env.float("GATEWAY_UPSTREAM_READ_TIMEOUT", default=120.0)
