@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 
 from django.conf import settings
@@ -49,6 +50,11 @@ class ChangeListener:
             self.runtime.cap_cache_ttl(settings.GATEWAY_CACHE_DISCONNECTED_SECONDS)
             self.task = self.runtime.loop.create_task(self._listen())
 
+    @property
+    def listening(self) -> bool:
+        """Whether every notice reaches this runtime (in-process only without Redis)."""
+        return not self.url or self.subscribed
+
     def _receive(self, sender, organization_id=None, client_key_hash=None, **kwargs) -> None:
         # Writes run on other threads (Django's sync views, the gateway's database
         # threads); the caches belong to the event loop.
@@ -67,6 +73,8 @@ class ChangeListener:
                 self.url,
                 socket_connect_timeout=HEALTH_CHECK_SECONDS,
                 socket_keepalive=True,
+                # Named, so an operator can tell the subscribers apart in CLIENT LIST.
+                client_name=f"modelhub-gateway-{os.getpid()}",
             )
             pubsub = client.pubsub()
             try:
