@@ -437,6 +437,29 @@ def test_another_process_sees_changed_allowed_models_within_a_second(
 
 
 @pytest.mark.services
+def test_another_process_drops_a_credential_this_one_found_failing(
+    second_gateway, gateway_settings, client, client_key, upstream
+):
+    """The gateway's own health updates reach the other workers' plans."""
+    gateway_settings.CREDENTIAL_COOLDOWN_SECONDS = 300
+    headers = {"Authorization": f"Bearer {client_key.raw_key}"}
+    body = {"model": "alpha/llama-3.1-8b", "messages": MESSAGES}
+
+    def served_there() -> str:
+        response = httpx.post(
+            f"{second_gateway}/v1/chat/completions", json=body, headers=headers, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return response.headers["x-gateway-model"]
+
+    assert served_there() == "alpha/llama-3.1-8b"
+    # Here, in this process, alpha's upstream fails twice: the credential cools down.
+    upstream.script("llama-3.1-8b", Action("status", status=500), Action("status", status=500))
+    assert served_model(client) == "beta/meta/llama-3.1-8b"
+    assert seconds_until(lambda: served_there() == "beta/meta/llama-3.1-8b") < 1.0
+
+
+@pytest.mark.services
 def test_the_subscriber_reconnects_after_losing_redis(client, client_key, owner_api):
     import redis
 
