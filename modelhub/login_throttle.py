@@ -9,7 +9,7 @@ Axes counts failures in its own tables and refuses further attempts for
   would let anyone with one valid account wipe the per-address count of their guesses.
 - :func:`lockout_response`: the 429 answer, JSON on the API and a page in the admin,
   both with ``Retry-After``.
-- :class:`TokenObtainView`: simplejwt's token view made visible to axes (see there).
+- :class:`TokenObtainView`: simplejwt's token view, made visible to axes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.views import TokenObtainPairView
 
 
@@ -93,7 +94,7 @@ def lockout_response(
 
 @extend_schema(
     responses={
-        200: OpenApiResponse(description="An access and a refresh token."),
+        200: TokenObtainPairSerializer,
         401: OpenApiResponse(description="Wrong username or password."),
         429: OpenApiResponse(
             description=(
@@ -104,14 +105,13 @@ def lockout_response(
     }
 )
 class TokenObtainView(TokenObtainPairView):
-    """Obtain a JWT pair with a username and password; failed logins are throttled.
+    """Takes a username and password and returns an access and refresh JSON web token
+    pair. After too many failed logins for the account or from the client's address it
+    answers 429, with Retry-After, until the cool-off ends (the right password too)."""
 
-    simplejwt calls ``authenticate()`` with DRF's request, so axes marks a lockout on
-    that wrapper; the mark is copied to Django's request, where ``AxesMiddleware``
-    answers 429. A success is announced like Django's ``login()`` does, so axes resets
-    the account's failures.
-    """
-
+    # simplejwt calls authenticate() with DRF's request, so axes marks a lockout on that
+    # wrapper; the mark is copied to Django's request, where AxesMiddleware answers 429.
+    # A success is announced as Django's login() does, so axes resets the account's count.
     def post(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         try:
