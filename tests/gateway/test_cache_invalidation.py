@@ -185,6 +185,19 @@ def test_new_routing_rule_applies_to_the_next_request(client, org, catalog, owne
     assert served_model(client) == "beta/meta/llama-3.1-8b"
 
 
+def test_staff_deactivating_a_global_model_applies_to_the_next_request(
+    client, org, catalog, member_factory, api_client
+):
+    staff_user = make_user("catalog-staff", is_staff=True)
+    staff_api = api_client(member_factory(org, Role.ADMIN, user=staff_user), org)
+    assert served_model(client) == "alpha/llama-3.1-8b"
+    response = staff_api.patch(
+        f"{API}/models/{catalog['models']['alpha'].pk}/", {"is_active": False}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert served_model(client) == "beta/meta/llama-3.1-8b"
+
+
 # --- Through the admin ---------------------------------------------------------------------
 
 
