@@ -32,13 +32,21 @@ MISSING = object()
 
 
 class TTLCache:
-    """A small dict whose entries expire ``ttl`` seconds after they were stored."""
+    """A small dict whose entries expire ``ttl`` seconds after they were stored.
+
+    Writes elsewhere drop entries early (:meth:`discard`, :meth:`discard_where`,
+    :meth:`clear`); a load that was already running then is not stored, since it may
+    have read the rows as they were before the write. ``max_ttl`` caps every TTL while
+    those notices may be missed (see :mod:`gateway.invalidation`).
+    """
 
     def __init__(self, ttl: float, maxsize: int = 10_000):
         self.ttl = ttl
         self.maxsize = maxsize
+        self.max_ttl: float | None = None
         self._data: dict[Any, tuple[float, Any]] = {}
         self._loading: dict[Any, asyncio.Future] = {}
+        self._generation = 0
 
     def get(self, key, default=MISSING):
         entry = self._data.get(key)
@@ -53,11 +61,30 @@ class TTLCache:
     def set(self, key, value, ttl: float | None = None) -> None:
         if len(self._data) >= self.maxsize:
             self._data.clear()
-        self._data[key] = (time.monotonic() + (self.ttl if ttl is None else ttl), value)
+        ttl = self.ttl if ttl is None else ttl
+        if self.max_ttl is not None:
+            ttl = min(ttl, self.max_ttl)
+        self._data[key] = (time.monotonic() + ttl, value)
+
+    def _invalidate(self) -> None:
+        # Loads in flight finish for their callers but are not stored, and later misses
+        # start a fresh load instead of joining one that read old rows.
+        self._generation += 1
+        self._loading.clear()
+
+    def discard(self, key) -> None:
+        self._data.pop(key, None)
+        self._invalidate()
+
+    def discard_where(self, predicate: Callable[[Any, Any], bool]) -> None:
+        """Drop the entries for which ``predicate(key, value)`` is true."""
+        for key in [key for key, (_, value) in self._data.items() if predicate(key, value)]:
+            del self._data[key]
+        self._invalidate()
 
     def clear(self) -> None:
         self._data.clear()
-        self._loading.clear()
+        self._invalidate()
 
     async def get_or_load(
         self,
@@ -75,10 +102,13 @@ class TTLCache:
         if pending is None:
             pending = asyncio.ensure_future(load())
             self._loading[key] = pending
+            generation = self._generation
 
             def store(done: asyncio.Future) -> None:
                 if self._loading.get(key) is done:
                     del self._loading[key]
+                if generation != self._generation:
+                    return
                 if not done.cancelled() and done.exception() is None:
                     result = done.result()
                     self.set(key, result, ttl(result) if ttl else None)
@@ -102,6 +132,7 @@ class Runtime:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         from gateway.accounting import MetricRecorder
+        from gateway.invalidation import ChangeListener
         from gateway.limits import build_limiter
 
         self.loop = loop
@@ -133,6 +164,8 @@ class Runtime:
         self.limiter = build_limiter(self)
         self.recorder = MetricRecorder(self)
         self.recorder.start()
+        self.changes = ChangeListener(self)
+        self.changes.start()
 
     async def db(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Run an ORM call on the database threads."""
@@ -149,12 +182,49 @@ class Runtime:
         """Drop cached plans after a credential's health or quota changed."""
         self.plans.clear()
 
+    @property
+    def caches(self) -> tuple[TTLCache, ...]:
+        return (self.keys, self.rules, self.plans, self.model_lists)
+
+    def forget_everything(self) -> None:
+        for cache in self.caches:
+            cache.clear()
+
+    def cap_cache_ttl(self, seconds: float | None) -> None:
+        """Bound how long entries live (None: their own TTLs) while changes may go unseen."""
+        for cache in self.caches:
+            cache.max_ttl = seconds
+
+    def apply_change(self, organization_id: int | None, client_key_hash: str | None) -> None:
+        """Drop what a write to an organization's rows (or to one key) makes stale."""
+        if organization_id is None:
+            # The global catalog: every organization's plans and model lists.
+            self.rules.clear()
+            self.plans.clear()
+            self.model_lists.clear()
+            return
+
+        def of_organization(key, value) -> bool:
+            return key[0] == organization_id
+
+        self.model_lists.discard_where(of_organization)
+        if client_key_hash is not None:
+            self.keys.discard(client_key_hash)
+            return
+        self.rules.discard(organization_id)
+        self.plans.discard_where(of_organization)
+        # Key snapshots carry the organization; a deleted one takes its keys with it.
+        self.keys.discard_where(
+            lambda digest, info: info is not None and info.organization.pk == organization_id
+        )
+
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         if self.background:
             await asyncio.wait(list(self.background), timeout=settings.GATEWAY_SHUTDOWN_TIMEOUT)
+        await self.changes.close()
         await self.recorder.close()
         await self.limiter.close()
         await self.session.close()

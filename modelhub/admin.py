@@ -10,6 +10,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from modelhub import outbound, services
+from modelhub.invalidation import publish_tenant_change
 from modelhub.models import (
     ClientKey,
     HuggingFaceMetrics,
@@ -25,6 +26,37 @@ from modelhub.models import (
 )
 
 
+class PublishesTenantChanges:
+    """Saves and deletes made here reach every gateway worker's caches at once.
+
+    ``changes_of(obj)`` names what the row concerns: ``(organization id or None for
+    the global catalog, client key digest or None)``. Saves publish after the inlines
+    are saved (a rule's targets); bulk actions publish themselves, since
+    ``queryset.update()`` passes none of these hooks.
+    """
+
+    def changes_of(self, obj) -> tuple[int | None, str | None]:
+        return obj.organization_id, None
+
+    def _publish(self, changes) -> None:
+        for organization_id, client_key_hash in set(changes):
+            publish_tenant_change(organization_id, client_key_hash=client_key_hash)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        self._publish([self.changes_of(form.instance)])
+
+    def delete_model(self, request, obj):
+        changes = [self.changes_of(obj)]
+        super().delete_model(request, obj)
+        self._publish(changes)
+
+    def delete_queryset(self, request, queryset):
+        changes = [self.changes_of(obj) for obj in queryset]
+        super().delete_queryset(request, queryset)
+        self._publish(changes)
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     list_display = ["username", "email", "is_staff", "is_active", "date_joined"]
@@ -37,11 +69,14 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(PublishesTenantChanges, admin.ModelAdmin):
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+
+    def changes_of(self, organization):
+        return organization.pk, None
 
 
 @admin.register(Membership)
@@ -67,7 +102,7 @@ class ProviderForm(forms.ModelForm):
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(PublishesTenantChanges, admin.ModelAdmin):
     form = ProviderForm
     # A URL typed without a scheme is taken as https (Django 6's default, without the warning).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
@@ -93,7 +128,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 @admin.register(Model)
-class ModelAdmin(admin.ModelAdmin):
+class ModelAdmin(PublishesTenantChanges, admin.ModelAdmin):
     list_display = [
         "model_name",
         "provider",
@@ -111,14 +146,23 @@ class ModelAdmin(admin.ModelAdmin):
     actions = ["deactivate", "activate"]
     show_full_result_count = False
 
+    def changes_of(self, model):
+        return model.provider.organization_id, None
+
+    def _set_active(self, queryset, is_active: bool) -> int:
+        owners = set(queryset.values_list("provider__organization_id", flat=True))
+        count = queryset.update(is_active=is_active, updated_at=timezone.now())
+        self._publish((owner, None) for owner in owners)
+        return count
+
     @admin.action(description="Deactivate selected models")
     def deactivate(self, request, queryset):
-        count = queryset.update(is_active=False, updated_at=timezone.now())
+        count = self._set_active(queryset, False)
         self.message_user(request, f"Deactivated {count} models.")
 
     @admin.action(description="Activate selected models")
     def activate(self, request, queryset):
-        count = queryset.update(is_active=True, updated_at=timezone.now())
+        count = self._set_active(queryset, True)
         self.message_user(request, f"Activated {count} models.")
 
 
@@ -157,7 +201,7 @@ class ProviderCredentialForm(forms.ModelForm):
 
 
 @admin.register(ProviderCredential)
-class ProviderCredentialAdmin(admin.ModelAdmin):
+class ProviderCredentialAdmin(PublishesTenantChanges, admin.ModelAdmin):
     form = ProviderCredentialForm
     list_display = [
         "name",
@@ -206,7 +250,7 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
 
     @admin.action(description="Disable selected credentials")
     def disable(self, request, queryset):
-        count = queryset.update(is_active=False)
+        count = services.provider_credential_disable(credentials=queryset)
         self.message_user(request, f"Disabled {count} credentials.")
 
     @admin.action(description="Mark selected credentials healthy (end cooldown)")
@@ -217,7 +261,7 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
 
 
 @admin.register(ClientKey)
-class ClientKeyAdmin(admin.ModelAdmin):
+class ClientKeyAdmin(PublishesTenantChanges, admin.ModelAdmin):
     list_display = [
         "name",
         "organization",
@@ -239,6 +283,9 @@ class ClientKeyAdmin(admin.ModelAdmin):
         # Keys are issued through the API, which shows the full key once.
         return False
 
+    def changes_of(self, client_key):
+        return client_key.organization_id, client_key.key_hash
+
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
         for client_key in queryset:
@@ -253,7 +300,7 @@ class RoutingTargetInline(admin.TabularInline):
 
 
 @admin.register(RoutingRule)
-class RoutingRuleAdmin(admin.ModelAdmin):
+class RoutingRuleAdmin(PublishesTenantChanges, admin.ModelAdmin):
     list_display = [
         "name",
         "organization",

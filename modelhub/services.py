@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from modelhub import rollups
 from modelhub.crypto import encrypt_secret, generate_client_key, mask_secret
+from modelhub.invalidation import publish_tenant_change
 from modelhub.models import (
     ClientKey,
     HealthStatus,
@@ -40,6 +41,25 @@ def organization_create(*, name: str, slug: str, owner: User) -> Organization:
     organization = Organization.objects.create(name=name, slug=slug)
     Membership.objects.create(organization=organization, user=owner, role=Role.OWNER)
     return organization
+
+
+def organization_update(*, organization: Organization, **fields) -> Organization:
+    for name, value in fields.items():
+        setattr(organization, name, value)
+    organization.full_clean()
+    organization.save()
+    # The gateway's key snapshots carry the organization (its slug names aliases).
+    publish_tenant_change(organization.pk)
+    return organization
+
+
+@transaction.atomic
+def organization_delete(*, organization: Organization) -> None:
+    """Delete an organization with its keys, credentials and rules; its keys stop
+    working on every gateway worker once this commits."""
+    organization_id = organization.pk
+    organization.delete()
+    publish_tenant_change(organization_id)
 
 
 def _owner_count(organization: Organization) -> int:
@@ -113,6 +133,7 @@ def provider_credential_create(
     )
     credential.full_clean(exclude=["encrypted_secret", "secret_hint"])
     credential.save()
+    publish_tenant_change(credential.organization_id)
     return credential
 
 
@@ -130,7 +151,23 @@ def provider_credential_update(
         credential.cooldown_until = None
     credential.full_clean(exclude=["encrypted_secret", "secret_hint"])
     credential.save()
+    publish_tenant_change(credential.organization_id)
     return credential
+
+
+def provider_credential_delete(*, credential: ProviderCredential) -> None:
+    organization_id = credential.organization_id
+    credential.delete()
+    publish_tenant_change(organization_id)
+
+
+def provider_credential_disable(*, credentials) -> int:
+    """Switch credentials off (a queryset, e.g. the admin's selection)."""
+    organization_ids = set(credentials.values_list("organization_id", flat=True))
+    count = credentials.update(is_active=False, updated_at=timezone.now())
+    for organization_id in organization_ids:
+        publish_tenant_change(organization_id)
+    return count
 
 
 def provider_credential_roll_period(*, credential_id: int, period: str, now: datetime) -> None:
@@ -185,6 +222,8 @@ def provider_credential_record_success(
         cooldown_until=None,
         last_success_at=now,
     )
+    # Other gateway workers may hold plans without this credential.
+    publish_tenant_change(credential.organization_id)
 
 
 MAX_COOLDOWN_SECONDS = 3600
@@ -224,6 +263,7 @@ def provider_credential_record_failure(
                 "updated_at",
             ]
         )
+        publish_tenant_change(credential.organization_id)
     return credential
 
 
@@ -254,14 +294,38 @@ def client_key_create(
     )
     client_key.full_clean(exclude=["key_hash", "prefix"])
     client_key.save()
+    # A gateway may remember the digest as unknown for a moment; it works at once.
+    publish_tenant_change(organization.pk, client_key_hash=digest)
     return IssuedClientKey(client_key, raw)
+
+
+def _publish_key(client_key: ClientKey) -> None:
+    publish_tenant_change(client_key.organization_id, client_key_hash=client_key.key_hash)
+
+
+def client_key_update(*, client_key: ClientKey, **fields) -> ClientKey:
+    """Change a key's limits, allowed models or expiry; gateways apply it at once (an
+    expiry in the past ends the key)."""
+    for name, value in fields.items():
+        setattr(client_key, name, value)
+    client_key.full_clean(exclude=["key_hash", "prefix"])
+    client_key.save()
+    _publish_key(client_key)
+    return client_key
 
 
 def client_key_revoke(*, client_key: ClientKey, now: datetime | None = None) -> ClientKey:
     if client_key.revoked_at is None:
         client_key.revoked_at = now or timezone.now()
         client_key.save(update_fields=["revoked_at", "updated_at"])
+    _publish_key(client_key)
     return client_key
+
+
+def client_key_delete(*, client_key: ClientKey) -> None:
+    organization_id, digest = client_key.organization_id, client_key.key_hash
+    client_key.delete()
+    publish_tenant_change(organization_id, client_key_hash=digest)
 
 
 # --- Routing rules ------------------------------------------------------------------------
@@ -293,7 +357,14 @@ def routing_rule_save(
             )
             for index, target in enumerate(targets)
         )
+    publish_tenant_change(organization.pk)
     return rule
+
+
+def routing_rule_delete(*, rule: RoutingRule) -> None:
+    organization_id = rule.organization_id
+    rule.delete()
+    publish_tenant_change(organization_id)
 
 
 # --- Metrics and cost ---------------------------------------------------------------------

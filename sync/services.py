@@ -28,6 +28,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from modelhub.cache import bump_catalog_version
+from modelhub.invalidation import publish_tenant_change
 from modelhub.models import Model, Provider, SyncRun, SyncStatus
 from sync import bulk
 from sync.fetch import (
@@ -249,6 +250,8 @@ def _upsert(
         result.unchanged = plan.unchanged
         if result.rows_written:
             transaction.on_commit(bump_catalog_version)
+            # Gateways drop the plans and model lists built from the old rows.
+            publish_tenant_change(None)
 
 
 def _dry_run(
@@ -442,6 +445,7 @@ def sync_provider_policies(*, session: requests.Session | None = None) -> int:
     if changed:
         Provider.objects.bulk_update(changed, sorted(fields | {"updated_at"}))
         transaction.on_commit(bump_catalog_version)
+        publish_tenant_change(None)
     return len(changed)
 
 

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_filters",
+    "axes",
     "modelhub",
     "sync",
     "catalog",
@@ -77,6 +78,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login that axes refused into the lockout response.
+    "axes.middleware.AxesMiddleware",
+]
+
+# Axes first: it refuses a locked-out login before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -220,6 +229,32 @@ SERVE_STATIC = env.bool("DJANGO_SERVE_STATIC", default=True)
 
 LOGIN_URL = "/admin/login/"
 
+# --- Login throttling (django-axes) -------------------------------------------------------
+# Failed logins (the admin and /api/auth/token/) are counted per account and per client
+# address; once either count reaches AXES_FAILURE_LIMIT within the cool-off, logins for
+# that account or from that address answer 429 with Retry-After until it ends.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username"], ["ip_address"]]
+# Attempts during a lockout do not extend it, so Retry-After holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A successful login forgives the failures against that account (not the address's).
+AXES_RESET_ON_SUCCESS = env.bool("AXES_RESET_ON_SUCCESS", default=True)
+AXES_HANDLER = "modelhub.login_throttle.LoginAttemptHandler"
+AXES_LOCKOUT_CALLABLE = "modelhub.login_throttle.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# Successful logins are not logged (a JWT login would otherwise also create a session).
+AXES_DISABLE_ACCESS_LOG = env.bool("AXES_DISABLE_ACCESS_LOG", default=True)
+# The client address: REMOTE_ADDR by default, which a client cannot forge. Behind a
+# reverse proxy every client has the proxy's address; then name the header the proxy sets
+# and how many proxies append to it (e.g. HTTP_X_FORWARDED_FOR,REMOTE_ADDR and 1). Never
+# trust a forwarded header that the proxy does not overwrite: clients could pick their
+# address and escape the per-address limit.
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list(
+    "AXES_IPWARE_META_PRECEDENCE_ORDER", default=["REMOTE_ADDR"]
+)
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=None)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
@@ -315,11 +350,19 @@ CELERY_BEAT_SCHEDULE["sync-all-providers"] = {
     "schedule": timedelta(hours=SYNC_INTERVAL_HOURS),
     "kwargs": {"trigger": "beat"},
 }
-# Client key lookups and routing plans are cached per process for this long: a revoked
-# key stops working, and a changed rule applies, within these bounds.
-GATEWAY_KEY_CACHE_SECONDS = env.float("GATEWAY_KEY_CACHE_SECONDS", default=5.0)
+# Client key lookups, routing plans and model lists are cached per process. Writes to
+# keys, rules, credentials, providers and organizations drop the affected entries on every
+# worker at once (through Redis pub/sub when REDIS_URL is set, in-process otherwise), so
+# these TTLs only bound what no write announces: time passing (a credential's cooldown
+# ending, a quota period rolling over) and, without Redis, other worker processes.
+GATEWAY_KEY_CACHE_SECONDS = env.float("GATEWAY_KEY_CACHE_SECONDS", default=60.0)
 GATEWAY_PLAN_CACHE_SECONDS = env.float("GATEWAY_PLAN_CACHE_SECONDS", default=2.0)
 GATEWAY_MODEL_LIST_CACHE_SECONDS = env.float("GATEWAY_MODEL_LIST_CACHE_SECONDS", default=10.0)
+# While a gateway process is not subscribed to those notices (Redis unreachable, or at
+# start-up), its cache entries live at most this long, so staleness stays bounded.
+GATEWAY_CACHE_DISCONNECTED_SECONDS = env.float("GATEWAY_CACHE_DISCONNECTED_SECONDS", default=2.0)
+# How long a write waits for Redis to take a change notice before it logs and moves on.
+TENANT_CHANGES_PUBLISH_TIMEOUT = env.float("TENANT_CHANGES_PUBLISH_TIMEOUT", default=0.5)
 # Upstream calls (seconds): the connect timeout; the first-byte timeout of one attempt
 # (a non-streaming answer's headers, a stream's first event: a silent upstream fails over
 # after this long); and the longest silence between two chunks of a response that began.

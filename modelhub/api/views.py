@@ -33,6 +33,7 @@ from modelhub.api.tenancy import (
     has_role,
     is_slug,
 )
+from modelhub.invalidation import publish_tenant_change
 from modelhub.models import (
     ClientKey,
     HealthStatus,
@@ -130,6 +131,14 @@ class OrganizationViewSet(viewsets.ModelViewSet):
             owner=self.request.user,
         )
         self.roles[serializer.instance.pk] = Role.OWNER
+
+    def perform_update(self, serializer):
+        serializer.instance = services.organization_update(
+            organization=serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        services.organization_delete(organization=instance)
 
 
 class MemberViewSet(
@@ -240,6 +249,21 @@ class CatalogWriteMixin:
             raise exceptions.PermissionDenied(
                 "Global catalog rows are maintained by the catalog sync and are read-only."
             )
+
+    # The gateway caches plans and model lists built from these rows; a global row
+    # (owner None) concerns every organization.
+    def perform_create(self, serializer):
+        super().perform_create(serializer)
+        publish_tenant_change(self.owner_of(serializer.instance))
+
+    def perform_update(self, serializer):
+        super().perform_update(serializer)
+        publish_tenant_change(self.owner_of(serializer.instance))
+
+    def perform_destroy(self, instance):
+        owner = self.owner_of(instance)
+        super().perform_destroy(instance)
+        publish_tenant_change(owner)
 
 
 @extend_schema_view(
@@ -362,6 +386,9 @@ class ProviderCredentialViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet
             credential=serializer.instance, **serializer.validated_data
         )
 
+    def perform_destroy(self, instance):
+        services.provider_credential_delete(credential=instance)
+
     @extend_schema(
         summary="Usage per credential and in total for the current period",
         responses={200: serializers.UsageSummarySerializer, **_errors(401)},
@@ -460,6 +487,17 @@ class ClientKeyViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
         body = serializers.ClientKeyCreatedSerializer(issued.client_key).data
         return Response(body, status=status.HTTP_201_CREATED)
 
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = services.client_key_update(
+                client_key=serializer.instance, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError(exc.message_dict)
+
+    def perform_destroy(self, instance):
+        services.client_key_delete(client_key=instance)
+
     @extend_schema(
         summary="Revoke a client key",
         request=None,
@@ -511,6 +549,9 @@ class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
 
     def perform_update(self, serializer):
         self._save(serializer, rule=serializer.instance)
+
+    def perform_destroy(self, instance):
+        services.routing_rule_delete(rule=instance)
 
     @extend_schema(
         summary="Evaluate routing for a request",

@@ -15,6 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from modelhub.cache import catalog_version
+from modelhub.invalidation import tenant_changed
 from modelhub.models import Model, Provider, SyncRun, SyncStatus
 from sync import services
 from sync.registry import get_spec
@@ -86,6 +87,23 @@ def test_first_sync_creates_provider_models_and_run(serve, django_capture_on_com
     assert (run.models_fetched, run.models_created, run.dry_run) == (38, 38, False)
     assert run.finished_at and run.duration_ms is not None
     assert catalog_version() > version
+
+
+def test_a_sync_that_writes_tells_the_gateways(serve, django_capture_on_commit_callbacks):
+    """Gateways drop the plans and model lists built from the catalog rows it changed."""
+    heard = []
+
+    def listen(sender, organization_id=None, client_key_hash=None, **kwargs):
+        heard.append((organization_id, client_key_hash))
+
+    serve(OPENROUTER, load_response("openrouter.json"))
+    tenant_changed.connect(listen, weak=False, dispatch_uid="test-sync-listen")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            sync(OPENROUTER)
+    finally:
+        tenant_changed.disconnect(dispatch_uid="test-sync-listen")
+    assert heard == [(None, None)]
 
 
 def test_unchanged_resync_writes_no_model_rows(serve, django_capture_on_commit_callbacks):
