@@ -1,0 +1,169 @@
+"""The OpenAPI schema documents the whole site, every field, and loads nothing from elsewhere."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from drf_spectacular.generators import SchemaGenerator
+
+from gateway import urls as gateway_urls
+
+# Routes that are not part of the API: Django admin, the docs themselves, static files,
+# the HTML pages of people (dashboard, catalog browser) and the gateway's catch-all 404.
+UNDOCUMENTED = {
+    "schema",
+    "swagger-ui",
+    "redoc",
+    "dashboard",
+    "catalog:browse",
+    "catalog:browse-model",
+    "gateway:unknown",
+}
+UNDOCUMENTED_NAMESPACES = {"admin"}
+
+# Properties allowed without a description: none today. Add "Component.property" with a
+# comment saying why, if a third-party component ever cannot carry one.
+UNDESCRIBED_ALLOWED: set[str] = set()
+
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def _route_names(patterns, namespace=None):
+    """(view name, callback) of every route, walking includes."""
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            inner = entry.namespace or namespace
+            yield from _route_names(entry.url_patterns, inner)
+        elif isinstance(entry, URLPattern):
+            if namespace in UNDOCUMENTED_NAMESPACES:
+                continue
+            name = entry.name and (f"{namespace}:{entry.name}" if namespace else entry.name)
+            if name in UNDOCUMENTED:
+                continue
+            if name is None and "static" in str(entry.pattern):
+                continue
+            yield name or str(entry.pattern)
+
+
+def _sample(path: str) -> str:
+    """A concrete URL for a schema path: every ``{param}`` becomes a plausible value."""
+    samples = {"id": "1", "model_id": "alpha/llama-3.1-8b", "model_name": "meta-llama/llama-3"}
+    return re.sub(r"\{(\w+)\}", lambda m: samples.get(m.group(1), "acme"), path)
+
+
+def _documented_routes(schema, urlconf=None) -> set[str]:
+    routes = set()
+    for path in schema["paths"]:
+        match = resolve(_sample(path), urlconf=urlconf)
+        routes.add(match.view_name)
+    return routes
+
+
+def test_every_route_of_the_site_is_documented(schema):
+    routes = set(_route_names(get_resolver().url_patterns))
+    assert "gateway:chat-completions" in routes and "sync:status" in routes
+    missing = routes - _documented_routes(schema)
+    assert not missing, f"routes missing from the OpenAPI schema: {sorted(missing)}"
+
+
+def test_every_route_of_the_gateway_urlconf_is_documented(schema):
+    """The gateway's lean ASGI path serves gateway/urls.py on its own."""
+    routes = {f"gateway:{name}" for name in _route_names(gateway_urls.urlpatterns)}
+    routes = {route.replace("gateway:gateway:", "gateway:") for route in routes} - UNDOCUMENTED
+    documented = set()
+    for path in schema["paths"]:
+        if path.startswith("/v1/") or path == "/metrics":
+            documented.add("gateway:" + resolve(_sample(path), urlconf=gateway_urls).url_name)
+    assert routes and routes <= documented, sorted(routes - documented)
+
+
+def test_operations_name_their_security(schema):
+    security = {
+        (path, method): operation.get("security")
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    }
+    assert security[("/v1/chat/completions", "post")] == [
+        {"clientKey": []},
+        {"clientKeyHeader": []},
+    ]
+    assert security[("/admin/model-sync/all", "post")] == [{"adminKey": []}]
+    assert security[("/api/modelhub/client-keys/", "post")] == [{"jwtAuth": []}]
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["clientKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Api-Key",
+        "description": schemes["clientKeyHeader"]["description"],
+    }
+    assert {"jwtAuth", "clientKey", "adminKey"} <= set(schemes)
+
+
+def test_gateway_operations_document_extensions_headers_and_errors(schema):
+    chat = schema["paths"]["/v1/chat/completions"]["post"]
+    body = chat["requestBody"]["content"]
+    assert list(body) == ["application/json"]
+    request = schema["components"]["schemas"]["CreateChatCompletionRequest"]["properties"]
+    assert {"model", "models", "provider", "messages", "stream"} <= set(request)
+    preferences = schema["components"]["schemas"]["ProviderPreferencesRequest"]["properties"]
+    assert set(preferences) == {
+        "order",
+        "only",
+        "ignore",
+        "allow_fallbacks",
+        "sort",
+        "max_price",
+        "data_collection",
+        "require_parameters",
+    }
+    ok = chat["responses"]["200"]
+    assert {
+        "X-Request-Id",
+        "X-Gateway-Provider",
+        "X-Gateway-Model",
+        "X-Gateway-Attempts",
+        "X-Gateway-Fallbacks",
+        "X-Gateway-Cost",
+    } <= set(ok["headers"])
+    assert set(ok["content"]) == {"application/json", "text/event-stream"}
+    error = chat["responses"]["429"]["content"]["application/json"]["schema"]["$ref"]
+    assert error == "#/components/schemas/GatewayError"
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("src", "href") and value:
+                self.urls.append(value)
+
+
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
+def test_docs_pages_reference_only_this_site(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    # The bundles hold remote URLs of their own (ReDoc's sidebar logo): the policy keeps
+    # the browser from fetching them; tests/pages/test_docs_browser.py watches it do so.
+    policy = response["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "img-src 'self' data:" in policy
+    assert "http" not in policy and "*" not in policy
+    html = response.content.decode()
+    parser = _Links()
+    parser.feed(html)
+    assert parser.urls, "the page should load its scripts"
+    foreign = [url for url in parser.urls if urlsplit(url).netloc or url.startswith("//")]
+    assert not foreign, foreign
+    assert "fonts.googleapis.com" not in html and "https://" not in html
