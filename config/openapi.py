@@ -82,3 +82,30 @@ def declared_endpoints(endpoints):
                 )
             )
     return endpoints
+
+
+# simplejwt's serializers carry no help text; their fields are the first thing people use.
+TOKEN_FIELD_DESCRIPTIONS = {
+    "TokenObtainPairRequest": {
+        "username": "Your login name.",
+        "password": "Your password.",
+    },
+    "TokenObtainPair": {
+        "access": "The JWT to send as `Authorization: Bearer <access>` (short-lived).",
+        "refresh": "Exchange it at /api/auth/token/refresh/ for a new access token.",
+    },
+    "TokenRefreshRequest": {"refresh": "The refresh token from /api/auth/token/."},
+    "TokenRefresh": {"access": "A new access token."},
+    "TokenVerifyRequest": {"token": "An access or refresh token to check."},
+}
+
+
+def describe_token_fields(result, generator, request, public):
+    """drf-spectacular postprocessing hook: describe the JWT endpoints' fields."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for component, fields in TOKEN_FIELD_DESCRIPTIONS.items():
+        properties = schemas.get(component, {}).get("properties", {})
+        for name, text in fields.items():
+            if name in properties:
+                properties[name].setdefault("description", text)
+    return result

@@ -140,6 +140,36 @@ def test_gateway_operations_document_extensions_headers_and_errors(schema):
     assert error == "#/components/schemas/GatewayError"
 
 
+def _properties(name, schema, components, seen):
+    if "$ref" in schema:
+        return
+    for prop, spec in (schema.get("properties") or {}).items():
+        yield f"{name}.{prop}", spec
+        yield from _properties(f"{name}.{prop}", spec, components, seen)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            yield from _properties(f"{name}[]", schema[key], components, seen)
+    for key in ("allOf", "oneOf", "anyOf"):
+        for sub in schema.get(key) or []:
+            yield from _properties(name, sub, components, seen)
+
+
+def test_every_property_has_a_description(schema):
+    components = schema["components"]["schemas"]
+    properties = [
+        (path, spec)
+        for name, component in components.items()
+        for path, spec in _properties(name, component, components, set())
+    ]
+    assert len(properties) > 500
+    undescribed = sorted(
+        path
+        for path, spec in properties
+        if not (spec.get("description") or "").strip() and path not in UNDESCRIBED_ALLOWED
+    )
+    assert not undescribed, f"{len(undescribed)} properties without a description: {undescribed}"
+
+
 class _Links(HTMLParser):
     def __init__(self):
         super().__init__()

@@ -254,6 +254,10 @@ SPECTACULAR_SETTINGS = {
     # The gateway, catalog, operator and probe views are plain Django views; each app
     # declares their operations in its openapi.py and this hook adds them.
     "PREPROCESSING_HOOKS": ["config.openapi.declared_endpoints"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.openapi.describe_token_fields",
+    ],
     # Tags from the first segment after /api/ (auth, modelhub); the others set their own.
     "SCHEMA_PATH_PREFIX": "/api",
     # How the non-JWT endpoints authenticate; modelhub.api.openapi names them per operation.

@@ -78,12 +78,21 @@ class Operation:
 
 
 class AutoSchema(SpectacularAutoSchema):
-    """drf-spectacular's inspector, with decimal patterns that honour ``min_value``.
+    """drf-spectacular's inspector, with decimal patterns that honour ``min_value`` and
+    the implicit primary keys described.
 
     Decimals travel as strings; drf-spectacular's pattern always allows a minus sign,
     so Swagger UI's example of a budget or a price was a negative amount the API
-    refuses. A field with ``min_value >= 0`` gets a pattern without the sign.
+    refuses. A field with ``min_value >= 0`` gets a pattern without the sign. The ``id``
+    of every model is Django's automatic primary key, which carries no help text.
     """
+
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        primary_key = schema.get("properties", {}).get("id")
+        if primary_key is not None and not primary_key.get("description"):
+            primary_key["description"] = "The object's id, used in its URL and to refer to it."
+        return schema
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
