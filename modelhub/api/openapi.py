@@ -38,7 +38,7 @@ class Operation:
 
     ``path`` is the OpenAPI path with ``{name}`` parameters; ``schema`` holds the
     keyword arguments of :func:`drf_spectacular.utils.extend_schema` (``operation_id``,
-    ``request``, ``responses``, ``auth``, ...). ``path_type`` names the Django path
+    ``request``, ``responses``, ``auth``, ...). ``path_types`` names the Django path
     converter of each parameter (``path`` keeps slashes), for the generator's regex.
     """
 
