@@ -244,12 +244,24 @@ SIMPLE_JWT = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "ModelHub API",
     "DESCRIPTION": (
-        "Management API of a self-hosted, multi-tenant LLM platform: organizations, "
-        "providers, models, provider credentials, client keys, routing rules and metrics. "
-        "Authenticate with a JWT from /api/auth/token/ and pick the organization with the "
-        "X-Organization header when you belong to several."
+        "A self-hosted, multi-tenant LLM platform. The management API (/api/modelhub/: "
+        "organizations, providers, models, provider credentials, client keys, routing "
+        "rules and metrics) takes a JWT from /api/auth/token/; pick the organization with "
+        "the X-Organization header when you belong to several. The OpenAI-compatible "
+        "gateway (/v1/) takes a client key, the operator endpoints (/admin/model-sync/ "
+        "and the Hugging Face cache) the ADMIN_API_KEY; the catalog (/catalog/) and the "
+        "probes are public."
     ),
     "VERSION": "1.0.0",
+    # Also the order of the sections in Swagger UI and ReDoc.
+    "TAGS": [
+        {"name": "auth", "description": "JSON Web Tokens for the management API."},
+        {"name": "modelhub", "description": "The management API of an organization."},
+        {"name": "gateway", "description": "OpenAI-compatible endpoints, with a client key."},
+        {"name": "catalog", "description": "The public catalog, in OpenRouter's shapes."},
+        {"name": "operators", "description": "Catalog sync and caches, with ADMIN_API_KEY."},
+        {"name": "probes", "description": "Health probes and Prometheus metrics."},
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     # The gateway, catalog, operator and probe views are plain Django views; each app
     # declares their operations in its openapi.py and this hook adds them.
