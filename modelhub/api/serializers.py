@@ -415,10 +415,14 @@ class ProviderCredentialSerializer(serializers.ModelSerializer):
 class QuotaStateSerializer(serializers.Serializer):
     quota = serializers.CharField(source="name", help_text="requests, tokens or cost.")
     limit = serializers.DecimalField(
-        max_digits=30, decimal_places=6, allow_null=True, help_text="The quota; null for no limit."
+        min_value=0,
+        max_digits=30,
+        decimal_places=6,
+        allow_null=True,
+        help_text="The quota; null for no limit.",
     )
     used = serializers.DecimalField(
-        max_digits=30, decimal_places=6, help_text="Used in the current period."
+        min_value=0, max_digits=30, decimal_places=6, help_text="Used in the current period."
     )
     remaining = serializers.DecimalField(
         max_digits=30,
@@ -447,7 +451,10 @@ class UsageSummaryItemSerializer(serializers.Serializer):
     requests = serializers.IntegerField(help_text="Requests in the current period.")
     tokens = serializers.IntegerField(help_text="Tokens in the current period.")
     cost = serializers.DecimalField(
-        max_digits=30, decimal_places=10, help_text="Spend in USD in the current period."
+        min_value=0,
+        max_digits=30,
+        decimal_places=10,
+        help_text="Spend in USD in the current period.",
     )
 
 
@@ -456,7 +463,7 @@ class UsageSummarySerializer(serializers.Serializer):
     total_requests = serializers.IntegerField(help_text="Requests of every credential.")
     total_tokens = serializers.IntegerField(help_text="Tokens of every credential.")
     total_cost = serializers.DecimalField(
-        max_digits=30, decimal_places=10, help_text="Spend in USD of every credential."
+        min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD of every credential."
     )
 
 
@@ -691,6 +698,7 @@ class PlanCandidateSerializer(serializers.Serializer):
     )
     credential_source = serializers.CharField(help_text="organization, environment or none.")
     pricing_prompt = serializers.DecimalField(
+        min_value=0,
         source="model.pricing_prompt",
         max_digits=28,
         decimal_places=18,
@@ -698,6 +706,7 @@ class PlanCandidateSerializer(serializers.Serializer):
         help_text="USD per prompt token.",
     )
     pricing_completion = serializers.DecimalField(
+        min_value=0,
         source="model.pricing_completion",
         max_digits=28,
         decimal_places=18,
@@ -838,7 +847,9 @@ class DateRangeSerializer(serializers.Serializer):
 class _GroupSerializer(serializers.Serializer):
     requests = serializers.IntegerField(help_text="Requests.")
     tokens = serializers.IntegerField(help_text="Tokens.")
-    cost = serializers.DecimalField(max_digits=30, decimal_places=10, help_text="Spend in USD.")
+    cost = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD."
+    )
 
 
 class CostByModelSerializer(_GroupSerializer):
@@ -863,7 +874,7 @@ class CostSummarySerializer(serializers.Serializer):
     start = serializers.DateTimeField(help_text="Start of the range.")
     end = serializers.DateTimeField(help_text="End of the range.")
     total_cost = serializers.DecimalField(
-        max_digits=30, decimal_places=10, help_text="Spend in USD."
+        min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD."
     )
     total_requests = serializers.IntegerField(help_text="Requests.")
     total_tokens = serializers.IntegerField(help_text="Tokens.")
@@ -884,9 +895,10 @@ class RerouteSavingsSerializer(serializers.Serializer):
     requested_model = serializers.CharField(help_text="The model asked for.")
     requests = serializers.IntegerField(help_text="Requests served by another model.")
     actual_cost = serializers.DecimalField(
-        max_digits=30, decimal_places=10, help_text="What they cost, in USD."
+        min_value=0, max_digits=30, decimal_places=10, help_text="What they cost, in USD."
     )
     requested_model_cost = serializers.DecimalField(
+        min_value=0,
         max_digits=30,
         decimal_places=10,
         allow_null=True,
@@ -930,7 +942,9 @@ class DashboardTotalsSerializer(serializers.Serializer):
     failed_requests = serializers.IntegerField(help_text="Requests that failed.")
     error_rate = serializers.FloatField(help_text="Failed / all, from 0 to 1.")
     tokens = serializers.IntegerField(help_text="Tokens.")
-    cost = serializers.DecimalField(max_digits=30, decimal_places=10, help_text="Spend in USD.")
+    cost = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD."
+    )
     avg_latency_ms = serializers.FloatField(
         allow_null=True, help_text="Average latency in milliseconds."
     )
@@ -942,7 +956,9 @@ class DashboardDaySerializer(serializers.Serializer):
     requests = serializers.IntegerField(help_text="Requests.")
     errors = serializers.IntegerField(help_text="Failed requests.")
     tokens = serializers.IntegerField(help_text="Tokens.")
-    cost = serializers.DecimalField(max_digits=30, decimal_places=10, help_text="Spend in USD.")
+    cost = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD."
+    )
 
 
 class TopKeySerializer(_GroupSerializer):
@@ -972,10 +988,14 @@ class ProviderLatencySerializer(serializers.Serializer):
 class CredentialQuotaSerializer(serializers.Serializer):
     quota = serializers.CharField(help_text="requests, tokens or cost.")
     limit = serializers.DecimalField(
-        max_digits=30, decimal_places=6, allow_null=True, help_text="The quota; null for no limit."
+        min_value=0,
+        max_digits=30,
+        decimal_places=6,
+        allow_null=True,
+        help_text="The quota; null for no limit.",
     )
     used = serializers.DecimalField(
-        max_digits=30, decimal_places=6, help_text="Used in the current period."
+        min_value=0, max_digits=30, decimal_places=6, help_text="Used in the current period."
     )
     percent_used = serializers.FloatField(allow_null=True, help_text="used / limit in percent.")
     resets_at = serializers.DateTimeField(help_text="When the counters reset.")
