@@ -5,10 +5,10 @@ from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
 from django.views.static import serve
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework_simplejwt.views import TokenRefreshView, TokenVerifyView
 
-from config import health
+from config import docs, health
 from modelhub import pages
 from modelhub.login_throttle import TokenObtainView
 
@@ -20,8 +20,8 @@ urlpatterns = [
     path("api/auth/token/verify/", TokenVerifyView.as_view(), name="token_verify"),
     path("api/modelhub/", include("modelhub.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/docs/", docs.swagger_ui, name="swagger-ui"),
+    path("api/redoc/", docs.redoc, name="redoc"),
     path("dashboard/", pages.dashboard, name="dashboard"),
     path("admin/", include("sync.urls")),
     path("", include("catalog.urls")),

@@ -50,10 +50,14 @@ class Role(models.TextChoices):
 class Organization(models.Model):
     """A tenant: a team that owns credentials, client keys, rules and metrics."""
 
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=100, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    name = models.CharField(max_length=200, help_text="Display name of the organization.")
+    slug = models.SlugField(
+        max_length=100,
+        unique=True,
+        help_text="Unique identifier in URLs and the X-Organization header; derived from the name when omitted.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the row was created.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When the row was last changed.")
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="organizations"
     )
@@ -75,8 +79,15 @@ class Membership(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="memberships"
     )
-    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
-    created_at = models.DateTimeField(auto_now_add=True)
+    role = models.CharField(
+        max_length=16,
+        choices=Role.choices,
+        default=Role.MEMBER,
+        help_text="owner: everything, including deleting the organization; admin: manage providers, keys and rules; member: read only.",
+    )
+    created_at = models.DateTimeField(
+        auto_now_add=True, help_text="When the user joined the organization."
+    )
 
     class Meta:
         db_table = "memberships"
@@ -151,29 +162,70 @@ class Provider(models.Model):
     organization = models.ForeignKey(
         Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="providers"
     )
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=100)
-    base_url = models.URLField(max_length=500, blank=True)
-    api_format = models.CharField(
-        max_length=16, choices=ApiFormat.choices, default=ApiFormat.OPENAI
+    name = models.CharField(
+        max_length=200, help_text='Display name, e.g. "Groq" or "Our vLLM cluster".'
     )
-    api_key_env_var = models.CharField(max_length=100, blank=True)
+    slug = models.SlugField(
+        max_length=100,
+        help_text='Identifier, unique per owner; models are called as "<slug>/<provider_model_id>".',
+    )
+    base_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Root of the provider's API as an OpenAI SDK would take it, e.g. https://api.groq.com/openai/v1.",
+    )
+    api_format = models.CharField(
+        max_length=16,
+        choices=ApiFormat.choices,
+        default=ApiFormat.OPENAI,
+        help_text="Wire format the gateway speaks to it: openai (OpenAI-compatible), anthropic, gemini, ollama or other.",
+    )
+    api_key_env_var = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Environment variable holding an operator-wide key for a global provider, e.g. GROQ_API_KEY.",
+    )
     # A local Ollama or a private endpoint may need no key at all.
-    requires_api_key = models.BooleanField(default=True)
-    description = models.TextField(blank=True)
-    site_url = models.URLField(max_length=500, blank=True)
-    logo_url = models.URLField(max_length=500, blank=True)
-    privacy_policy_url = models.URLField(max_length=500, blank=True)
-    terms_of_service_url = models.URLField(max_length=500, blank=True)
-    status_page_url = models.URLField(max_length=500, blank=True)
-    may_log_prompts = models.BooleanField(null=True, blank=True)
-    may_train_on_data = models.BooleanField(null=True, blank=True)
-    moderated_by_openrouter = models.BooleanField(default=False)
-    needs_moderated = models.BooleanField(default=False)
-    is_active = models.BooleanField(default=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    requires_api_key = models.BooleanField(
+        default=True,
+        help_text="Whether calls need a credential; false for a local server without authentication.",
+    )
+    description = models.TextField(blank=True, help_text="Free text about the provider.")
+    site_url = models.URLField(max_length=500, blank=True, help_text="The provider's web site.")
+    logo_url = models.URLField(max_length=500, blank=True, help_text="URL of the provider's logo.")
+    privacy_policy_url = models.URLField(
+        max_length=500, blank=True, help_text="The provider's privacy policy."
+    )
+    terms_of_service_url = models.URLField(
+        max_length=500, blank=True, help_text="The provider's terms of service."
+    )
+    status_page_url = models.URLField(
+        max_length=500, blank=True, help_text="The provider's status page."
+    )
+    may_log_prompts = models.BooleanField(
+        null=True, blank=True, help_text="Whether the provider may keep prompts; null when unknown."
+    )
+    may_train_on_data = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="Whether the provider may train on prompts; null when unknown.",
+    )
+    moderated_by_openrouter = models.BooleanField(
+        default=False, help_text="OpenRouter moderates requests to this provider."
+    )
+    needs_moderated = models.BooleanField(
+        default=False, help_text="Requests must pass moderation before reaching the provider."
+    )
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive providers are neither listed nor routed to."
+    )
+    last_synced_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the catalog sync last refreshed the provider; null for private ones.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the row was created.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When the row was last changed.")
 
     objects = CatalogQuerySet.as_manager()
 
@@ -219,44 +271,113 @@ class ModelQuerySet(CatalogQuerySet):
 class Model(models.Model):
     """A model as one provider sells it; ``provider_model_id`` is the name sent upstream."""
 
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
-    provider_model_id = models.CharField(max_length=300)
-    model_name = models.CharField(max_length=300)
-    author = models.CharField(max_length=200, blank=True)
-    canonical_slug = models.CharField(max_length=300, blank=True, db_index=True)
-    description = models.TextField(blank=True)
-    context_length = models.PositiveIntegerField(null=True, blank=True)
-    max_completion_tokens = models.PositiveIntegerField(null=True, blank=True)
-    modality = models.CharField(max_length=100, blank=True, default="text->text")
-    input_modalities = models.JSONField(default=list, blank=True)
-    output_modalities = models.JSONField(default=list, blank=True)
-    tokenizer = models.CharField(max_length=100, blank=True)
-    instruct_type = models.CharField(max_length=100, blank=True)
-    supports_streaming = models.BooleanField(default=True)
-    supports_vision = models.BooleanField(default=False)
-    supports_tools = models.BooleanField(default=False)
-    supports_json_mode = models.BooleanField(default=False)
-    supported_parameters = models.JSONField(default=list, blank=True)
-    is_moderated = models.BooleanField(default=False)
-    pricing_prompt = models.DecimalField(**PRICE_FIELD)
-    pricing_completion = models.DecimalField(**PRICE_FIELD)
-    pricing_image = models.DecimalField(**PRICE_FIELD)
-    pricing_request = models.DecimalField(**PRICE_FIELD)
-    pricing_web_search = models.DecimalField(**PRICE_FIELD)
-    pricing_internal_reasoning = models.DecimalField(**PRICE_FIELD)
-    pricing_cache_read = models.DecimalField(**PRICE_FIELD)
-    pricing_cache_write = models.DecimalField(**PRICE_FIELD)
-    hugging_face_id = models.CharField(max_length=300, blank=True, db_index=True)
+    provider = models.ForeignKey(
+        Provider,
+        on_delete=models.CASCADE,
+        related_name="models",
+        help_text="The provider selling the model (its id).",
+    )
+    provider_model_id = models.CharField(
+        max_length=300,
+        help_text="The exact model name sent upstream, e.g. llama-3.1-8b-instant; unique per provider.",
+    )
+    model_name = models.CharField(
+        max_length=300, help_text='Display name, e.g. "Llama 3.1 8B Instant".'
+    )
+    author = models.CharField(
+        max_length=200, blank=True, help_text="Who made the weights, e.g. meta-llama."
+    )
+    canonical_slug = models.CharField(
+        max_length=300,
+        blank=True,
+        db_index=True,
+        help_text="Provider-independent slug of the weights, to find the same model at other providers.",
+    )
+    description = models.TextField(blank=True, help_text="Free text about the model.")
+    context_length = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Context window in tokens."
+    )
+    max_completion_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most tokens one answer may have."
+    )
+    modality = models.CharField(
+        max_length=100,
+        blank=True,
+        default="text->text",
+        help_text="Inputs and outputs, e.g. text->text or text+image->text.",
+    )
+    input_modalities = models.JSONField(
+        default=list, blank=True, help_text='What the model reads, e.g. ["text", "image"].'
+    )
+    output_modalities = models.JSONField(
+        default=list, blank=True, help_text='What the model writes, e.g. ["text"].'
+    )
+    tokenizer = models.CharField(
+        max_length=100, blank=True, help_text="Tokenizer family, e.g. Llama3."
+    )
+    instruct_type = models.CharField(
+        max_length=100, blank=True, help_text="Chat template family, e.g. llama3."
+    )
+    supports_streaming = models.BooleanField(default=True, help_text="Answers can be streamed.")
+    supports_vision = models.BooleanField(default=False, help_text="Accepts images.")
+    supports_tools = models.BooleanField(
+        default=False, help_text="Supports tool (function) calling."
+    )
+    supports_json_mode = models.BooleanField(default=False, help_text="Supports JSON output mode.")
+    supported_parameters = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Request parameters the provider honours for it, e.g. ["temperature", "tools"].',
+    )
+    is_moderated = models.BooleanField(
+        default=False, help_text="The provider moderates its content."
+    )
+    pricing_prompt = models.DecimalField(
+        **PRICE_FIELD, help_text="USD per prompt (input) token, e.g. 0.00000005; null when unknown."
+    )
+    pricing_completion = models.DecimalField(
+        **PRICE_FIELD, help_text="USD per completion (output) token; null when unknown."
+    )
+    pricing_image = models.DecimalField(**PRICE_FIELD, help_text="USD per input image.")
+    pricing_request = models.DecimalField(
+        **PRICE_FIELD, help_text="USD per request, on top of tokens."
+    )
+    pricing_web_search = models.DecimalField(**PRICE_FIELD, help_text="USD per web search.")
+    pricing_internal_reasoning = models.DecimalField(
+        **PRICE_FIELD, help_text="USD per reasoning token."
+    )
+    pricing_cache_read = models.DecimalField(
+        **PRICE_FIELD, help_text="USD per prompt token read from the provider's cache."
+    )
+    pricing_cache_write = models.DecimalField(
+        **PRICE_FIELD, help_text="USD per prompt token written to the provider's cache."
+    )
+    hugging_face_id = models.CharField(
+        max_length=300,
+        blank=True,
+        db_index=True,
+        help_text="Repository of the weights on Hugging Face, e.g. meta-llama/Llama-3.1-8B-Instruct.",
+    )
     per_request_limits = models.JSONField(null=True, blank=True)
-    upstream_created_at = models.DateTimeField(null=True, blank=True)
-    deprecated_at = models.DateTimeField(null=True, blank=True)
-    is_active = models.BooleanField(default=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
+    upstream_created_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the provider published the model."
+    )
+    deprecated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the provider deprecated it, if it did."
+    )
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive models are neither listed nor routed to."
+    )
+    last_synced_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the catalog sync last saw the model; null for private ones.",
+    )
     raw = models.JSONField(default=dict, blank=True)
     # Digest of the normalised fields, so a re-sync can tell an unchanged row at a glance.
     sync_hash = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the row was created.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When the row was last changed.")
 
     objects = ModelQuerySet.as_manager()
 
@@ -310,36 +431,89 @@ class ProviderCredential(OrganizationOwned):
     returned; ``secret_hint`` is what people see.
     """
 
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="credentials")
-    name = models.CharField(max_length=200)
+    provider = models.ForeignKey(
+        Provider,
+        on_delete=models.CASCADE,
+        related_name="credentials",
+        help_text="The provider this secret is for (its id).",
+    )
+    name = models.CharField(
+        max_length=200,
+        help_text="A name to tell the organization's credentials of one provider apart.",
+    )
     encrypted_secret = models.TextField(editable=False)
-    secret_hint = models.CharField(max_length=32, editable=False)
-    is_active = models.BooleanField(default=True)
-    priority = models.IntegerField(default=0)
-    weight = models.PositiveIntegerField(default=1)
+    secret_hint = models.CharField(
+        max_length=32,
+        editable=False,
+        help_text="The last characters of the secret, to recognise it; the secret itself is never returned.",
+    )
+    is_active = models.BooleanField(default=True, help_text="Inactive credentials are never used.")
+    priority = models.IntegerField(
+        default=0,
+        help_text="Lower is tried first among the credentials of a provider (-1000 to 1000).",
+    )
+    weight = models.PositiveIntegerField(
+        default=1, help_text="Share of traffic among credentials of equal priority."
+    )
     quota_period = models.CharField(
-        max_length=8, choices=QuotaPeriod.choices, default=QuotaPeriod.MONTH
+        max_length=8,
+        choices=QuotaPeriod.choices,
+        default=QuotaPeriod.MONTH,
+        help_text="Window of the quotas and usage counters: hour, day, week or month.",
     )
-    quota_requests = models.PositiveBigIntegerField(null=True, blank=True)
-    quota_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    quota_requests = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Most requests per period; null for no limit."
+    )
+    quota_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Most tokens per period; null for no limit."
+    )
     quota_cost = models.DecimalField(
-        max_digits=20, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)]
+        max_digits=20,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text='Most spend per period in USD, e.g. "100.00"; null for no limit.',
     )
-    period_started_at = models.DateTimeField(default=timezone.now)
-    used_requests = models.PositiveBigIntegerField(default=0)
-    used_tokens = models.PositiveBigIntegerField(default=0)
-    used_cost = models.DecimalField(default=Decimal("0"), **COST_FIELD)
+    period_started_at = models.DateTimeField(
+        default=timezone.now, help_text="Start of the current quota period."
+    )
+    used_requests = models.PositiveBigIntegerField(
+        default=0, help_text="Requests in the current period."
+    )
+    used_tokens = models.PositiveBigIntegerField(
+        default=0, help_text="Tokens in the current period."
+    )
+    used_cost = models.DecimalField(
+        default=Decimal("0"), **COST_FIELD, help_text="Spend in USD in the current period."
+    )
     health_status = models.CharField(
-        max_length=16, choices=HealthStatus.choices, default=HealthStatus.HEALTHY
+        max_length=16,
+        choices=HealthStatus.choices,
+        default=HealthStatus.HEALTHY,
+        help_text="healthy, degraded (recent failures) or unhealthy (cooling down).",
     )
-    last_error = models.TextField(blank=True)
-    consecutive_failures = models.PositiveIntegerField(default=0)
-    last_success_at = models.DateTimeField(null=True, blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    cooldown_until = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    last_error = models.TextField(
+        blank=True,
+        help_text="The last upstream error seen with this credential (secrets scrubbed).",
+    )
+    consecutive_failures = models.PositiveIntegerField(
+        default=0, help_text="Failures since the last success."
+    )
+    last_success_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a call last succeeded."
+    )
+    last_failure_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a call last failed."
+    )
+    cooldown_until = models.DateTimeField(
+        null=True, blank=True, help_text="Not used before this time after repeated failures."
+    )
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the gateway last used it."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the row was created.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When the row was last changed.")
 
     class Meta:
         db_table = "provider_credentials"
@@ -364,26 +538,53 @@ class ProviderCredential(OrganizationOwned):
 class ClientKey(OrganizationOwned):
     """A key applications send to the gateway; only its SHA-256 digest is stored."""
 
-    name = models.CharField(max_length=200)
-    prefix = models.CharField(max_length=16, editable=False, db_index=True)
+    name = models.CharField(max_length=200, help_text="A name for the application using the key.")
+    prefix = models.CharField(
+        max_length=16,
+        editable=False,
+        db_index=True,
+        help_text="The first characters of the key, to recognise it; the full key is shown once at creation.",
+    )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    allowed_models = models.JSONField(default=list, blank=True)
-    rate_limit_rpm = models.PositiveIntegerField(null=True, blank=True)
-    rate_limit_tpm = models.PositiveIntegerField(null=True, blank=True)
+    allowed_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Model names or patterns (* and ? wildcards) the key may call; empty for every model.",
+    )
+    rate_limit_rpm = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most requests per minute; null for no limit."
+    )
+    rate_limit_tpm = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most tokens per minute; null for no limit."
+    )
     budget_amount = models.DecimalField(
-        max_digits=20, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)]
+        max_digits=20,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text='Most spend per budget period in USD, e.g. "25.00"; null for no budget. Never negative.',
     )
     budget_period = models.CharField(
-        max_length=8, choices=QuotaPeriod.choices, default=QuotaPeriod.MONTH
+        max_length=8,
+        choices=QuotaPeriod.choices,
+        default=QuotaPeriod.MONTH,
+        help_text="Window of the budget: hour, day, week or month.",
     )
-    expires_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="The key stops working at this time; null for never."
+    )
+    revoked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the key was revoked; revoked keys never work again."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the gateway last accepted the key."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the row was created.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When the row was last changed.")
 
     class Meta:
         db_table = "client_keys"
@@ -426,20 +627,43 @@ class RoutingRule(OrganizationOwned):
     (all must be present in the request's metadata).
     """
 
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    match_model = models.CharField(max_length=300)
-    model_type = models.CharField(max_length=16, choices=ModelType.choices, blank=True)
-    conditions = models.JSONField(default=dict, blank=True)
-    strategy = models.CharField(
-        max_length=16, choices=RoutingStrategy.choices, default=RoutingStrategy.PRIORITY
+    name = models.CharField(
+        max_length=200, help_text="Unique name of the rule in the organization."
     )
-    fallback_enabled = models.BooleanField(default=True)
-    max_attempts = models.PositiveSmallIntegerField(default=3)
-    priority = models.IntegerField(default=100)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    description = models.TextField(blank=True, help_text="Free text: what the rule is for.")
+    match_model = models.CharField(
+        max_length=300,
+        help_text='The requested model or alias the rule answers to; * and ? wildcards allowed, e.g. "fast-chat" or "gpt-4*".',
+    )
+    model_type = models.CharField(
+        max_length=16,
+        choices=ModelType.choices,
+        blank=True,
+        help_text="Only requests of this kind: chat, completion or embedding; blank for any.",
+    )
+    conditions = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Further conditions, all of which must hold: min_input_tokens, max_input_tokens, tags.",
+    )
+    strategy = models.CharField(
+        max_length=16,
+        choices=RoutingStrategy.choices,
+        default=RoutingStrategy.PRIORITY,
+        help_text="Order of the targets: priority (as listed), cheapest, lowest_latency or weighted (random by weight).",
+    )
+    fallback_enabled = models.BooleanField(
+        default=True, help_text="Whether a failed target falls back to the next one."
+    )
+    max_attempts = models.PositiveSmallIntegerField(
+        default=3, help_text="Most upstream calls for one request, retries included (1 to 10)."
+    )
+    priority = models.IntegerField(
+        default=100, help_text="Lower is evaluated first when several rules match."
+    )
+    is_active = models.BooleanField(default=True, help_text="Inactive rules are ignored.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the row was created.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When the row was last changed.")
 
     class Meta:
         db_table = "routing_rules"
@@ -456,12 +680,23 @@ class RoutingTarget(models.Model):
     """One target of a rule: a model, optionally pinned to a credential, with a weight."""
 
     rule = models.ForeignKey(RoutingRule, on_delete=models.CASCADE, related_name="targets")
-    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="+")
-    credential = models.ForeignKey(
-        ProviderCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    model = models.ForeignKey(
+        Model, on_delete=models.CASCADE, related_name="+", help_text="The model to call (its id)."
     )
-    position = models.PositiveIntegerField(default=0)
-    weight = models.PositiveIntegerField(default=1)
+    credential = models.ForeignKey(
+        ProviderCredential,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Pin this credential (of the model's provider); null to let the gateway choose.",
+    )
+    position = models.PositiveIntegerField(
+        default=0, help_text="Place in the rule's list, from 0; set from the order of `targets`."
+    )
+    weight = models.PositiveIntegerField(
+        default=1, help_text="Share of traffic under the weighted strategy."
+    )
 
     class Meta:
         db_table = "routing_targets"
@@ -475,40 +710,96 @@ class ModelMetric(OrganizationOwned):
     """One gateway request (or one reported through the API) with its usage and cost."""
 
     client_key = models.ForeignKey(
-        ClientKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        ClientKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The client key that made the request (its id).",
     )
     credential = models.ForeignKey(
-        ProviderCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        ProviderCredential,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The provider credential used (its id).",
     )
     provider = models.ForeignKey(
-        Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Provider,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The provider that served (its id).",
     )
     model = models.ForeignKey(
-        Model, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Model,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The model that served (its id).",
     )
     routing_rule = models.ForeignKey(
-        RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        RoutingRule,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The routing rule that planned the request (its id).",
     )
-    request_id = models.CharField(max_length=64, blank=True)
-    model_type = models.CharField(max_length=16, choices=ModelType.choices, default=ModelType.CHAT)
-    requested_model = models.CharField(max_length=300)
-    served_model = models.CharField(max_length=300, blank=True)
-    strategy = models.CharField(max_length=16, blank=True)
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
-    cached_tokens = models.PositiveIntegerField(default=0)
-    total_tokens = models.PositiveIntegerField(default=0)
-    cost = models.DecimalField(default=Decimal("0"), **COST_FIELD)
-    latency_ms = models.PositiveIntegerField(default=0)
-    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
-    status_code = models.PositiveSmallIntegerField(default=200)
-    success = models.BooleanField(default=True)
-    error_type = models.CharField(max_length=100, blank=True)
-    error_message = models.TextField(blank=True)
-    fallbacks_used = models.PositiveSmallIntegerField(default=0)
-    attempts = models.PositiveSmallIntegerField(default=1)
-    streamed = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    request_id = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The gateway's request id, also in the X-Request-Id header.",
+    )
+    model_type = models.CharField(
+        max_length=16,
+        choices=ModelType.choices,
+        default=ModelType.CHAT,
+        help_text="chat, completion or embedding.",
+    )
+    requested_model = models.CharField(max_length=300, help_text="The model the client asked for.")
+    served_model = models.CharField(
+        max_length=300, blank=True, help_text="The catalog id of the model that answered."
+    )
+    strategy = models.CharField(max_length=16, blank=True, help_text="The routing strategy used.")
+    input_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens.")
+    output_tokens = models.PositiveIntegerField(default=0, help_text="Completion tokens.")
+    cached_tokens = models.PositiveIntegerField(
+        default=0, help_text="Prompt tokens read from the provider's cache."
+    )
+    total_tokens = models.PositiveIntegerField(
+        default=0, help_text="Input and output tokens; computed when omitted."
+    )
+    cost = models.DecimalField(default=Decimal("0"), **COST_FIELD, help_text="Cost in USD.")
+    latency_ms = models.PositiveIntegerField(
+        default=0, help_text="Time from request to the end of the answer, in milliseconds."
+    )
+    time_to_first_token_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Time to the first streamed token, in milliseconds."
+    )
+    status_code = models.PositiveSmallIntegerField(
+        default=200, help_text="HTTP status returned to the client."
+    )
+    success = models.BooleanField(default=True, help_text="Whether the request succeeded.")
+    error_type = models.CharField(
+        max_length=100, blank=True, help_text="Error code when it failed, e.g. upstream_timeout."
+    )
+    error_message = models.TextField(blank=True, help_text="Error message when it failed.")
+    fallbacks_used = models.PositiveSmallIntegerField(
+        default=0, help_text="Candidates given up on before the one that served."
+    )
+    attempts = models.PositiveSmallIntegerField(
+        default=1, help_text="Upstream calls made, retries included."
+    )
+    streamed = models.BooleanField(default=False, help_text="Whether the answer was streamed.")
+    created_at = models.DateTimeField(
+        default=timezone.now,
+        db_index=True,
+        help_text="When the request was made; now when omitted.",
+    )
 
     class Meta:
         db_table = "model_metrics"

@@ -267,7 +267,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "modelhub.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "modelhub.api.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "modelhub.api.exceptions.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
@@ -282,23 +282,85 @@ SIMPLE_JWT = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "ModelHub API",
     "DESCRIPTION": (
-        "Management API of a self-hosted, multi-tenant LLM platform: organizations, "
-        "providers, models, provider credentials, client keys, routing rules and metrics. "
-        "Authenticate with a JWT from /api/auth/token/ and pick the organization with the "
-        "X-Organization header when you belong to several."
+        "A self-hosted, multi-tenant LLM platform. The management API (/api/modelhub/: "
+        "organizations, providers, models, provider credentials, client keys, routing "
+        "rules and metrics) takes a JWT from /api/auth/token/; pick the organization with "
+        "the X-Organization header when you belong to several. The OpenAI-compatible "
+        "gateway (/v1/) takes a client key, the operator endpoints (/admin/model-sync/ "
+        "and the Hugging Face cache) the ADMIN_API_KEY; the catalog (/catalog/) and the "
+        "probes are public."
     ),
     "VERSION": "1.0.0",
+    # Also the order of the sections in Swagger UI and ReDoc.
+    "TAGS": [
+        {"name": "auth", "description": "JSON Web Tokens for the management API."},
+        {"name": "modelhub", "description": "The management API of an organization."},
+        {"name": "gateway", "description": "OpenAI-compatible endpoints, with a client key."},
+        {"name": "catalog", "description": "The public catalog, in OpenRouter's shapes."},
+        {"name": "operators", "description": "Catalog sync and caches, with ADMIN_API_KEY."},
+        {"name": "probes", "description": "Health probes and Prometheus metrics."},
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
+    # The gateway, catalog, operator and probe views are plain Django views; each app
+    # declares their operations in its openapi.py and this hook adds them.
+    "PREPROCESSING_HOOKS": ["config.openapi.declared_endpoints"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.openapi.describe_token_fields",
+    ],
+    # Tags from the first segment after /api/ (auth, modelhub); the others set their own.
+    "SCHEMA_PATH_PREFIX": "/api",
+    # How the non-JWT endpoints authenticate; modelhub.api.openapi names them per operation.
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "clientKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": (
+                    "A client key of the gateway (`mh-...`), created with POST "
+                    "/api/modelhub/client-keys/, sent as `Authorization: Bearer <key>`."
+                ),
+            },
+            "clientKeyHeader": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Api-Key",
+                "description": "The same client key sent as `X-Api-Key: <key>` instead.",
+            },
+            "adminKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": (
+                    "The operator key, the value of the ADMIN_API_KEY setting, sent as "
+                    "`Authorization: Bearer <key>`. Unset, the operator endpoints answer 503."
+                ),
+            },
+        }
+    },
     # Swagger UI and ReDoc assets come from the installed sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Nothing from the internet: no validator badge, system fonts instead of Google's
+    # (templates/drf_spectacular/redoc.html drops the font links), no remote logo.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "REDOC_UI_SETTINGS": {
+        "hideLoading": True,
+        "theme": {
+            "typography": {
+                "fontFamily": "system-ui, -apple-system, 'Segoe UI', sans-serif",
+                "headings": {"fontFamily": "system-ui, -apple-system, 'Segoe UI', sans-serif"},
+                "code": {"fontFamily": "ui-monospace, 'DejaVu Sans Mono', monospace"},
+            }
+        },
+    },
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "QuotaPeriodEnum": "modelhub.models.QuotaPeriod",
         "HealthStatusEnum": "modelhub.models.HealthStatus",
         "RoleEnum": "modelhub.models.Role",
         "ModelTypeEnum": "modelhub.models.ModelType",
+        "SyncStatusEnum": "modelhub.models.SyncStatus",
     },
 }
 

@@ -61,8 +61,14 @@ def org_rules(organization, user):
 class OrganizationSerializer(serializers.ModelSerializer):
     """An organization and the caller's role in it."""
 
-    slug = serializers.SlugField(max_length=100, required=False)
-    role = serializers.SerializerMethodField()
+    slug = serializers.SlugField(
+        max_length=100,
+        required=False,
+        help_text="Unique identifier in URLs and the X-Organization header; derived from the name when omitted.",
+    )
+    role = serializers.SerializerMethodField(
+        help_text="Your role in the organization: owner, admin or member."
+    )
 
     class Meta:
         model = Organization
@@ -95,9 +101,13 @@ class OrganizationSerializer(serializers.ModelSerializer):
 class MemberSerializer(serializers.ModelSerializer):
     """A member of an organization."""
 
-    user_id = serializers.IntegerField(source="user.id", read_only=True)
-    username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.CharField(source="user.email", read_only=True)
+    user_id = serializers.IntegerField(source="user.id", read_only=True, help_text="The user's id.")
+    username = serializers.CharField(
+        source="user.username", read_only=True, help_text="The user's login name."
+    )
+    email = serializers.CharField(
+        source="user.email", read_only=True, help_text="The user's email address."
+    )
 
     class Meta:
         model = Membership
@@ -108,9 +118,17 @@ class MemberSerializer(serializers.ModelSerializer):
 class MemberCreateSerializer(serializers.Serializer):
     """Add an existing user by username or email."""
 
-    username = serializers.CharField(required=False, max_length=150)
-    email = serializers.EmailField(required=False)
-    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+    username = serializers.CharField(
+        required=False,
+        max_length=150,
+        help_text="Login name of an existing user to add (or give email).",
+    )
+    email = serializers.EmailField(
+        required=False, help_text="Email address of an existing user to add (or give username)."
+    )
+    role = serializers.ChoiceField(
+        choices=Role.choices, default=Role.MEMBER, help_text="owner, admin or member (default)."
+    )
 
     def validate(self, attrs):
         username, email = attrs.get("username"), attrs.get("email")
@@ -133,7 +151,9 @@ class MemberCreateSerializer(serializers.Serializer):
 
 
 class MemberUpdateSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Role.choices)
+    role = serializers.ChoiceField(
+        choices=Role.choices, help_text="The member's new role: owner, admin or member."
+    )
 
 
 # --- Catalog ------------------------------------------------------------------------------
@@ -142,7 +162,11 @@ class MemberUpdateSerializer(serializers.Serializer):
 class ProviderSerializer(serializers.ModelSerializer):
     """A provider; global rows (``is_global``) come from the catalog sync."""
 
-    is_global = serializers.BooleanField(required=False, default=False)
+    is_global = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="A catalog provider visible to every organization (staff only); false for your organization's private one.",
+    )
 
     class Meta:
         model = Provider
@@ -197,9 +221,19 @@ class ProviderSerializer(serializers.ModelSerializer):
 class ModelSerializer(serializers.ModelSerializer):
     """A model as one provider sells it; prices are USD per token."""
 
-    provider = ScopedRelatedField(model=Provider, scope=editable_providers)
-    provider_slug = serializers.CharField(source="provider.slug", read_only=True)
-    is_global = serializers.SerializerMethodField()
+    provider = ScopedRelatedField(
+        model=Provider,
+        scope=editable_providers,
+        help_text="The provider selling the model (its id): one of your organization's private providers (staff may name global ones).",
+    )
+    provider_slug = serializers.CharField(
+        source="provider.slug",
+        read_only=True,
+        help_text='The provider\'s slug; call the model as "<provider_slug>/<provider_model_id>".',
+    )
+    is_global = serializers.SerializerMethodField(
+        help_text="The model belongs to a global catalog provider."
+    )
 
     class Meta:
         model = Model
@@ -263,14 +297,36 @@ def _string_list(value, name):
 class CostEstimateInputSerializer(serializers.Serializer):
     """Usage to price; every count is a whole, non-negative number."""
 
-    input_tokens = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, default=0)
-    output_tokens = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, default=0)
-    cached_input_tokens = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, default=0)
-    cache_write_tokens = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, default=0)
-    reasoning_tokens = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, default=0)
-    images = serializers.IntegerField(min_value=0, max_value=MAX_UNITS, default=0)
-    requests = serializers.IntegerField(min_value=0, max_value=MAX_UNITS, default=0)
-    web_searches = serializers.IntegerField(min_value=0, max_value=MAX_UNITS, default=0)
+    input_tokens = serializers.IntegerField(
+        min_value=0, max_value=MAX_TOKENS, default=0, help_text="Prompt tokens."
+    )
+    output_tokens = serializers.IntegerField(
+        min_value=0, max_value=MAX_TOKENS, default=0, help_text="Completion tokens."
+    )
+    cached_input_tokens = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_TOKENS,
+        default=0,
+        help_text="Prompt tokens read from the provider's cache (priced as cache reads).",
+    )
+    cache_write_tokens = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_TOKENS,
+        default=0,
+        help_text="Prompt tokens written to the provider's cache.",
+    )
+    reasoning_tokens = serializers.IntegerField(
+        min_value=0, max_value=MAX_TOKENS, default=0, help_text="Reasoning tokens."
+    )
+    images = serializers.IntegerField(
+        min_value=0, max_value=MAX_UNITS, default=0, help_text="Input images."
+    )
+    requests = serializers.IntegerField(
+        min_value=0, max_value=MAX_UNITS, default=0, help_text="Requests (for per-request prices)."
+    )
+    web_searches = serializers.IntegerField(
+        min_value=0, max_value=MAX_UNITS, default=0, help_text="Web searches."
+    )
 
 
 def exact_decimal(**kwargs) -> serializers.DecimalField:
@@ -280,13 +336,23 @@ def exact_decimal(**kwargs) -> serializers.DecimalField:
 
 
 class CostEstimateSerializer(serializers.Serializer):
-    model = serializers.IntegerField()
-    currency = serializers.CharField()
-    estimated_cost = exact_decimal(allow_null=True)
-    breakdown = serializers.DictField(child=exact_decimal())
-    unit_prices = serializers.DictField(child=exact_decimal(allow_null=True))
-    missing_prices = serializers.ListField(child=serializers.CharField())
-    detail = serializers.CharField(required=False)
+    model = serializers.IntegerField(help_text="The model priced (its id).")
+    currency = serializers.CharField(help_text="Always USD.")
+    estimated_cost = exact_decimal(
+        allow_null=True, help_text="The total; null when a needed price is unknown."
+    )
+    breakdown = serializers.DictField(
+        child=exact_decimal(), help_text="Cost of each priced part (prompt, completion, ...)."
+    )
+    unit_prices = serializers.DictField(
+        child=exact_decimal(allow_null=True), help_text="The model's prices used, USD per unit."
+    )
+    missing_prices = serializers.ListField(
+        child=serializers.CharField(), help_text="Parts with usage but no known price."
+    )
+    detail = serializers.CharField(
+        required=False, help_text="Why the estimate is incomplete, when it is."
+    )
 
 
 # --- Provider credentials -----------------------------------------------------------------
@@ -295,14 +361,28 @@ class CostEstimateSerializer(serializers.Serializer):
 class ProviderCredentialSerializer(serializers.ModelSerializer):
     """A provider credential; the secret is write-only and shown only as ``secret_hint``."""
 
-    provider = ScopedRelatedField(model=Provider, scope=visible_providers)
-    provider_slug = serializers.CharField(source="provider.slug", read_only=True)
+    provider = ScopedRelatedField(
+        model=Provider,
+        scope=visible_providers,
+        help_text="The provider this secret is for (its id): a global one or one of your organization's.",
+    )
+    provider_slug = serializers.CharField(
+        source="provider.slug", read_only=True, help_text="The provider's slug."
+    )
     # Required on create only (checked in validate): the secret is never shown, so a client
     # replaying a GET into a PUT cannot resend it, and keeping the stored one is right.
     secret = serializers.CharField(
-        write_only=True, required=False, max_length=4096, trim_whitespace=True
+        write_only=True,
+        required=False,
+        max_length=4096,
+        trim_whitespace=True,
+        help_text="The provider's API key; stored encrypted, never returned (see secret_hint). Required on create; omit it to keep the stored one.",
     )
-    last_error = serializers.CharField(source="visible_last_error", read_only=True)
+    last_error = serializers.CharField(
+        source="visible_last_error",
+        read_only=True,
+        help_text="The last upstream error of this credential, with its secret removed.",
+    )
 
     class Meta:
         model = ProviderCredential
@@ -349,53 +429,85 @@ class ProviderCredentialSerializer(serializers.ModelSerializer):
 
 
 class QuotaStateSerializer(serializers.Serializer):
-    quota = serializers.CharField(source="name")
-    limit = serializers.DecimalField(max_digits=30, decimal_places=6, allow_null=True)
-    used = serializers.DecimalField(max_digits=30, decimal_places=6)
-    remaining = serializers.DecimalField(max_digits=30, decimal_places=6, allow_null=True)
-    percent_used = serializers.FloatField(allow_null=True)
-    period_start = serializers.DateTimeField()
-    resets_at = serializers.DateTimeField()
+    quota = serializers.CharField(source="name", help_text="requests, tokens or cost.")
+    limit = serializers.DecimalField(
+        min_value=0,
+        max_digits=30,
+        decimal_places=6,
+        allow_null=True,
+        help_text="The quota; null for no limit.",
+    )
+    used = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=6, help_text="Used in the current period."
+    )
+    remaining = serializers.DecimalField(
+        max_digits=30,
+        decimal_places=6,
+        allow_null=True,
+        help_text="Left in the current period; null for no limit.",
+    )
+    percent_used = serializers.FloatField(
+        allow_null=True, help_text="used / limit in percent; null for no limit."
+    )
+    period_start = serializers.DateTimeField(help_text="Start of the current period.")
+    resets_at = serializers.DateTimeField(help_text="When the counters reset.")
 
 
 class QuotaStatusSerializer(serializers.Serializer):
-    credential = serializers.IntegerField()
-    quota_period = serializers.CharField()
-    quotas = QuotaStateSerializer(many=True)
+    credential = serializers.IntegerField(help_text="The credential (its id).")
+    quota_period = serializers.CharField(help_text="hour, day, week or month.")
+    quotas = QuotaStateSerializer(many=True, help_text="One entry per quota.")
 
 
 class UsageSummaryItemSerializer(serializers.Serializer):
-    credential = serializers.IntegerField()
-    name = serializers.CharField()
-    provider_slug = serializers.CharField()
-    quota_period = serializers.CharField()
-    requests = serializers.IntegerField()
-    tokens = serializers.IntegerField()
-    cost = serializers.DecimalField(max_digits=30, decimal_places=10)
+    credential = serializers.IntegerField(help_text="The credential (its id).")
+    name = serializers.CharField(help_text="The credential's name.")
+    provider_slug = serializers.CharField(help_text="Its provider's slug.")
+    quota_period = serializers.CharField(help_text="hour, day, week or month.")
+    requests = serializers.IntegerField(help_text="Requests in the current period.")
+    tokens = serializers.IntegerField(help_text="Tokens in the current period.")
+    cost = serializers.DecimalField(
+        min_value=0,
+        max_digits=30,
+        decimal_places=10,
+        help_text="Spend in USD in the current period.",
+    )
 
 
 class UsageSummarySerializer(serializers.Serializer):
-    credentials = UsageSummaryItemSerializer(many=True)
-    total_requests = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
-    total_cost = serializers.DecimalField(max_digits=30, decimal_places=10)
+    credentials = UsageSummaryItemSerializer(many=True, help_text="One entry per credential.")
+    total_requests = serializers.IntegerField(help_text="Requests of every credential.")
+    total_tokens = serializers.IntegerField(help_text="Tokens of every credential.")
+    total_cost = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD of every credential."
+    )
 
 
 class UnhealthyCredentialSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    provider_slug = serializers.CharField(source="provider.slug")
-    health_status = serializers.CharField()
-    last_error = serializers.CharField(source="visible_last_error")
-    consecutive_failures = serializers.IntegerField()
-    last_failure_at = serializers.DateTimeField(allow_null=True)
-    cooldown_until = serializers.DateTimeField(allow_null=True)
+    id = serializers.IntegerField(help_text="The credential's id.")
+    name = serializers.CharField(help_text="The credential's name.")
+    provider_slug = serializers.CharField(source="provider.slug", help_text="Its provider's slug.")
+    health_status = serializers.CharField(help_text="degraded or unhealthy.")
+    last_error = serializers.CharField(
+        source="visible_last_error", help_text="The last upstream error, credentials removed."
+    )
+    consecutive_failures = serializers.IntegerField(help_text="Failures since the last success.")
+    last_failure_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a call last failed."
+    )
+    cooldown_until = serializers.DateTimeField(
+        allow_null=True, help_text="Not used before this time."
+    )
 
 
 class HealthStatusSerializer(serializers.Serializer):
-    counts = serializers.DictField(child=serializers.IntegerField())
-    total = serializers.IntegerField()
-    unhealthy = UnhealthyCredentialSerializer(many=True)
+    counts = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Credentials per health status."
+    )
+    total = serializers.IntegerField(help_text="Credentials in all.")
+    unhealthy = UnhealthyCredentialSerializer(
+        many=True, help_text="The credentials that are not healthy."
+    )
 
 
 # --- Client keys --------------------------------------------------------------------------
@@ -404,7 +516,7 @@ class HealthStatusSerializer(serializers.Serializer):
 class ClientKeySerializer(serializers.ModelSerializer):
     """A gateway key; only its prefix is ever shown after creation."""
 
-    is_active = serializers.SerializerMethodField()
+    is_active = serializers.SerializerMethodField(help_text="Neither revoked nor expired.")
 
     class Meta:
         model = ClientKey
@@ -436,7 +548,10 @@ class ClientKeySerializer(serializers.ModelSerializer):
 class ClientKeyCreatedSerializer(ClientKeySerializer):
     """The new key, with its full value: store it now, it is never shown again."""
 
-    key = serializers.CharField(read_only=True)
+    key = serializers.CharField(
+        read_only=True,
+        help_text='The full key, shown this once: send it as "Authorization: Bearer <key>" to /v1.',
+    )
 
     class Meta(ClientKeySerializer.Meta):
         fields = [*ClientKeySerializer.Meta.fields, "key"]
@@ -446,11 +561,24 @@ class ClientKeyCreatedSerializer(ClientKeySerializer):
 
 
 class RoutingTargetSerializer(serializers.ModelSerializer):
-    model = ScopedRelatedField(model=Model, scope=visible_models)
-    credential = ScopedRelatedField(
-        model=ProviderCredential, scope=org_credentials, required=False, allow_null=True
+    model = ScopedRelatedField(
+        model=Model,
+        scope=visible_models,
+        help_text="The model to call (its id): from the catalog or your private providers.",
     )
-    weight = serializers.IntegerField(min_value=0, max_value=10000, default=1)
+    credential = ScopedRelatedField(
+        model=ProviderCredential,
+        scope=org_credentials,
+        required=False,
+        allow_null=True,
+        help_text="Pin one of your credentials of the model's provider (its id); null to let the gateway choose.",
+    )
+    weight = serializers.IntegerField(
+        min_value=0,
+        max_value=10000,
+        default=1,
+        help_text="Share of traffic under the weighted strategy (0 to 10000).",
+    )
 
     class Meta:
         model = RoutingTarget
@@ -470,18 +598,33 @@ class RoutingTargetSerializer(serializers.ModelSerializer):
 
 
 class RuleConditionsSerializer(serializers.Serializer):
-    min_input_tokens = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, required=False)
-    max_input_tokens = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, required=False)
+    min_input_tokens = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_TOKENS,
+        required=False,
+        help_text="Match only requests with at least this many estimated input tokens.",
+    )
+    max_input_tokens = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_TOKENS,
+        required=False,
+        help_text="Match only requests with at most this many estimated input tokens.",
+    )
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, max_length=50
+        child=serializers.CharField(max_length=100),
+        required=False,
+        max_length=50,
+        help_text="Match only requests whose metadata carries every one of these tags.",
     )
 
 
 class RoutingRuleSerializer(serializers.ModelSerializer):
     """A rule: what it matches, how it orders its targets, and whether it falls back."""
 
-    targets = RoutingTargetSerializer(many=True)
-    conditions = RuleConditionsSerializer(required=False)
+    targets = RoutingTargetSerializer(many=True, help_text="The models to try, in order (1 to 50).")
+    conditions = RuleConditionsSerializer(
+        required=False, help_text="Further conditions, all of which must hold."
+    )
 
     class Meta:
         model = RoutingRule
@@ -523,62 +666,123 @@ class RoutingRuleSerializer(serializers.ModelSerializer):
 class EvaluateInputSerializer(serializers.Serializer):
     """A request to route, as the gateway would see it."""
 
-    model_type = serializers.ChoiceField(choices=ModelType.choices, default=ModelType.CHAT)
-    model = serializers.CharField(max_length=300)
-    fallback_models = serializers.ListField(
-        child=serializers.CharField(max_length=300), required=False, max_length=10
+    model_type = serializers.ChoiceField(
+        choices=ModelType.choices,
+        default=ModelType.CHAT,
+        help_text="chat, completion or embedding.",
     )
-    estimated_input_tokens = serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, default=0)
+    model = serializers.CharField(max_length=300, help_text="The requested model or alias.")
+    fallback_models = serializers.ListField(
+        child=serializers.CharField(max_length=300),
+        required=False,
+        max_length=10,
+        help_text="Fallbacks the request names (the `models` field of the gateway).",
+    )
+    estimated_input_tokens = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_TOKENS,
+        default=0,
+        help_text="Estimated prompt tokens, for token conditions.",
+    )
     required_capabilities = serializers.ListField(
         child=serializers.ChoiceField(
             choices=["vision", "tools", "json", "json_mode", "streaming"]
         ),
         required=False,
+        help_text="Capabilities the candidates must have.",
     )
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, max_length=50
+        child=serializers.CharField(max_length=100),
+        required=False,
+        max_length=50,
+        help_text="Tags of the request's metadata.",
     )
 
 
 class PlanCandidateSerializer(serializers.Serializer):
-    model = serializers.IntegerField(source="model.pk")
-    model_id = serializers.CharField(source="model.catalog_id")
-    provider_model_id = serializers.CharField(source="model.provider_model_id")
-    provider = serializers.CharField(source="model.provider.slug")
-    credential = serializers.IntegerField(source="credential.pk", allow_null=True, default=None)
-    credential_source = serializers.CharField()
+    model = serializers.IntegerField(source="model.pk", help_text="The model's id.")
+    model_id = serializers.CharField(
+        source="model.catalog_id", help_text="Its catalog id, provider/model."
+    )
+    provider_model_id = serializers.CharField(
+        source="model.provider_model_id", help_text="The name sent upstream."
+    )
+    provider = serializers.CharField(source="model.provider.slug", help_text="The provider's slug.")
+    credential = serializers.IntegerField(
+        source="credential.pk",
+        allow_null=True,
+        default=None,
+        help_text="The credential that would be used (its id); null for an environment key or none.",
+    )
+    credential_source = serializers.CharField(help_text="organization, environment or none.")
     pricing_prompt = serializers.DecimalField(
-        source="model.pricing_prompt", max_digits=28, decimal_places=18, allow_null=True
+        min_value=0,
+        source="model.pricing_prompt",
+        max_digits=28,
+        decimal_places=18,
+        allow_null=True,
+        help_text="USD per prompt token.",
     )
     pricing_completion = serializers.DecimalField(
-        source="model.pricing_completion", max_digits=28, decimal_places=18, allow_null=True
+        min_value=0,
+        source="model.pricing_completion",
+        max_digits=28,
+        decimal_places=18,
+        allow_null=True,
+        help_text="USD per completion token.",
     )
-    context_length = serializers.IntegerField(source="model.context_length", allow_null=True)
-    observed_latency_ms = serializers.FloatField(allow_null=True)
+    context_length = serializers.IntegerField(
+        source="model.context_length", allow_null=True, help_text="Context window in tokens."
+    )
+    observed_latency_ms = serializers.FloatField(
+        allow_null=True, help_text="Average latency seen recently, in milliseconds."
+    )
 
 
 class PlanRejectionSerializer(serializers.Serializer):
-    model = serializers.IntegerField(source="model.pk", allow_null=True, default=None)
-    model_id = serializers.CharField(source="model.catalog_id", allow_null=True, default=None)
-    requested = serializers.CharField()
-    credential = serializers.IntegerField(source="credential.pk", allow_null=True, default=None)
-    reason = serializers.CharField()
-    detail = serializers.CharField()
+    model = serializers.IntegerField(
+        source="model.pk",
+        allow_null=True,
+        default=None,
+        help_text="The model's id, when one was found.",
+    )
+    model_id = serializers.CharField(
+        source="model.catalog_id", allow_null=True, default=None, help_text="Its catalog id."
+    )
+    requested = serializers.CharField(help_text="The name that was asked for.")
+    credential = serializers.IntegerField(
+        source="credential.pk",
+        allow_null=True,
+        default=None,
+        help_text="The credential involved (its id).",
+    )
+    reason = serializers.CharField(
+        help_text="A code: not_allowed, no_credential, unhealthy, too_small, ..."
+    )
+    detail = serializers.CharField(help_text="The reason in words.")
 
 
 class PlanRuleSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
+    id = serializers.IntegerField(help_text="The rule's id.")
+    name = serializers.CharField(help_text="The rule's name.")
 
 
 class RoutingPlanSerializer(serializers.Serializer):
-    matched_rule = PlanRuleSerializer(source="rule", allow_null=True)
-    strategy = serializers.CharField()
-    fallback_enabled = serializers.BooleanField()
-    max_attempts = serializers.IntegerField()
-    candidates = PlanCandidateSerializer(many=True)
-    rejected = PlanRejectionSerializer(many=True)
-    unresolved = serializers.ListField(child=serializers.CharField())
+    matched_rule = PlanRuleSerializer(
+        source="rule", allow_null=True, help_text="The rule that matched; null when none did."
+    )
+    strategy = serializers.CharField(help_text="The strategy applied.")
+    fallback_enabled = serializers.BooleanField(
+        help_text="Whether failures fall back to the next candidate."
+    )
+    max_attempts = serializers.IntegerField(help_text="Most upstream calls.")
+    candidates = PlanCandidateSerializer(
+        many=True, help_text="The candidates, in the order they would be tried."
+    )
+    rejected = PlanRejectionSerializer(many=True, help_text="Candidates left out, and why.")
+    unresolved = serializers.ListField(
+        child=serializers.CharField(), help_text="Requested names that match no model."
+    )
 
 
 # --- Metrics ------------------------------------------------------------------------------
@@ -588,17 +792,39 @@ class ModelMetricSerializer(serializers.ModelSerializer):
     """One request's usage, cost and timing."""
 
     client_key = ScopedRelatedField(
-        model=ClientKey, scope=org_client_keys, required=False, allow_null=True
+        model=ClientKey,
+        scope=org_client_keys,
+        required=False,
+        allow_null=True,
+        help_text="The client key that made the request (its id).",
     )
     credential = ScopedRelatedField(
-        model=ProviderCredential, scope=org_credentials, required=False, allow_null=True
+        model=ProviderCredential,
+        scope=org_credentials,
+        required=False,
+        allow_null=True,
+        help_text="The provider credential used (its id).",
     )
     provider = ScopedRelatedField(
-        model=Provider, scope=visible_providers, required=False, allow_null=True
+        model=Provider,
+        scope=visible_providers,
+        required=False,
+        allow_null=True,
+        help_text="The provider that served (its id).",
     )
-    model = ScopedRelatedField(model=Model, scope=visible_models, required=False, allow_null=True)
+    model = ScopedRelatedField(
+        model=Model,
+        scope=visible_models,
+        required=False,
+        allow_null=True,
+        help_text="The model that served (its id).",
+    )
     routing_rule = ScopedRelatedField(
-        model=RoutingRule, scope=org_rules, required=False, allow_null=True
+        model=RoutingRule,
+        scope=org_rules,
+        required=False,
+        allow_null=True,
+        help_text="The routing rule that planned the request (its id).",
     )
 
     class Meta:
@@ -633,8 +859,8 @@ class ModelMetricSerializer(serializers.ModelSerializer):
 
 
 class DateRangeSerializer(serializers.Serializer):
-    start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
+    start = serializers.DateTimeField(required=False, help_text="From this time.")
+    end = serializers.DateTimeField(required=False, help_text="Until this time.")
 
     def validate(self, attrs):
         if attrs.get("start") and attrs.get("end") and attrs["start"] > attrs["end"]:
@@ -643,130 +869,193 @@ class DateRangeSerializer(serializers.Serializer):
 
 
 class _GroupSerializer(serializers.Serializer):
-    requests = serializers.IntegerField()
-    tokens = serializers.IntegerField()
-    cost = serializers.DecimalField(max_digits=30, decimal_places=10)
+    requests = serializers.IntegerField(help_text="Requests.")
+    tokens = serializers.IntegerField(help_text="Tokens.")
+    cost = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD."
+    )
 
 
 class CostByModelSerializer(_GroupSerializer):
-    model = serializers.IntegerField(allow_null=True)
-    served_model = serializers.CharField()
+    model = serializers.IntegerField(
+        allow_null=True, help_text="The model's id; null when unknown."
+    )
+    served_model = serializers.CharField(help_text="Its catalog id.")
 
 
 class CostByProviderSerializer(_GroupSerializer):
-    provider = serializers.IntegerField(allow_null=True)
-    provider_slug = serializers.CharField(allow_null=True)
+    provider = serializers.IntegerField(
+        allow_null=True, help_text="The provider's id; null when unknown."
+    )
+    provider_slug = serializers.CharField(allow_null=True, help_text="Its slug.")
 
 
 class CostByDaySerializer(_GroupSerializer):
-    date = serializers.DateField()
+    date = serializers.DateField(help_text="The day (UTC).")
 
 
 class CostSummarySerializer(serializers.Serializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
-    total_cost = serializers.DecimalField(max_digits=30, decimal_places=10)
-    total_requests = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
-    by_model = CostByModelSerializer(many=True)
-    by_provider = CostByProviderSerializer(many=True)
-    by_day = CostByDaySerializer(many=True)
+    start = serializers.DateTimeField(help_text="Start of the range.")
+    end = serializers.DateTimeField(help_text="End of the range.")
+    total_cost = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD."
+    )
+    total_requests = serializers.IntegerField(help_text="Requests.")
+    total_tokens = serializers.IntegerField(help_text="Tokens.")
+    by_model = CostByModelSerializer(many=True, help_text="Totals per served model.")
+    by_provider = CostByProviderSerializer(many=True, help_text="Totals per provider.")
+    by_day = CostByDaySerializer(many=True, help_text="Totals per day.")
 
 
 class StrategyLatencySerializer(serializers.Serializer):
-    strategy = serializers.CharField()
-    requests = serializers.IntegerField()
-    avg_latency_ms = serializers.FloatField(allow_null=True)
+    strategy = serializers.CharField(help_text="The routing strategy.")
+    requests = serializers.IntegerField(help_text="Requests routed with it.")
+    avg_latency_ms = serializers.FloatField(
+        allow_null=True, help_text="Their average latency in milliseconds."
+    )
 
 
 class RerouteSavingsSerializer(serializers.Serializer):
-    requested_model = serializers.CharField()
-    requests = serializers.IntegerField()
-    actual_cost = serializers.DecimalField(max_digits=30, decimal_places=10)
-    requested_model_cost = serializers.DecimalField(
-        max_digits=30, decimal_places=10, allow_null=True
+    requested_model = serializers.CharField(help_text="The model asked for.")
+    requests = serializers.IntegerField(help_text="Requests served by another model.")
+    actual_cost = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=10, help_text="What they cost, in USD."
     )
-    savings = serializers.DecimalField(max_digits=30, decimal_places=10, allow_null=True)
+    requested_model_cost = serializers.DecimalField(
+        min_value=0,
+        max_digits=30,
+        decimal_places=10,
+        allow_null=True,
+        help_text="What the requested model would have cost; null when unknown.",
+    )
+    savings = serializers.DecimalField(
+        max_digits=30,
+        decimal_places=10,
+        allow_null=True,
+        help_text="The difference; null when unknown.",
+    )
 
 
 class OptimizationStatsSerializer(serializers.Serializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
-    total_requests = serializers.IntegerField()
-    rerouted_requests = serializers.IntegerField()
-    requests_with_fallback = serializers.IntegerField()
-    fallbacks_taken = serializers.IntegerField()
-    estimated_savings = serializers.DecimalField(max_digits=30, decimal_places=10)
-    savings_by_requested_model = RerouteSavingsSerializer(many=True)
-    latency_by_strategy = StrategyLatencySerializer(many=True)
+    start = serializers.DateTimeField(help_text="Start of the range.")
+    end = serializers.DateTimeField(help_text="End of the range.")
+    total_requests = serializers.IntegerField(help_text="Requests.")
+    rerouted_requests = serializers.IntegerField(
+        help_text="Requests served by another model than requested."
+    )
+    requests_with_fallback = serializers.IntegerField(
+        help_text="Requests that fell back at least once."
+    )
+    fallbacks_taken = serializers.IntegerField(help_text="Fallbacks in all.")
+    estimated_savings = serializers.DecimalField(
+        max_digits=30,
+        decimal_places=10,
+        help_text="USD saved by rerouting, where prices are known.",
+    )
+    savings_by_requested_model = RerouteSavingsSerializer(
+        many=True, help_text="Savings per requested model."
+    )
+    latency_by_strategy = StrategyLatencySerializer(
+        many=True, help_text="Latency per routing strategy."
+    )
 
 
 class DashboardTotalsSerializer(serializers.Serializer):
-    requests = serializers.IntegerField()
-    successful_requests = serializers.IntegerField()
-    failed_requests = serializers.IntegerField()
-    error_rate = serializers.FloatField()
-    tokens = serializers.IntegerField()
-    cost = serializers.DecimalField(max_digits=30, decimal_places=10)
-    avg_latency_ms = serializers.FloatField(allow_null=True)
-    fallbacks_taken = serializers.IntegerField()
+    requests = serializers.IntegerField(help_text="Requests.")
+    successful_requests = serializers.IntegerField(help_text="Requests that succeeded.")
+    failed_requests = serializers.IntegerField(help_text="Requests that failed.")
+    error_rate = serializers.FloatField(help_text="Failed / all, from 0 to 1.")
+    tokens = serializers.IntegerField(help_text="Tokens.")
+    cost = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD."
+    )
+    avg_latency_ms = serializers.FloatField(
+        allow_null=True, help_text="Average latency in milliseconds."
+    )
+    fallbacks_taken = serializers.IntegerField(help_text="Fallbacks in all.")
 
 
 class DashboardDaySerializer(serializers.Serializer):
-    date = serializers.DateField()
-    requests = serializers.IntegerField()
-    errors = serializers.IntegerField()
-    tokens = serializers.IntegerField()
-    cost = serializers.DecimalField(max_digits=30, decimal_places=10)
+    date = serializers.DateField(help_text="The day (UTC).")
+    requests = serializers.IntegerField(help_text="Requests.")
+    errors = serializers.IntegerField(help_text="Failed requests.")
+    tokens = serializers.IntegerField(help_text="Tokens.")
+    cost = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD."
+    )
 
 
 class TopKeySerializer(_GroupSerializer):
-    client_key = serializers.IntegerField(allow_null=True)
-    name = serializers.CharField(allow_null=True)
-    prefix = serializers.CharField(allow_null=True)
+    client_key = serializers.IntegerField(
+        allow_null=True, help_text="The key's id; null when deleted."
+    )
+    name = serializers.CharField(allow_null=True, help_text="The key's name.")
+    prefix = serializers.CharField(allow_null=True, help_text="The key's prefix.")
 
 
 class ProviderLatencySerializer(serializers.Serializer):
-    provider = serializers.IntegerField(allow_null=True)
-    provider_slug = serializers.CharField(allow_null=True)
-    requests = serializers.IntegerField()
-    errors = serializers.IntegerField()
-    error_rate = serializers.FloatField()
-    fallbacks = serializers.IntegerField()
-    avg_latency_ms = serializers.FloatField(allow_null=True)
-    p50_ms = serializers.IntegerField(allow_null=True)
-    p95_ms = serializers.IntegerField(allow_null=True)
+    provider = serializers.IntegerField(allow_null=True, help_text="The provider's id.")
+    provider_slug = serializers.CharField(allow_null=True, help_text="Its slug.")
+    requests = serializers.IntegerField(help_text="Requests.")
+    errors = serializers.IntegerField(help_text="Failed requests.")
+    error_rate = serializers.FloatField(help_text="Failed / all, from 0 to 1.")
+    fallbacks = serializers.IntegerField(help_text="Fallbacks away from it.")
+    avg_latency_ms = serializers.FloatField(
+        allow_null=True, help_text="Average latency in milliseconds."
+    )
+    p50_ms = serializers.IntegerField(allow_null=True, help_text="Median latency in milliseconds.")
+    p95_ms = serializers.IntegerField(
+        allow_null=True, help_text="95th percentile latency in milliseconds."
+    )
 
 
 class CredentialQuotaSerializer(serializers.Serializer):
-    quota = serializers.CharField()
-    limit = serializers.DecimalField(max_digits=30, decimal_places=6, allow_null=True)
-    used = serializers.DecimalField(max_digits=30, decimal_places=6)
-    percent_used = serializers.FloatField(allow_null=True)
-    resets_at = serializers.DateTimeField()
+    quota = serializers.CharField(help_text="requests, tokens or cost.")
+    limit = serializers.DecimalField(
+        min_value=0,
+        max_digits=30,
+        decimal_places=6,
+        allow_null=True,
+        help_text="The quota; null for no limit.",
+    )
+    used = serializers.DecimalField(
+        min_value=0, max_digits=30, decimal_places=6, help_text="Used in the current period."
+    )
+    percent_used = serializers.FloatField(allow_null=True, help_text="used / limit in percent.")
+    resets_at = serializers.DateTimeField(help_text="When the counters reset.")
 
 
 class CredentialOverviewSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    provider_slug = serializers.CharField()
-    secret_hint = serializers.CharField()
-    is_active = serializers.BooleanField()
-    health_status = serializers.CharField()
-    last_error = serializers.CharField()
-    consecutive_failures = serializers.IntegerField()
-    last_failure_at = serializers.DateTimeField(allow_null=True)
-    cooldown_until = serializers.DateTimeField(allow_null=True)
-    quotas = CredentialQuotaSerializer(many=True)
+    id = serializers.IntegerField(help_text="The credential's id.")
+    name = serializers.CharField(help_text="Its name.")
+    provider_slug = serializers.CharField(help_text="Its provider's slug.")
+    secret_hint = serializers.CharField(help_text="The last characters of the secret.")
+    is_active = serializers.BooleanField(help_text="Whether it is used.")
+    health_status = serializers.CharField(help_text="healthy, degraded or unhealthy.")
+    last_error = serializers.CharField(help_text="The last upstream error.")
+    consecutive_failures = serializers.IntegerField(help_text="Failures since the last success.")
+    last_failure_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a call last failed."
+    )
+    cooldown_until = serializers.DateTimeField(
+        allow_null=True, help_text="Not used before this time."
+    )
+    quotas = CredentialQuotaSerializer(many=True, help_text="Its quotas and usage.")
 
 
 class DashboardSummarySerializer(serializers.Serializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
-    totals = DashboardTotalsSerializer()
-    daily = DashboardDaySerializer(many=True)
-    top_models = CostByModelSerializer(many=True)
-    top_client_keys = TopKeySerializer(many=True)
-    credential_health = serializers.DictField(child=serializers.IntegerField())
-    latency_by_provider = ProviderLatencySerializer(many=True)
-    credentials = CredentialOverviewSerializer(many=True)
+    start = serializers.DateTimeField(help_text="Start of the range.")
+    end = serializers.DateTimeField(help_text="End of the range.")
+    totals = DashboardTotalsSerializer(help_text="Totals of the range.")
+    daily = DashboardDaySerializer(many=True, help_text="Totals per day.")
+    top_models = CostByModelSerializer(many=True, help_text="Models by spend.")
+    top_client_keys = TopKeySerializer(many=True, help_text="Client keys by spend.")
+    credential_health = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Credentials per health status."
+    )
+    latency_by_provider = ProviderLatencySerializer(
+        many=True, help_text="Latency and errors per provider."
+    )
+    credentials = CredentialOverviewSerializer(
+        many=True, help_text="Every credential with its health and quotas."
+    )

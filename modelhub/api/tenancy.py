@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from functools import cached_property
 
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import exceptions, permissions, serializers, viewsets
 
+from modelhub.api.openapi import AutoSchema
 from modelhub.models import Membership, Organization, Role
 
 ORGANIZATION_HEADER = "X-Organization"

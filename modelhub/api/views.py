@@ -26,7 +26,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from modelhub import selectors, services
-from modelhub.api import filters, serializers
+from modelhub.api import examples, filters, serializers
 from modelhub.api.tenancy import (
     METHOD_ROLES,
     OrganizationScopedViewSet,
@@ -71,7 +71,9 @@ def _errors(*codes):
 
 @extend_schema_view(
     list=extend_schema(summary="List my organizations"),
-    create=extend_schema(summary="Create an organization (you become its owner)"),
+    create=extend_schema(
+        summary="Create an organization (you become its owner)", examples=examples.ORGANIZATION
+    ),
     retrieve=extend_schema(
         summary="Retrieve an organization",
         responses={200: serializers.OrganizationSerializer, **_errors(401, 404)},
@@ -192,6 +194,7 @@ class MemberViewSet(
         summary="Add a member",
         request=serializers.MemberCreateSerializer,
         responses={201: serializers.MemberSerializer, **_errors(400, 401, 403, 404)},
+        examples=examples.MEMBER,
     )
     def create(self, request, *args, **kwargs):
         data = self.get_serializer(data=request.data)
@@ -268,7 +271,7 @@ class CatalogWriteMixin:
 
 @extend_schema_view(
     list=extend_schema(summary="List global providers and the organization's own"),
-    create=extend_schema(summary="Add a private provider (admins)"),
+    create=extend_schema(summary="Add a private provider (admins)", examples=examples.PROVIDER),
 )
 class ProviderViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Providers: the global catalog plus the active organization's private endpoints."""
@@ -290,7 +293,9 @@ class ProviderViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScop
 
 @extend_schema_view(
     list=extend_schema(summary="List models (global catalog and the organization's own)"),
-    create=extend_schema(summary="Add a model to a private provider (admins)"),
+    create=extend_schema(
+        summary="Add a model to a private provider (admins)", examples=examples.MODEL
+    ),
 )
 class ModelViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Models of the providers the organization sees; prices are USD per token."""
@@ -328,6 +333,7 @@ class ModelViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedV
         ),
         request=serializers.CostEstimateInputSerializer,
         responses={200: serializers.CostEstimateSerializer, **_errors(400, 401, 404)},
+        examples=examples.COST_ESTIMATE,
     )
     @action(detail=True, methods=["post"])
     def estimate_cost(self, request, pk=None):
@@ -355,7 +361,9 @@ class ModelViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedV
 
 @extend_schema_view(
     list=extend_schema(summary="List provider credentials (secrets are never returned)"),
-    create=extend_schema(summary="Add a provider credential (admins)"),
+    create=extend_schema(
+        summary="Add a provider credential (admins)", examples=examples.CREDENTIAL
+    ),
 )
 class ProviderCredentialViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Provider credentials ("API keys"): encrypted at rest, shown only as a masked hint."""
@@ -476,6 +484,7 @@ class ClientKeyViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
         summary="Create a client key",
         description="The response holds the full key in `key`; it is stored only as a hash and never shown again.",
         responses={201: serializers.ClientKeyCreatedSerializer, **_errors(400, 401, 403)},
+        examples=examples.CLIENT_KEY,
     )
     def create(self, request, *args, **kwargs):
         data = self.get_serializer(data=request.data)
@@ -514,7 +523,7 @@ class ClientKeyViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
 
 @extend_schema_view(
     list=extend_schema(summary="List routing rules"),
-    create=extend_schema(summary="Create a routing rule (admins)"),
+    create=extend_schema(summary="Create a routing rule (admins)", examples=examples.ROUTING_RULE),
 )
 class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Routing rules: which requests they match and the ordered targets they yield."""
@@ -564,6 +573,7 @@ class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
         ),
         request=serializers.EvaluateInputSerializer,
         responses={200: serializers.RoutingPlanSerializer, **_errors(400, 401)},
+        examples=examples.EVALUATE,
     )
     @action(detail=False, methods=["post"])
     def evaluate(self, request):
@@ -589,7 +599,7 @@ class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
 
 @extend_schema_view(
     list=extend_schema(summary="List request metrics"),
-    create=extend_schema(summary="Report a request metric (admins)"),
+    create=extend_schema(summary="Report a request metric (admins)", examples=examples.METRIC),
 )
 class ModelMetricViewSet(
     mixins.ListModelMixin,

@@ -1,0 +1,506 @@
+"""The gateway's operations in the OpenAPI schema (its views are plain async Django views).
+
+Bodies follow OpenAI's API; only the fields people set most are listed, and any other
+OpenAI parameter is passed to the upstream unchanged. The gateway's own fields
+(``models``, ``provider``, ``route``, ``transforms``: ``gateway.upstreams.GATEWAY_FIELDS``)
+are read here and never sent upstream. A new endpoint (``/v1/responses``, say) is one
+more :class:`Operation` in ``OPERATIONS``.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+from modelhub.api.openapi import CLIENT_KEY_AUTH, NO_AUTH, Operation
+
+# --- Shared pieces ---------------------------------------------------------------------
+
+
+class GatewayErrorDetailSerializer(serializers.Serializer):
+    message = serializers.CharField(help_text="What went wrong, in words a person can act on.")
+    type = serializers.CharField(
+        help_text=(
+            "OpenAI's error type: invalid_request_error, rate_limit_exceeded, "
+            "upstream_error, service_unavailable or server_error."
+        )
+    )
+    param = serializers.CharField(
+        allow_null=True, help_text="The request field at fault, when there is one."
+    )
+    code = serializers.CharField(
+        allow_null=True,
+        help_text=(
+            "A stable machine-readable code: invalid_api_key, model_not_found, "
+            "model_not_allowed, rate_limit_exceeded, budget_exceeded, upstream_timeout, ..."
+        ),
+    )
+
+
+class GatewayErrorSerializer(serializers.Serializer):
+    """OpenAI's error shape, so the OpenAI SDKs raise their typed exceptions."""
+
+    error = GatewayErrorDetailSerializer(help_text="The error.")
+
+
+class ProviderMaxPriceSerializer(serializers.Serializer):
+    prompt = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        min_value=0,
+        required=False,
+        help_text="Highest price accepted per million prompt tokens, in USD.",
+    )
+    completion = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        min_value=0,
+        required=False,
+        help_text="Highest price accepted per million completion tokens, in USD.",
+    )
+    request = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        min_value=0,
+        required=False,
+        help_text="Highest price accepted per request, in USD.",
+    )
+    image = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        min_value=0,
+        required=False,
+        help_text="Highest price accepted per input image, in USD.",
+    )
+
+
+class ProviderPreferencesSerializer(serializers.Serializer):
+    """OpenRouter's provider preferences. Accepted and never sent upstream; routing does
+    not honour them yet (the organization's routing rules and the catalog decide), so a
+    request that carries them is served as if it did not."""
+
+    order = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Provider slugs to try first, in this order.",
+    )
+    only = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Provider slugs allowed to serve the request; no others.",
+    )
+    ignore = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Provider slugs never to use for this request.",
+    )
+    allow_fallbacks = serializers.BooleanField(
+        required=False,
+        help_text="Whether providers outside `order` may serve when those in it fail.",
+    )
+    sort = serializers.ChoiceField(
+        choices=["price", "throughput", "latency"],
+        required=False,
+        help_text="Order the candidates by price, throughput or latency.",
+    )
+    max_price = ProviderMaxPriceSerializer(
+        required=False, help_text="Refuse providers dearer than these prices."
+    )
+    data_collection = serializers.ChoiceField(
+        choices=["allow", "deny"],
+        required=False,
+        help_text='"deny" keeps providers that may store or train on prompts out.',
+    )
+    require_parameters = serializers.BooleanField(
+        required=False,
+        help_text="Only providers that support every parameter of the request.",
+    )
+
+
+class GatewayFieldsSerializer(serializers.Serializer):
+    """The fields every gateway request may carry besides OpenAI's."""
+
+    model = serializers.CharField(
+        help_text=(
+            "What to call: a catalog id (`provider/model`), a provider's own model id, "
+            'a routing-rule alias, or "auto". Optional when `models` is given.'
+        )
+    )
+    models = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text=(
+            "Fallbacks, tried in order when `model` fails (OpenRouter's `models`); "
+            "without `model` the first entry is the model."
+        ),
+    )
+    provider = ProviderPreferencesSerializer(
+        required=False,
+        help_text=(
+            "OpenRouter-style provider preferences: accepted, not sent upstream, not yet "
+            "used by routing."
+        ),
+    )
+    user = serializers.CharField(
+        required=False, help_text="Your identifier of the end user, passed upstream."
+    )
+
+
+class UsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField(help_text="Tokens of the input.")
+    completion_tokens = serializers.IntegerField(
+        required=False, help_text="Tokens generated (absent for embeddings)."
+    )
+    total_tokens = serializers.IntegerField(help_text="Input and output tokens together.")
+
+
+# --- Chat completions --------------------------------------------------------------------
+
+
+class ChatMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(
+        choices=["system", "developer", "user", "assistant", "tool"],
+        help_text="Who speaks.",
+    )
+    content = serializers.JSONField(
+        help_text="The text, or a list of content parts (text, image_url, ...) as in OpenAI's API."
+    )
+    name = serializers.CharField(required=False, help_text="An optional name of the speaker.")
+    tool_calls = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Calls of tools the assistant asked for (assistant messages).",
+    )
+    tool_call_id = serializers.CharField(
+        required=False, help_text="The call this message answers (tool messages)."
+    )
+
+
+class StreamOptionsSerializer(serializers.Serializer):
+    include_usage = serializers.BooleanField(
+        required=False, help_text="Send a last chunk with the token usage."
+    )
+
+
+class CreateChatCompletionSerializer(GatewayFieldsSerializer):
+    """OpenAI's chat completion request with the gateway's fields."""
+
+    messages = ChatMessageSerializer(many=True, help_text="The conversation so far.")
+    stream = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Answer with server-sent events (`text/event-stream`) as tokens arrive.",
+    )
+    stream_options = StreamOptionsSerializer(required=False, help_text="Options of a stream.")
+    max_tokens = serializers.IntegerField(
+        min_value=1, required=False, help_text="Most tokens to generate."
+    )
+    temperature = serializers.FloatField(
+        min_value=0, max_value=2, required=False, help_text="Sampling temperature."
+    )
+    top_p = serializers.FloatField(
+        min_value=0, max_value=1, required=False, help_text="Nucleus sampling mass."
+    )
+    stop = serializers.JSONField(
+        required=False, help_text="A string or a list of strings that end the generation."
+    )
+    tools = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Functions the model may call, in OpenAI's tool format.",
+    )
+    tool_choice = serializers.JSONField(
+        required=False, help_text='"auto", "none", "required" or one named function.'
+    )
+    response_format = serializers.DictField(
+        required=False, help_text='{"type": "json_object"} or a JSON schema to answer in.'
+    )
+
+
+class ChatChoiceMessageSerializer(serializers.Serializer):
+    role = serializers.CharField(help_text='Always "assistant".')
+    content = serializers.CharField(allow_null=True, help_text="The generated text.")
+    tool_calls = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="Tools the model calls."
+    )
+
+
+class ChatChoiceSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of this choice.")
+    message = ChatChoiceMessageSerializer(help_text="The answer.")
+    finish_reason = serializers.CharField(
+        allow_null=True, help_text="stop, length, tool_calls or content_filter."
+    )
+
+
+class ChatCompletionSerializer(serializers.Serializer):
+    """OpenAI's chat completion, as the upstream produced it."""
+
+    id = serializers.CharField(help_text="The upstream's id of the completion.")
+    object = serializers.CharField(help_text='"chat.completion".')
+    created = serializers.IntegerField(help_text="Unix time of creation.")
+    model = serializers.CharField(help_text="The model as the upstream names it.")
+    choices = ChatChoiceSerializer(many=True, help_text="The generated answers.")
+    usage = UsageSerializer(help_text="Tokens used; the gateway prices the request from it.")
+
+
+# --- Completions and embeddings ----------------------------------------------------------
+
+
+class CreateCompletionSerializer(GatewayFieldsSerializer):
+    """OpenAI's legacy completion request with the gateway's fields."""
+
+    prompt = serializers.JSONField(help_text="A string or a list of strings to complete.")
+    stream = serializers.BooleanField(
+        required=False, default=False, help_text="Answer with server-sent events."
+    )
+    max_tokens = serializers.IntegerField(
+        min_value=1, required=False, help_text="Most tokens to generate."
+    )
+    temperature = serializers.FloatField(
+        min_value=0, max_value=2, required=False, help_text="Sampling temperature."
+    )
+
+
+class CompletionChoiceSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of this choice.")
+    text = serializers.CharField(help_text="The generated text.")
+    finish_reason = serializers.CharField(allow_null=True, help_text="stop or length.")
+
+
+class CompletionSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The upstream's id of the completion.")
+    object = serializers.CharField(help_text='"text_completion".')
+    created = serializers.IntegerField(help_text="Unix time of creation.")
+    model = serializers.CharField(help_text="The model as the upstream names it.")
+    choices = CompletionChoiceSerializer(many=True, help_text="The generated texts.")
+    usage = UsageSerializer(help_text="Tokens used.")
+
+
+class CreateEmbeddingSerializer(GatewayFieldsSerializer):
+    """OpenAI's embeddings request with the gateway's fields."""
+
+    input = serializers.JSONField(help_text="A string or a list of strings to embed.")
+    encoding_format = serializers.ChoiceField(
+        choices=["float", "base64"], required=False, help_text="How vectors are encoded."
+    )
+    dimensions = serializers.IntegerField(
+        min_value=1, required=False, help_text="Length of the vectors, where the model allows."
+    )
+
+
+class EmbeddingSerializer(serializers.Serializer):
+    object = serializers.CharField(help_text='"embedding".')
+    index = serializers.IntegerField(help_text="Position of the input it embeds.")
+    embedding = serializers.JSONField(help_text="The vector (floats, or base64 text).")
+
+
+class EmbeddingListSerializer(serializers.Serializer):
+    object = serializers.CharField(help_text='"list".')
+    data = EmbeddingSerializer(many=True, help_text="One embedding per input.")
+    model = serializers.CharField(help_text="The model as the upstream names it.")
+    usage = UsageSerializer(help_text="Tokens used.")
+
+
+# --- Models --------------------------------------------------------------------------------
+
+
+class GatewayModelSerializer(serializers.Serializer):
+    id = serializers.CharField(
+        help_text="What to send as `model`: `provider/model`, or a routing-rule alias."
+    )
+    object = serializers.CharField(help_text='"model".')
+    created = serializers.IntegerField(help_text="Unix time the model was published or added.")
+    owned_by = serializers.CharField(
+        help_text="The provider's slug, or the organization's for an alias."
+    )
+
+
+class GatewayModelListSerializer(serializers.Serializer):
+    object = serializers.CharField(help_text='"list".')
+    data = GatewayModelSerializer(
+        many=True,
+        help_text=(
+            "Models the key may use: active models of providers the organization has a "
+            "credential for (or that need none), and its routing-rule aliases."
+        ),
+    )
+
+
+# --- The operations ------------------------------------------------------------------------
+
+_SERVED_HEADERS = [
+    OpenApiParameter(
+        "X-Request-Id",
+        str,
+        OpenApiParameter.HEADER,
+        response=[200],
+        description="The gateway's id of the request; the metric row carries it.",
+    ),
+    OpenApiParameter(
+        "X-Gateway-Provider",
+        str,
+        OpenApiParameter.HEADER,
+        response=[200],
+        description="Slug of the provider that served the request.",
+    ),
+    OpenApiParameter(
+        "X-Gateway-Model",
+        str,
+        OpenApiParameter.HEADER,
+        response=[200],
+        description="Catalog id (`provider/model`) of the model that served it.",
+    ),
+    OpenApiParameter(
+        "X-Gateway-Attempts",
+        int,
+        OpenApiParameter.HEADER,
+        response=[200],
+        description="Upstream calls made, retries and fallbacks included.",
+    ),
+    OpenApiParameter(
+        "X-Gateway-Fallbacks",
+        int,
+        OpenApiParameter.HEADER,
+        response=[200],
+        description="Candidates given up on before the one that served.",
+    ),
+    OpenApiParameter(
+        "X-Gateway-Cost",
+        str,
+        OpenApiParameter.HEADER,
+        response=[200],
+        description="Cost of the request in USD (absent on streams: read the metric row).",
+    ),
+]
+
+_ERRORS = {
+    400: OpenApiResponse(GatewayErrorSerializer, description="Bad request body."),
+    401: OpenApiResponse(GatewayErrorSerializer, description="Missing, wrong or revoked key."),
+    403: OpenApiResponse(GatewayErrorSerializer, description="The key may not use this model."),
+    404: OpenApiResponse(GatewayErrorSerializer, description="No such model."),
+    429: OpenApiResponse(
+        GatewayErrorSerializer,
+        description="Rate limit or budget reached; Retry-After says when to come back.",
+    ),
+    502: OpenApiResponse(GatewayErrorSerializer, description="Every upstream failed."),
+    503: OpenApiResponse(GatewayErrorSerializer, description="No upstream is available."),
+    504: OpenApiResponse(GatewayErrorSerializer, description="The upstream timed out."),
+}
+
+_STREAM = OpenApiResponse(
+    OpenApiTypes.STR,
+    description=(
+        "With `stream: true`: server-sent events, `data: {chunk}` lines ending with "
+        "`data: [DONE]`; the last chunk before it carries `usage`."
+    ),
+)
+
+
+def _completion_operation(path, operation_id, summary, request, response, example, stream=True):
+    responses = {(200, "application/json"): response}
+    if stream:
+        responses[(200, "text/event-stream")] = _STREAM
+    responses.update(_ERRORS)
+    return Operation(
+        path,
+        "post",
+        {
+            "operation_id": operation_id,
+            "summary": summary,
+            "description": (
+                "OpenAI-compatible; point the OpenAI SDK at `/v1`. The gateway resolves "
+                "`model` through the organization's routing rules, retries and falls back "
+                "to the next candidate (then to `models`), and answers with the upstream's "
+                "body and the `X-Gateway-*` headers."
+            ),
+            "tags": ["gateway"],
+            "auth": CLIENT_KEY_AUTH,
+            "request": request,
+            "responses": responses,
+            "parameters": _SERVED_HEADERS,
+            "examples": [OpenApiExample(summary, value=example, request_only=True)],
+        },
+    )
+
+
+OPERATIONS = [
+    _completion_operation(
+        "/v1/chat/completions",
+        "gateway_chat_completions",
+        "Create a chat completion",
+        CreateChatCompletionSerializer,
+        ChatCompletionSerializer,
+        {
+            "model": "groq/llama-3.1-8b-instant",
+            "models": ["openrouter/meta-llama/llama-3.1-8b-instruct"],
+            "messages": [{"role": "user", "content": "Say hello in one word."}],
+            "max_tokens": 16,
+        },
+    ),
+    _completion_operation(
+        "/v1/completions",
+        "gateway_completions",
+        "Create a text completion",
+        CreateCompletionSerializer,
+        CompletionSerializer,
+        {"model": "groq/llama-3.1-8b-instant", "prompt": "Once upon a time", "max_tokens": 16},
+    ),
+    _completion_operation(
+        "/v1/embeddings",
+        "gateway_embeddings",
+        "Create embeddings",
+        CreateEmbeddingSerializer,
+        EmbeddingListSerializer,
+        {"model": "openai/text-embedding-3-small", "input": ["first text", "second text"]},
+        stream=False,
+    ),
+    Operation(
+        "/v1/models",
+        "get",
+        {
+            "operation_id": "gateway_models",
+            "summary": "List the models this key may use",
+            "tags": ["gateway"],
+            "auth": CLIENT_KEY_AUTH,
+            "responses": {200: GatewayModelListSerializer, 401: _ERRORS[401]},
+        },
+    ),
+    Operation(
+        "/v1/models/{model_id}",
+        "get",
+        {
+            "operation_id": "gateway_model",
+            "summary": "Retrieve one model of the list",
+            "tags": ["gateway"],
+            "auth": CLIENT_KEY_AUTH,
+            "parameters": [
+                OpenApiParameter(
+                    "model_id",
+                    str,
+                    OpenApiParameter.PATH,
+                    description="The model's id; `provider/model` ids keep their slash.",
+                )
+            ],
+            "responses": {200: GatewayModelSerializer, 401: _ERRORS[401], 404: _ERRORS[404]},
+        },
+        path_types={"model_id": "path"},
+    ),
+    Operation(
+        "/metrics",
+        "get",
+        {
+            "operation_id": "prometheus_metrics",
+            "summary": "Prometheus metrics",
+            "description": "The gateway's counters and histograms in Prometheus' text format.",
+            "tags": ["probes"],
+            "auth": NO_AUTH,
+            "responses": {
+                (200, "text/plain"): OpenApiResponse(
+                    OpenApiTypes.STR, description="Prometheus text exposition format."
+                )
+            },
+        },
+    ),
+]
