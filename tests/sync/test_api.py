@@ -148,3 +148,5 @@ def test_providers_and_status(client, admin_key, serve, http, monkeypatch):
     assert "openrouter" not in status["stale_providers"]
     assert "groq" in status["stale_providers"]  # has a key, never synced
     assert "openai" not in status["stale_providers"]  # cannot run here
+    assert status["skipped_providers"]["openai"] == "OPENAI_API_KEY is not set"
+    assert "groq" not in status["skipped_providers"]
