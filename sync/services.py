@@ -77,6 +77,8 @@ class SyncResult:
     duration_ms: int = 0
     error: str = ""
     transient: bool = False
+    # No HTTP answer at all: the provider's host could not be reached.
+    unreachable: bool = False
     skipped_ids: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -318,7 +320,7 @@ def sync_provider(
             result.status = SyncStatus.PARTIAL if result.skipped else SyncStatus.SUCCESS
     except FetchError as exc:
         result.status, result.error = SyncStatus.FAILED, redact(str(exc), secret)
-        result.transient = exc.transient
+        result.transient, result.unreachable = exc.transient, exc.unreachable
     except SyncAborted as exc:
         result.status, result.error = SyncStatus.FAILED, redact(str(exc), secret)
     except Exception as exc:  # noqa: BLE001 - one provider's bug must not stop the others
