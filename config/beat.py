@@ -1,12 +1,10 @@
-"""Celery beat's scheduler, and the health check of the beat process.
+"""The health check of Celery beat: ``python -m config.beat`` exits 0 while beat ticks.
 
-Beat reads its schedule from the database (django-celery-beat's ``DatabaseScheduler``), so
-operators change it in the admin without a restart. This scheduler also touches a
-heartbeat file at every tick. A tick runs only when beat's loop is alive and has just read
-the schedule from the database (``schedule_changed`` queries it each time), so a fresh
-heartbeat proves more than a running process: the loop is not stuck and the database
-answered it. ``python -m config.beat`` exits 0 while the heartbeat is fresh; it is the
-container's health check.
+Beat runs :class:`config.scheduler.HeartbeatScheduler`, which touches a heartbeat file at
+every tick. A tick runs only when beat's loop is alive and has just read the schedule from
+the database (``schedule_changed`` queries it each time), so a fresh heartbeat proves more
+than a running process: the loop is not stuck and the database answered it. This module
+imports no Django, so the check stays cheap.
 """
 
 from __future__ import annotations
@@ -16,8 +14,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-from django_celery_beat.schedulers import DatabaseScheduler
 
 HEARTBEAT_NAME = "beat-heartbeat"
 # Beat ticks at least every beat_max_loop_interval (5 s for the database scheduler); a
@@ -33,17 +29,6 @@ def state_dir() -> Path:
 
 def heartbeat_path() -> Path:
     return state_dir() / HEARTBEAT_NAME
-
-
-class HeartbeatScheduler(DatabaseScheduler):
-    """The database scheduler, touching :func:`heartbeat_path` at every tick."""
-
-    def tick(self, *args, **kwargs):
-        interval = super().tick(*args, **kwargs)
-        path = heartbeat_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-        return interval
 
 
 def heartbeat_age(now: float | None = None) -> float | None:

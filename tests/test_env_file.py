@@ -74,7 +74,7 @@ def test_celery_app_reads_the_env_file(tmp_path):
     )
     shipped = run(tmp_path, EXAMPLE, "-c", code, str(ROOT))
     assert shipped.returncode == 0, shipped.stderr
-    assert shipped.stdout.split() == ["memory://", "config.beat.HeartbeatScheduler"]
+    assert shipped.stdout.split() == ["memory://", "config.scheduler.HeartbeatScheduler"]
     with_redis = run(
         tmp_path, filled_in(REDIS_URL="redis://127.0.0.1:6380/7"), "-c", code, str(ROOT)
     )

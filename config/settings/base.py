@@ -194,10 +194,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The schedule lives in the database (django-celery-beat): operators change it in the
-# admin without a restart; ``bootstrap`` (and a data migration) create the default entries.
-# config.beat.HeartbeatScheduler is that database scheduler plus a heartbeat file for the
+# admin without a restart; a data migration (sync 0001) creates the default entry.
+# config.scheduler.HeartbeatScheduler is that scheduler plus a heartbeat file for the
 # health check of the beat process.
-CELERY_BEAT_SCHEDULER = "config.beat.HeartbeatScheduler"
+CELERY_BEAT_SCHEDULER = "config.scheduler.HeartbeatScheduler"
 # Where Celery processes keep local state (beat's heartbeat; a file-based schedule if an
 # operator switches back to one): outside the repository, in a temporary directory.
 CELERY_STATE_DIR = Path(

@@ -136,3 +136,15 @@ def test_progress_bar_only_on_a_terminal(serve):
     assert "Synced 12 models from vercel" in terminal.getvalue()
     plain = run("--providers", "vercel", "openrouter")
     assert "\r" not in plain and "provider/s" not in plain
+
+
+def test_snapshot_if_empty_loads_only_on_first_start(http):
+    snapshot = Path(__file__).resolve().parents[2] / "sync" / "snapshots" / "catalog.json.gz"
+    first = run("--snapshot", str(snapshot), "--if-empty", "--providers", "groq")
+    assert "Synced 14 models from groq" in first
+    Model.objects.filter(provider__slug="groq").update(model_name="renamed")
+    again = run("--snapshot", str(snapshot), "--if-empty", "--providers", "groq", "vercel")
+    assert "The catalog has models already" in again
+    assert not Model.objects.filter(provider__slug="vercel").exists()
+    with pytest.raises(CommandError, match="--if-empty only applies to --snapshot"):
+        run("--if-empty")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from celery.exceptions import Retry
@@ -38,13 +42,13 @@ def test_beat_schedule_lives_in_the_database():
     """The migration creates the sync entry; beat's scheduler reads it (and admin edits)."""
     from django_celery_beat.models import PeriodicTask
 
-    assert celery_app.conf.beat_scheduler == "config.beat.HeartbeatScheduler"
+    assert celery_app.conf.beat_scheduler == "config.scheduler.HeartbeatScheduler"
     entry = PeriodicTask.objects.get(name="sync-all-providers")
     assert entry.task == "sync.sync_all" and entry.enabled
     assert json.loads(entry.kwargs) == {"trigger": "beat"}
     assert entry.interval.schedule.run_every.total_seconds() == 6 * 3600
 
-    from config.beat import HeartbeatScheduler
+    from config.scheduler import HeartbeatScheduler
 
     scheduler = HeartbeatScheduler(app=celery_app, lazy=True)
     assert scheduler.all_as_schedule()["sync-all-providers"].task == "sync.sync_all"
@@ -183,3 +187,56 @@ def test_real_worker_on_redis_broker(serve):
         .values_list("provider_slug", "status")
     )
     assert statuses == {"openrouter": SyncStatus.SUCCESS, "vercel": SyncStatus.SUCCESS}
+
+
+def test_beat_process_heartbeat_is_its_health_check(tmp_path):
+    """A real ``celery beat`` on the database scheduler: the health check is red before it
+    ticks and green after, and beat writes nothing into the working directory."""
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DJANGO_ENV_FILE": str(tmp_path / "none"),
+        "DJANGO_DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'beat.sqlite3'}",
+        "CELERY_STATE_DIR": str(tmp_path / "state"),
+        "PYTHONPATH": str(root),
+    }
+    health = [sys.executable, "-m", "config.beat"]
+
+    def check() -> subprocess.CompletedProcess:
+        return subprocess.run(health, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    migrate = subprocess.run(
+        [sys.executable, str(root / "manage.py"), "migrate", "-v", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    assert check().returncode == 1
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=warning"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "state" / "beat-heartbeat").exists():
+            assert beat.poll() is None, beat.stderr.read().decode()
+            assert time.monotonic() < deadline, "beat never ticked"
+            time.sleep(0.2)
+        result = check()
+        assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout
+    finally:
+        beat.terminate()
+        beat.wait(timeout=30)
+    written = {p.name for p in tmp_path.iterdir()}
+    assert written == {"beat.sqlite3", "state"} | {
+        n for n in written if n.startswith("beat.sqlite3")
+    }
+    assert not list(root.glob("celerybeat-schedule*"))

@@ -67,6 +67,11 @@ class Command(BaseCommand):
             help="Load this snapshot (.json or .json.gz) instead of fetching.",
         )
         parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="With --snapshot: load it only while the catalog has no model (first start).",
+        )
+        parser.add_argument(
             "--force",
             action="store_true",
             help="Apply lists that shrank below SYNC_SHRINK_GUARD_RATIO.",
@@ -88,6 +93,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.NOTICE("Dry run: fetching and comparing only, nothing is written.")
             )
+        if options["if_empty"] and not options["snapshot"]:
+            raise CommandError("--if-empty only applies to --snapshot.")
         # The command prints every provider's outcome itself; the pipeline's log lines
         # would say the same things a second time (-v 2 shows them too).
         with quiet_logger("sync", enabled=options["verbosity"] < 2):
@@ -107,7 +114,8 @@ class Command(BaseCommand):
                 if options["policies"] and not dry_run:
                     changed = services.sync_provider_policies()
                     self.stdout.write(f"Provider policies updated on {changed} providers.")
-        self._summary(results)
+        if results:
+            self._summary(results)
         attempted = [r for r in results if r.status != SyncStatus.SKIPPED]
         if attempted and all(r.unreachable for r in attempted):
             self.stderr.write(
@@ -123,6 +131,9 @@ class Command(BaseCommand):
     def _load_snapshot(self, path: Path, slugs, options) -> list[SyncResult]:
         if not path.exists():
             raise CommandError(f"No such snapshot: {path}")
+        if options["if_empty"] and services.catalog_has_models():
+            self.stdout.write(f"The catalog has models already; {path} not loaded.")
+            return []
         self.stdout.write(f"Loading snapshot {path}{' (dry run)' if self.dry_run else ''}")
         try:
             with self._progress_bar(total=None):
