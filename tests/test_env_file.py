@@ -133,3 +133,17 @@ def test_production_warns_about_short_client_keys(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "1 of API_KEYS is shorter than 20 characters" in result.stderr
     assert "short-key" not in result.stderr  # never echo a key
+
+
+def test_huggingface_api_token_is_another_name_for_hf_token(tmp_path):
+    code = (
+        "import os; from django.conf import settings as s; "
+        "print(s.HUGGINGFACE_TOKEN, os.environ.get('HF_TOKEN'))"
+    )
+    result = manage(
+        tmp_path, filled_in(HUGGINGFACE_API_TOKEN="hf_alias"), "shell", "-v", "0", "-c", code
+    )
+    assert result.stdout.split() == ["hf_alias", "hf_alias"], result.stderr
+    both = filled_in(HUGGINGFACE_API_TOKEN="hf_alias", HF_TOKEN="hf_primary")
+    result = manage(tmp_path, both, "shell", "-v", "0", "-c", code)
+    assert result.stdout.split() == ["hf_primary", "hf_primary"], result.stderr

@@ -92,7 +92,9 @@ DEFAULT_ORGANIZATION_SLUG = env.str("DEFAULT_ORGANIZATION_SLUG", default="demo")
 # their SHA-256 digests as client keys of the default organization; the values themselves
 # are never written anywhere. With DEBUG on and none given, "test-key" works.
 DEV_CLIENT_KEY = "test-key"
-API_KEYS = env.list("API_KEYS", default=[DEV_CLIENT_KEY] if DEBUG else [])
+_GIVEN_API_KEYS = env.list("API_KEYS", default=[])
+API_KEYS = _GIVEN_API_KEYS or ([DEV_CLIENT_KEY] if DEBUG else [])
+API_KEYS_DEVELOPMENT_DEFAULT = DEBUG and not _GIVEN_API_KEYS
 API_KEYS_MIN_LENGTH = 20
 
 INSTALLED_APPS = [

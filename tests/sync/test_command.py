@@ -148,3 +148,23 @@ def test_snapshot_if_empty_loads_only_on_first_start(http):
     assert not Model.objects.filter(provider__slug="vercel").exists()
     with pytest.raises(CommandError, match="--if-empty only applies to --snapshot"):
         run("--if-empty")
+
+
+def test_openai_base_url_points_the_sync_at_another_endpoint(http, monkeypatch):
+    """``sync_models --providers openai`` lists what OPENAI_BASE_URL serves."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://llm.internal:8080/v1/")
+    http.add(
+        "GET",
+        "http://llm.internal:8080/v1/models",
+        json={"object": "list", "data": [{"id": "served-model", "object": "model"}]},
+    )
+    output = run("--providers", "openai")
+    assert "Synced 1 models from openai" in output
+    model = Model.objects.get(provider__slug="openai")
+    assert model.provider_model_id == "served-model"
+    assert model.provider.base_url == "http://llm.internal:8080/v1"
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    from sync.registry import REGISTRY
+
+    assert REGISTRY["openai"].resolved_list_url() == "https://api.openai.com/v1/models"
