@@ -147,3 +147,29 @@ def test_huggingface_api_token_is_another_name_for_hf_token(tmp_path):
     both = filled_in(HUGGINGFACE_API_TOKEN="hf_alias", HF_TOKEN="hf_primary")
     result = manage(tmp_path, both, "shell", "-v", "0", "-c", code)
     assert result.stdout.split() == ["hf_primary", "hf_primary"], result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "celery", "-A", "config", "beat"], ["-m", "uvicorn", "config.asgi:application"]],
+    ids=["celery", "uvicorn"],
+)
+def test_other_entry_points_refuse_in_one_line_too(tmp_path, command):
+    env_file = tmp_path / ".env"
+    env_file.write_text(filled_in(DJANGO_DEBUG="0"))
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "DJANGO_ENV_FILE": str(env_file),
+            "PYTHONPATH": str(ROOT),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DJANGO_SECRET_KEY is not set" in lines[0], result.stderr
