@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import environ
+
 HEARTBEAT_NAME = "beat-heartbeat"
 # Beat ticks at least every beat_max_loop_interval (5 s for the database scheduler); a
 # heartbeat older than this means the loop stopped.
@@ -22,8 +24,15 @@ STALE_AFTER_SECONDS = 120
 
 
 def state_dir() -> Path:
-    """``CELERY_STATE_DIR``, read without Django so the health check stays cheap."""
+    """``CELERY_STATE_DIR`` as the settings read it (environment, then the .env file),
+    without loading Django so the check stays cheap."""
     configured = os.environ.get("CELERY_STATE_DIR") or ""
+    if not configured:
+        root = Path(__file__).resolve().parent.parent
+        env_file = Path(os.environ.get("DJANGO_ENV_FILE") or root / ".env")
+        if env_file.exists():
+            environ.Env.read_env(str(env_file))
+            configured = os.environ.get("CELERY_STATE_DIR") or ""
     return Path(configured or Path(tempfile.gettempdir()) / "modelhub-celery")
 
 

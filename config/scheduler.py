@@ -7,17 +7,18 @@ that the health check (:mod:`config.beat`) reads.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from config.beat import heartbeat_path
+from config.beat import HEARTBEAT_NAME
 
 
 class HeartbeatScheduler(DatabaseScheduler):
-    """The database scheduler, touching :func:`config.beat.heartbeat_path` at every tick."""
+    """The database scheduler, touching ``CELERY_STATE_DIR/beat-heartbeat`` at every tick."""
 
     def tick(self, *args, **kwargs):
         interval = super().tick(*args, **kwargs)
-        path = heartbeat_path()
+        path = settings.CELERY_STATE_DIR / HEARTBEAT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
         return interval

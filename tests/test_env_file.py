@@ -173,3 +173,23 @@ def test_other_entry_points_refuse_in_one_line_too(tmp_path, command):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "DJANGO_SECRET_KEY is not set" in lines[0], result.stderr
+
+
+def test_beat_health_check_finds_the_state_dir_of_the_env_file(tmp_path):
+    """Beat (Django settings) and its health check (no Django) agree on CELERY_STATE_DIR."""
+    state = tmp_path / "state"
+    env_text = filled_in(CELERY_STATE_DIR=str(state))
+    check = [sys.executable, "-m", "config.beat"]
+    env_file = tmp_path / ".env"
+    env_file.write_text(env_text)
+    environment = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_ENV_FILE": str(env_file),
+        "PYTHONPATH": str(ROOT),
+    }
+    missing = subprocess.run(check, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    assert missing.returncode == 1 and str(state) in missing.stdout
+    state.mkdir()
+    (state / "beat-heartbeat").touch()
+    fresh = subprocess.run(check, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stdout
