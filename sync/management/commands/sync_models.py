@@ -152,6 +152,7 @@ class Command(BaseCommand):
         """A progress bar on a terminal; plain lines (logs, CI, pipes) get none."""
         self.bar = None
         if self.stdout.isatty():
+            # The bar draws on the stream itself: OutputWrapper would add a newline per frame.
             self.bar = tqdm(total=total, unit="provider", file=self.stdout._out, leave=False)
         try:
             yield
