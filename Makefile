@@ -24,6 +24,8 @@ run: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py bootstrap
 	@if [ -f $(SNAPSHOT) ]; then DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py sync_models --snapshot $(SNAPSHOT); fi
+	@# A local Ollama (OLLAMA_BASE_URL) lists its models; skipped when unset, harmless when down.
+	-@DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py sync_models --providers ollama
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: /admin/, API docs: /api/docs/)"
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT)
 
@@ -44,6 +46,7 @@ format: install
 schema: install
 	$(TEST_ENV) $(BIN)/python manage.py spectacular --validate --file schema.yml
 
+## Celery worker and beat (beat's schedule is in the database: admin, Periodic tasks).
 worker: install
 	$(BIN)/celery -A config worker --loglevel=info
 

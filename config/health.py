@@ -1,8 +1,16 @@
-"""Liveness and readiness probes for load balancers and orchestrators."""
+"""Liveness and readiness probes for load balancers and orchestrators.
 
+Probes come from inside the deployment (a container's health check on 127.0.0.1, a load
+balancer by IP address) with a Host header that ``DJANGO_ALLOWED_HOSTS`` rightly does not
+list. :func:`probe_middleware`, placed first, answers them before any host validation;
+they read no request data, so no host header can be abused through them.
+"""
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.utils.decorators import sync_and_async_middleware
 
 
 def healthz(request):
@@ -50,3 +58,36 @@ def readyz(request):
     if failing:
         body["detail"] = "Not ready: " + ", ".join(failing) + " unreachable."
     return JsonResponse(body, status=503 if failing else 200)
+
+
+PROBES = {"/healthz": healthz, "/readyz": readyz}
+
+
+@sync_and_async_middleware
+def probe_middleware(get_response):
+    """Answer ``/healthz`` and ``/readyz`` whatever the Host header says.
+
+    Async-capable so the gateway's async views keep running without a thread hop; only a
+    probe itself (the database check) runs in a thread.
+    """
+
+    def probe_for(request):
+        return PROBES.get(request.path_info) if request.method in ("GET", "HEAD") else None
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            probe = probe_for(request)
+            if probe is not None:
+                return await sync_to_async(probe)(request)
+            return await get_response(request)
+
+    else:
+
+        def middleware(request):
+            probe = probe_for(request)
+            if probe is not None:
+                return probe(request)
+            return get_response(request)
+
+    return middleware

@@ -69,12 +69,16 @@ def _load(digest: str) -> ClientKeyInfo | None:
 
 
 def raw_key_of(headers) -> str | None:
+    # X-Api-Key first: the OpenAI SDK always sends a bearer token (the OPENAI_API_KEY of its
+    # environment when given none), so a client that adds X-Api-Key means that key.
+    api_key = headers.get("X-Api-Key", "").strip()
+    if api_key:
+        return api_key
     authorization = headers.get("Authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    api_key = headers.get("X-Api-Key", "").strip()
-    return api_key or None
+    return None
 
 
 async def authenticate(runtime, headers) -> ClientKeyInfo:

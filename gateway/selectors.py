@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 
-from django.conf import settings
 from django.db.models import Q
 
 from modelhub.models import Model, Organization, Provider, ProviderCredential
-from modelhub.routing import active_rules
+from modelhub.routing import active_rules, environment_credentials_allowed
 
 
 def _usable_providers_q(organization: Organization) -> Q:
@@ -18,7 +17,7 @@ def _usable_providers_q(organization: Organization) -> Q:
     query = Q(provider__in=with_credential.values("provider_id")) | Q(
         provider__requires_api_key=False
     )
-    if settings.GATEWAY_ALLOW_ENV_CREDENTIALS:
+    if environment_credentials_allowed(organization):
         env_providers = [
             pk
             for pk, env_var in Provider.objects.global_rows()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from django.conf import settings
 
 from gateway import anthropic
 from modelhub import outbound
@@ -84,7 +85,13 @@ def credential_secret(runtime, candidate) -> str | None:
 
 
 def _base_url(provider, *, version_suffix: str | None) -> str:
-    base = provider.base_url.rstrip("/")
+    # OPENAI_BASE_URL and the like replace a global provider's URL without a re-sync.
+    override = (
+        settings.GATEWAY_PROVIDER_BASE_URLS.get(provider.slug)
+        if provider.organization_id is None
+        else None
+    )
+    base = (override or provider.base_url).rstrip("/")
     if not base:
         raise UnsupportedEndpoint(f"Provider '{provider.slug}' has no base URL.")
     if version_suffix and not base.endswith(version_suffix):

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from modelhub.models import (
     CAPABILITY_FIELDS,
+    ApiFormat,
     Model,
     ModelMetric,
     ModelType,
@@ -33,7 +34,11 @@ from modelhub.models import (
     RoutingTarget,
 )
 from modelhub.quotas import exhausted_quota
-from modelhub.selectors import equivalent_models, resolve_model_names_q
+from modelhub.selectors import (
+    OLLAMA_DEFAULT_TAG,
+    equivalent_models,
+    resolve_model_names_q,
+)
 
 AUTO_MODEL = "auto"
 CAPABILITIES = CAPABILITY_FIELDS
@@ -227,10 +232,16 @@ def _resolve_without_rule(organization, request, plan):
 
 
 def _names_model(name: str, model: Model) -> bool:
-    if name in (model.provider_model_id, model.canonical_slug):
+    own_ids = {model.provider_model_id}
+    if model.provider.api_format == ApiFormat.OLLAMA:
+        # "llama2" is Ollama's own name for "llama2:latest".
+        base, _, tag = model.provider_model_id.rpartition(":")
+        if base and tag == OLLAMA_DEFAULT_TAG:
+            own_ids.add(base)
+    if name in own_ids or name == model.canonical_slug:
         return True
     slug, _, rest = name.partition("/")
-    return slug == model.provider.slug and rest == model.provider_model_id
+    return slug == model.provider.slug and rest in own_ids
 
 
 def _auto_models(organization, request) -> list[Model]:
@@ -298,7 +309,7 @@ def _expand_candidates(organization, request, plan, targets, now) -> None:
             usable += 1
         if usable or credentials:
             continue
-        source = _keyless_source(model)
+        source = _keyless_source(model, organization)
         if source and (model.pk, None) not in seen:
             seen.add((model.pk, None))
             plan.candidates.append(Candidate(model, None, source, weight))
@@ -313,12 +324,25 @@ def _expand_candidates(organization, request, plan, targets, now) -> None:
             )
 
 
-def _keyless_source(model: Model) -> str | None:
+def environment_credentials_allowed(organization: Organization) -> bool:
+    """Whether the provider keys of the server's environment may serve ``organization``.
+
+    They always serve the default organization (``DEFAULT_ORGANIZATION_SLUG``, the one
+    ``bootstrap`` creates for a zero-setup install); other organizations bring their own
+    credentials unless the operator opens them to all (``GATEWAY_ALLOW_ENV_CREDENTIALS``).
+    """
+    return (
+        settings.GATEWAY_ALLOW_ENV_CREDENTIALS
+        or organization.slug == settings.DEFAULT_ORGANIZATION_SLUG
+    )
+
+
+def _keyless_source(model: Model, organization: Organization) -> str | None:
     provider = model.provider
     if not provider.requires_api_key:
         return "none"
     if (
-        settings.GATEWAY_ALLOW_ENV_CREDENTIALS
+        environment_credentials_allowed(organization)
         and provider.organization_id is None
         and provider.api_key_env_var
         and os.environ.get(provider.api_key_env_var)

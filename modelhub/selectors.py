@@ -22,6 +22,9 @@ from modelhub.models import (
 )
 from modelhub.quotas import quota_states
 
+# The tag Ollama means when a model is named without one.
+OLLAMA_DEFAULT_TAG = "latest"
+
 
 def resolve_model_names_q(names: Iterable[str]) -> Q:
     """Models that may be named by any of ``names``: ``provider_slug/provider_model_id``, a
@@ -29,6 +32,8 @@ def resolve_model_names_q(names: Iterable[str]) -> Q:
     slug. Two indexed ``IN`` lookups; callers check the provider slug of the first form."""
     names = set(names)
     ids = names | {name.partition("/")[2] for name in names if "/" in name}
+    # Ollama lists "llama2:latest" for what its clients call "llama2".
+    ids |= {f"{name}:{OLLAMA_DEFAULT_TAG}" for name in ids if name and ":" not in name}
     return Q(provider_model_id__in=ids - {""}) | Q(canonical_slug__in=names)
 
 

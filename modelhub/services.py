@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from modelhub import rollups
-from modelhub.crypto import encrypt_secret, generate_client_key, mask_secret
+from modelhub.crypto import encrypt_secret, generate_client_key, hash_client_key, mask_secret
 from modelhub.invalidation import publish_tenant_change
 from modelhub.models import (
     ClientKey,
@@ -312,6 +312,61 @@ def client_key_update(*, client_key: ClientKey, **fields) -> ClientKey:
     client_key.save()
     _publish_key(client_key)
     return client_key
+
+
+# Name of the client keys that come from the API_KEYS setting (their values are not stored).
+ENVIRONMENT_CLIENT_KEY_NAME = "API_KEYS"
+
+
+@dataclass(frozen=True)
+class EnvironmentKeysResult:
+    active: int
+    created: int
+    revoked: int
+    conflicts: int  # listed keys that already belong to another organization
+
+
+@transaction.atomic
+def environment_client_keys_sync(
+    *, organization: Organization, raw_keys: Iterable[str], now: datetime | None = None
+) -> EnvironmentKeysResult:
+    """Make ``raw_keys`` (the operator's API_KEYS) client keys of ``organization``.
+
+    Only SHA-256 digests are stored, like any client key, so metrics and limits work the
+    same. Idempotent: a listed key that exists is kept (and restored if it was revoked by
+    an earlier run); keys of an earlier API_KEYS that are no longer listed are revoked.
+    """
+    now = now or timezone.now()
+    digests = {hash_client_key(raw): raw for raw in (k.strip() for k in raw_keys) if raw}
+    existing = {key.key_hash: key for key in ClientKey.objects.filter(key_hash__in=digests)}
+    created = conflicts = 0
+    for digest, raw in digests.items():
+        key = existing.get(digest)
+        if key is None:
+            ClientKey.objects.create(
+                organization=organization,
+                name=ENVIRONMENT_CLIENT_KEY_NAME,
+                # Enough to recognise a key in the admin, never enough to guess a short one.
+                prefix=raw[: min(4, len(raw) // 3)],
+                key_hash=digest,
+            )
+            created += 1
+        elif key.organization_id != organization.pk:
+            conflicts += 1
+        elif key.name == ENVIRONMENT_CLIENT_KEY_NAME and key.revoked_at is not None:
+            key.revoked_at = None
+            key.save(update_fields=["revoked_at", "updated_at"])
+    revoked = (
+        ClientKey.objects.for_org(organization)
+        .filter(name=ENVIRONMENT_CLIENT_KEY_NAME, revoked_at__isnull=True)
+        .exclude(key_hash__in=digests)
+        .update(revoked_at=now, updated_at=now)
+    )
+    if revoked:
+        publish_tenant_change(organization.pk)
+    return EnvironmentKeysResult(
+        active=len(digests) - conflicts, created=created, revoked=revoked, conflicts=conflicts
+    )
 
 
 def client_key_revoke(*, client_key: ClientKey, now: datetime | None = None) -> ClientKey:

@@ -25,11 +25,33 @@ USER_AGENT = "modelhub-catalog-sync/1.0"
 
 
 class FetchError(Exception):
-    """The provider's list could not be fetched completely; ``transient`` ones are retried."""
+    """The provider's list could not be fetched completely; ``transient`` ones are retried.
 
-    def __init__(self, message: str, *, transient: bool = False):
+    ``unreachable``: no HTTP answer at all (DNS, refused connection, TLS, timeout).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, unreachable: bool = False):
         super().__init__(message)
         self.transient = transient
+        self.unreachable = unreachable
+
+
+def error_classes(exc: BaseException) -> str:
+    """``ConnectionError: NameResolutionError``: the exception's class and its cause's.
+
+    requests wraps urllib3's errors; the innermost class is the one that says what failed.
+    """
+    names = [type(exc).__name__]
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", None) or exc.__cause__ or exc.__context__
+    seen = 0
+    while reason is not None and seen < 4:
+        name = type(reason).__name__
+        if name not in names and name not in ("MaxRetryError", "str"):
+            names.append(name)
+        reason = getattr(reason, "reason", None) or reason.__cause__
+        seen += 1
+    return ": ".join(names)
 
 
 def redact(text: str, secret: str) -> str:
@@ -103,13 +125,23 @@ def fetch_page(
     session: requests.Session, url: str, *, headers: Mapping[str, str], secret: str
 ) -> Any:
     timeout = settings.SYNC_HTTP_TIMEOUT
+    host = urlsplit(url).netloc.rpartition("@")[2]
     try:
         response = session.get(url, headers=dict(headers), timeout=timeout)
-    except requests.Timeout:
-        raise FetchError(f"timed out after {timeout}s", transient=True)
+    except requests.Timeout as exc:
+        raise FetchError(
+            f"{host} did not answer within {timeout}s ({error_classes(exc)})",
+            transient=True,
+            unreachable=True,
+        )
     except requests.RequestException as exc:
-        # The exception text can hold the URL; the URL never holds the key, but be sure.
-        raise FetchError(redact(f"connection failed: {type(exc).__name__}", secret), transient=True)
+        # Class names only: the exception text can hold the URL (the URL never holds the
+        # key, but be sure), and the classes say what failed (DNS, refused, TLS).
+        raise FetchError(
+            redact(f"cannot connect to {host} ({error_classes(exc)})", secret),
+            transient=True,
+            unreachable=True,
+        )
     status = response.status_code
     if status in (401, 403):
         raise FetchError(f"HTTP {status}: the provider rejected the credentials")

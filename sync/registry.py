@@ -113,6 +113,8 @@ class ProviderSpec:
     inference_requires_key: bool = True
     # Self-hosted endpoints: the URLs are relative to this environment variable's value.
     base_url_env: str = ""
+    # The value used while ``base_url_env`` is unset ("" leaves the provider out).
+    default_base_url: str = ""
     in_snapshot: bool = True
 
     @cached_property
@@ -126,7 +128,9 @@ class ProviderSpec:
     # --- runtime configuration -----------------------------------------------------------
 
     def _base(self) -> str:
-        return os.environ.get(self.base_url_env, "").rstrip("/") if self.base_url_env else ""
+        if not self.base_url_env:
+            return ""
+        return (os.environ.get(self.base_url_env) or self.default_base_url).rstrip("/")
 
     def resolved_list_url(self) -> str:
         return self.list_url.format(base=self._base())
@@ -740,8 +744,11 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
     ProviderSpec(
         slug="openai",
         name="OpenAI",
-        list_url="https://api.openai.com/v1/models",
-        base_url="https://api.openai.com/v1",
+        # OPENAI_BASE_URL points both the sync and the gateway at a compatible endpoint.
+        list_url="{base}/models",
+        base_url="{base}",
+        base_url_env="OPENAI_BASE_URL",
+        default_base_url="https://api.openai.com/v1",
         env_var="OPENAI_API_KEY",
         site_url="https://openai.com",
         logo_url="https://openai.com/favicon.ico",

@@ -17,12 +17,14 @@ import gzip
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import requests
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
@@ -76,6 +78,8 @@ class SyncResult:
     duration_ms: int = 0
     error: str = ""
     transient: bool = False
+    # No HTTP answer at all: the provider's host could not be reached.
+    unreachable: bool = False
     skipped_ids: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -319,7 +323,7 @@ def sync_provider(
             result.status = SyncStatus.PARTIAL if result.skipped else SyncStatus.SUCCESS
     except FetchError as exc:
         result.status, result.error = SyncStatus.FAILED, redact(str(exc), secret)
-        result.transient = exc.transient
+        result.transient, result.unreachable = exc.transient, exc.unreachable
     except SyncAborted as exc:
         result.status, result.error = SyncStatus.FAILED, redact(str(exc), secret)
     except Exception as exc:  # noqa: BLE001 - one provider's bug must not stop the others
@@ -349,6 +353,27 @@ def _finish_run(*, run: SyncRun, result: SyncResult) -> None:
         error=result.error,
         details={"unchanged": result.unchanged, "skipped_ids": result.skipped_ids},
     )
+
+
+SYNC_LOCK_KEY = "sync:all:lock"
+
+
+def acquire_sync_lock() -> str | None:
+    """Take the lock of a full catalog sync; a token to release it with, or ``None``.
+
+    ``cache.add`` is atomic in Redis (production) and in local memory (the embedded setup,
+    where Celery runs eagerly in this one process), so one mechanism serves both.
+    """
+    token = uuid.uuid4().hex
+    if cache.add(SYNC_LOCK_KEY, token, timeout=settings.SYNC_LOCK_SECONDS):
+        return token
+    return None
+
+
+def release_sync_lock(token: str) -> None:
+    """Release the lock if ``token`` still holds it (an expired lock may be another run's)."""
+    if cache.get(SYNC_LOCK_KEY) == token:
+        cache.delete(SYNC_LOCK_KEY)
 
 
 def sync_providers(
@@ -467,6 +492,11 @@ def read_snapshot(*, path: Path) -> dict[str, list[ModelRecord]]:
         entry["slug"]: [ModelRecord.from_json(model) for model in entry["models"]]
         for entry in data["providers"]
     }
+
+
+def catalog_has_models() -> bool:
+    """Whether any global provider has models (a snapshot then only loads when forced)."""
+    return Model.objects.filter(provider__organization__isnull=True).exists()
 
 
 def load_snapshot(
@@ -673,10 +703,12 @@ def sync_status() -> dict[str, Any]:
     providers = Provider.objects.global_rows()
     stale = []
     runs = {}
+    skipped = {}
     for spec in all_specs():
         last, last_ok = last_runs.get(spec.slug, (None, None))
         runs[spec.slug] = _run_summary(last)
         if spec.skip_reason():
+            skipped[spec.slug] = spec.skip_reason()
             continue
         if last_ok is None or (last_ok.finished_at or last_ok.started_at) < cutoff:
             stale.append(spec.slug)
@@ -691,4 +723,6 @@ def sync_status() -> dict[str, Any]:
         },
         "last_runs": runs,
         "stale_providers": stale,
+        # Never synced here, and why (a missing key): scheduled syncs leave them out.
+        "skipped_providers": skipped,
     }

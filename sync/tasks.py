@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import chord, shared_task
 from django.conf import settings
 from django.db import transaction
 
@@ -50,15 +50,42 @@ def sync_provider_policies() -> int:
     return services.sync_provider_policies()
 
 
+@shared_task(name="sync.release_sync_lock", soft_time_limit=30, time_limit=60)
+def release_sync_lock(results=None, *, token: str) -> None:
+    """Chord callback of ``sync.sync_all``: every provider task finished, the next run may start."""
+    services.release_sync_lock(token)
+
+
 @shared_task(name="sync.sync_all", soft_time_limit=60, time_limit=120)
-def sync_all(dry_run: bool = False, trigger: str = "celery") -> list[str]:
-    """Fan out: one ``sync.sync_provider`` task per provider that can be synced here."""
-    slugs = [spec.slug for spec in all_specs() if not spec.skip_reason()]
-    for slug in slugs:
-        sync_provider.delay(slug, dry_run=dry_run, trigger=trigger)
+def sync_all(dry_run: bool = False, trigger: str = "celery") -> dict:
+    """Fan out: one ``sync.sync_provider`` task per provider that can be synced here.
+
+    Runs never overlap: the lock is held until the last provider task has finished (a
+    chord's callback releases it; ``SYNC_LOCK_SECONDS`` bounds it if a worker dies). A run
+    that finds the lock taken returns at once, saying so. Providers that cannot be synced
+    here (no key) are named in the summary with the reason.
+    """
+    token = services.acquire_sync_lock()
+    if token is None:
+        logger.info("sync all: skipped: another catalog sync is still running")
+        return {"status": "skipped", "reason": "another catalog sync is still running"}
+    skipped = {spec.slug: spec.skip_reason() for spec in all_specs() if spec.skip_reason()}
+    slugs = [spec.slug for spec in all_specs() if spec.slug not in skipped]
+    if skipped:
+        logger.info(
+            "sync all: %d providers skipped: %s",
+            len(skipped),
+            "; ".join(f"{slug} ({reason})" for slug, reason in skipped.items()),
+        )
+    header = [sync_provider.si(slug, dry_run=dry_run, trigger=trigger) for slug in slugs]
     if not dry_run:
-        sync_provider_policies.delay()
-    return slugs
+        header.append(sync_provider_policies.si())
+    try:
+        chord(header)(release_sync_lock.s(token=token))
+    except Exception:
+        services.release_sync_lock(token)
+        raise
+    return {"status": "queued", "queued": slugs, "skipped": skipped}
 
 
 def enqueue_provider_syncs(*, slugs: list[str], trigger: str) -> None:

@@ -63,11 +63,24 @@ def sync_one(request, slug: str):
 @require_POST
 @require_admin_api_key
 def sync_all(request):
-    """Sync every provider now; providers without a key are reported as skipped."""
+    """Sync every provider now; providers without a key are reported as skipped.
+    409 while another full sync (this endpoint or the scheduled one) is running."""
     dry_run = _dry_run(request)
     if dry_run is None:
         return _bad_dry_run()
-    results = services.sync_providers(dry_run=dry_run, trigger="admin-api")
+    token = services.acquire_sync_lock()
+    if token is None:
+        return JsonResponse(
+            {
+                "success": False,
+                "message": "Another catalog sync is still running; try again when it ends.",
+            },
+            status=409,
+        )
+    try:
+        results = services.sync_providers(dry_run=dry_run, trigger="admin-api")
+    finally:
+        services.release_sync_lock(token)
     failed = [r.provider for r in results if r.status == SyncStatus.FAILED]
     synced = [r for r in results if r.ok]
     models = sum(r.transformed for r in synced)

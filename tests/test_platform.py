@@ -136,6 +136,113 @@ def test_docker_compose_matches_settings():
     assert "beat" in services["beat"]["command"]
 
 
+def test_docker_compose_orders_and_probes_the_services():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    # Migrations (and the first catalog) complete before anything that uses the schema.
+    migrate = " ".join(services["migrate"]["command"])
+    assert "migrate --noinput" in migrate and "bootstrap" in migrate
+    assert "sync_models --snapshot sync/snapshots/catalog.json.gz --if-empty" in migrate
+    assert services["migrate"]["restart"] == "no"
+    assert "migrate" not in services["migrate"]["depends_on"]
+    for name in ("web", "worker", "beat"):
+        condition = services[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully", name
+    # Real probes: the web process answers, the worker answers a ping addressed to itself,
+    # beat's loop has ticked recently (config.beat).
+    web = " ".join(services["web"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/healthz" in web
+    worker = " ".join(services["worker"]["healthcheck"]["test"])
+    assert "celery -A config inspect ping -d celery@$$HOSTNAME" in worker
+    assert services["beat"]["healthcheck"]["test"] == ["CMD", "python", "-m", "config.beat"]
+    assert "--schedule" not in " ".join(services["beat"]["command"])
+    # Plain HTTP unless the operator says otherwise.
+    environment = services["web"]["environment"]
+    assert environment["DJANGO_SECURE_COOKIES"] == "${DJANGO_SECURE_COOKIES:-0}"
+    assert "DJANGO_SECURE_PROXY_SSL_HEADER" in environment
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps ``path`` out of the build context (last match wins)."""
+    import fnmatch
+
+    ignored = False
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").removeprefix("**/")
+        parts = path.split("/")
+        if any(
+            fnmatch.fnmatch("/".join(parts[i : i + n]), pattern)
+            for n in range(1, len(parts) + 1)
+            for i in range(len(parts) - n + 1)
+        ):
+            ignored = not negated
+    return ignored
+
+
+def test_image_leaves_out_secrets_and_local_state_and_runs_unprivileged():
+    for path in (".env", ".env.production", ".venv/bin/python", "db.sqlite3", ".git/HEAD"):
+        assert dockerignored(path), f"{path} would be copied into the image"
+    for path in ("manage.py", "config/settings/base.py", "sync/snapshots/catalog.json.gz"):
+        assert not dockerignored(path), f"{path} is missing from the image"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\w+)", dockerfile, flags=re.M)
+    assert len(stages) == 2, "build and runtime stages"
+    users = re.findall(r"^USER (\S+)", dockerfile, flags=re.M)
+    assert users and users[-1] not in ("root", "0")
+    runtime = dockerfile.split(f"AS {stages[1]}", 1)[1]
+    assert "COPY --from=build /venv /venv" in runtime and "pip install" not in runtime
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_answer_any_host(client, db, settings, path):
+    """Container health checks call 127.0.0.1 while ALLOWED_HOSTS names the public host."""
+    settings.ALLOWED_HOSTS = ["modelhub.example.com"]
+    response = client.get(path, HTTP_HOST="127.0.0.1:8000")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    # Everything else still validates the host.
+    assert client.get("/api/schema/", HTTP_HOST="127.0.0.1:8000").status_code == 400
+
+
+def test_cookie_security_follows_the_operator(tmp_path):
+    """Plain HTTP by default; Secure cookies and the proxy's scheme header when told."""
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+        "getattr(s, 'SECURE_PROXY_SSL_HEADER', None))"
+    )
+    base = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_ENV_FILE": str(tmp_path / "none"),
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "FIELD_ENCRYPTION_KEY": "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5ISE=",
+    }
+
+    def show(**extra):
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert show() == "False False None"
+    assert (
+        show(DJANGO_SECURE_COOKIES="1", DJANGO_SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto")
+        == "True True ('HTTP_X_FORWARDED_PROTO', 'https')"
+    )
+
+
 def test_bootstrap_creates_superuser_and_demo_org_once(db, monkeypatch):
     for name in (
         "DJANGO_SUPERUSER_USERNAME",

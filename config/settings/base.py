@@ -5,26 +5,64 @@ Every optional integration switches on when its variable is set: ``DATABASE_URL`
 instead of local memory and eager tasks). Production secrets have no defaults.
 """
 
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
+
+class _SetVariables(Mapping):
+    """``os.environ`` without its empty values.
+
+    ``.env.example`` lists every variable with an empty value where the default applies
+    (``DJANGO_SECRET_KEY=``, ``CELERY_BROKER_URL=``); a copied file, or a compose file's
+    ``${NAME:-}``, must mean "unset", not "the empty string".
+    """
+
+    def __getitem__(self, name: str) -> str:
+        value = os.environ[name]
+        if value == "":
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, value in os.environ.items() if value != "")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 env = environ.Env()
-env_file = BASE_DIR / ".env"
-if env_file.exists():
-    environ.Env.read_env(str(env_file))
+env.ENVIRON = _SetVariables()
+# Read wherever the process starts (manage.py, celery, uvicorn): the real environment wins.
+ENV_FILE = Path(os.environ.get("DJANGO_ENV_FILE") or BASE_DIR / ".env")
+if ENV_FILE.exists():
+    environ.Env.read_env(str(ENV_FILE))
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+
+def _refuse_to_start(message: str) -> None:
+    """Stop with one line an operator can act on instead of a settings traceback."""
+    sys.stderr.write(f"ModelHub configuration error: {message}\n")
+    raise SystemExit(2)
+
 
 # A development key is allowed only while DEBUG is on; production must bring its own.
 _DEV_SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+    _refuse_to_start(
+        "DJANGO_SECRET_KEY is not set (required when DJANGO_DEBUG is off); generate one with: "
+        'python -c "import secrets; print(secrets.token_urlsafe(50))" '
+        "(or set DJANGO_DEBUG=1 for development)"
+    )
 
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
@@ -38,10 +76,10 @@ FIELD_ENCRYPTION_KEY = env.str(
     "FIELD_ENCRYPTION_KEY", default=_DEV_FIELD_ENCRYPTION_KEY if DEBUG else ""
 )
 if not FIELD_ENCRYPTION_KEY:
-    raise ImproperlyConfigured(
-        "FIELD_ENCRYPTION_KEY must be set when DJANGO_DEBUG is off "
-        '(generate one with: python -c "from cryptography.fernet import Fernet; '
-        'print(Fernet.generate_key().decode())").'
+    _refuse_to_start(
+        "FIELD_ENCRYPTION_KEY is not set (required when DJANGO_DEBUG is off); generate one "
+        'with: python -c "from cryptography.fernet import Fernet; '
+        'print(Fernet.generate_key().decode())" (or set DJANGO_DEBUG=1 for development)'
     )
 
 # Bearer token for the operator endpoints (catalog sync, cache admin). Unset disables them.
@@ -49,6 +87,18 @@ ADMIN_API_KEY = env.str("ADMIN_API_KEY", default="")
 # Bearer token that /metrics requires (Prometheus: authorization.credentials). Unset
 # leaves /metrics open, which production warns about at start (gateway.W001).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# The organization ``bootstrap`` creates. The client keys in API_KEYS belong to it, and the
+# provider keys of the environment (OPENAI_API_KEY, ...) serve it without a credential row.
+DEFAULT_ORGANIZATION_SLUG = env.str("DEFAULT_ORGANIZATION_SLUG", default="demo")
+# Client keys of the gateway given by the operator (comma-separated). ``bootstrap`` stores
+# their SHA-256 digests as client keys of the default organization; the values themselves
+# are never written anywhere. With DEBUG on and none given, "test-key" works.
+DEV_CLIENT_KEY = "test-key"
+_GIVEN_API_KEYS = env.list("API_KEYS", default=[])
+API_KEYS = _GIVEN_API_KEYS or ([DEV_CLIENT_KEY] if DEBUG else [])
+API_KEYS_DEVELOPMENT_DEFAULT = DEBUG and not _GIVEN_API_KEYS
+API_KEYS_MIN_LENGTH = 20
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -64,6 +114,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "axes",
+    "django_celery_beat",
     "modelhub",
     "sync",
     "catalog",
@@ -71,6 +122,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: probes come from inside (load balancer, orchestrator) with whatever Host
+    # header they like, so they are answered before host validation.
+    "config.health.probe_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -153,7 +207,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict = {}
+# The schedule lives in the database (django-celery-beat): operators change it in the
+# admin without a restart; a data migration (sync 0001) creates the default entry.
+# config.scheduler.HeartbeatScheduler is that scheduler plus a heartbeat file for the
+# health check of the beat process.
+CELERY_BEAT_SCHEDULER = "config.scheduler.HeartbeatScheduler"
+# Where Celery processes keep local state (beat's heartbeat; a file-based schedule if an
+# operator switches back to one): outside the repository, in a temporary directory.
+CELERY_STATE_DIR = Path(
+    env.str("CELERY_STATE_DIR", default=str(Path(tempfile.gettempdir()) / "modelhub-celery"))
+)
 
 # --- Public catalog ---------------------------------------------------------------------
 # Read-only OpenRouter-shaped views under /catalog/ with Hugging Face enrichment.
@@ -161,10 +224,15 @@ CELERY_BEAT_SCHEDULE: dict = {}
 # Hugging Face model API (https://huggingface.co/api/models/{id}); HF_TOKEN is optional
 # for public repositories and only raises the rate limit.
 HUGGINGFACE_API_URL = env.str("HUGGINGFACE_API_URL", default="https://huggingface.co/api")
-HUGGINGFACE_TOKEN = env.str("HF_TOKEN", default="")
+# HUGGINGFACE_API_TOKEN is another name for HF_TOKEN (the name some deployments use).
+HUGGINGFACE_TOKEN = env.str("HF_TOKEN", default=env.str("HUGGINGFACE_API_TOKEN", default=""))
+if HUGGINGFACE_TOKEN and not os.environ.get("HF_TOKEN"):
+    # The sync registry and the gateway read provider keys by their variable name.
+    os.environ["HF_TOKEN"] = HUGGINGFACE_TOKEN
 HUGGINGFACE_TIMEOUT_SECONDS = env.float("HUGGINGFACE_TIMEOUT_SECONDS", default=2.0)
 # ``expand[]`` properties asked for; the Hub then returns only these (a smaller body than
-# the full model card). Empty asks for the full record, which parses just as well.
+# the full model card). "*" asks for the full record, which parses just as well (an empty
+# value means unset, like everywhere in these settings).
 HUGGINGFACE_EXPAND = env.list(
     "HUGGINGFACE_EXPAND",
     default=[
@@ -179,6 +247,8 @@ HUGGINGFACE_EXPAND = env.list(
         "inferenceProviderMapping",
     ],
 )
+if HUGGINGFACE_EXPAND == ["*"]:
+    HUGGINGFACE_EXPAND = []
 # A list request fetches at most this many never-seen models live; the rest come from the
 # store or are fetched in the background, so a cold page still answers promptly.
 HUGGINGFACE_LIVE_FETCHES_PER_REQUEST = env.int("HUGGINGFACE_LIVE_FETCHES_PER_REQUEST", default=3)
@@ -373,10 +443,20 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-if not DEBUG:
-    SECURE_CONTENT_TYPE_NOSNIFF = True
-    SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
-    CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# Behind a TLS-terminating proxy Django sees plain HTTP; name the header the proxy sets
+# (e.g. X-Forwarded-Proto) and requests whose header says "https" count as secure. Only
+# set it when the proxy always sets or strips that header: clients could forge it otherwise.
+_PROXY_SSL_HEADER = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="")
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_").removeprefix("HTTP_"),
+        "https",
+    )
+# Secure cookies are never sent back over plain HTTP, so they are only on when the operator
+# says the site is served over HTTPS (directly or behind that proxy).
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # --- Gateway ------------------------------------------------------------------------
 # Attempts across candidates when no routing rule says otherwise.
@@ -407,11 +487,12 @@ SYNC_SHRINK_GUARD_RATIO = env.float("SYNC_SHRINK_GUARD_RATIO", default=0.5)
 SYNC_SHRINK_GUARD_MIN_MODELS = env.int("SYNC_SHRINK_GUARD_MIN_MODELS", default=20)
 # Hard and soft time limits of one provider's sync task, in seconds.
 SYNC_TASK_TIME_LIMIT = env.int("SYNC_TASK_TIME_LIMIT", default=900)
-CELERY_BEAT_SCHEDULE["sync-all-providers"] = {
-    "task": "sync.sync_all",
-    "schedule": timedelta(hours=SYNC_INTERVAL_HOURS),
-    "kwargs": {"trigger": "beat"},
-}
+# Longest a ``sync.sync_all`` run holds the lock that keeps two runs from overlapping.
+SYNC_LOCK_SECONDS = env.int("SYNC_LOCK_SECONDS", default=SYNC_TASK_TIME_LIMIT)
+# OPENAI_BASE_URL replaces the OpenAI provider's base URL for the catalog sync (the
+# registry reads it) and for the gateway's calls (this mapping, by global provider slug).
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="").rstrip("/")
+GATEWAY_PROVIDER_BASE_URLS = {"openai": OPENAI_BASE_URL} if OPENAI_BASE_URL else {}
 # Client key lookups, routing plans and model lists are cached per process. Writes to
 # keys, rules, credentials, providers and organizations drop the affected entries on every
 # worker at once (through Redis pub/sub when REDIS_URL is set, in-process otherwise), so
@@ -467,3 +548,12 @@ GATEWAY_METRICS_BATCH_SIZE = env.int("GATEWAY_METRICS_BATCH_SIZE", default=500)
 GATEWAY_METRICS_MAX_PENDING = env.int("GATEWAY_METRICS_MAX_PENDING", default=100_000)
 # Seconds a shutdown waits for background work (limit settlement, health updates).
 GATEWAY_SHUTDOWN_TIMEOUT = env.float("GATEWAY_SHUTDOWN_TIMEOUT", default=10.0)
+
+if not DEBUG:
+    _short = [key for key in API_KEYS if len(key) < API_KEYS_MIN_LENGTH]
+    if _short:
+        sys.stderr.write(
+            f"ModelHub warning: {len(_short)} of API_KEYS is shorter than "
+            f"{API_KEYS_MIN_LENGTH} characters; use long random keys "
+            '(python -c "import secrets; print(secrets.token_urlsafe(32))").\n'
+        )

@@ -1,5 +1,6 @@
 """A local upstream that speaks OpenAI's protocol (under ``/openai/v1``) and Anthropic's
-Messages API (under ``/anthropic/v1``), with scripted faults per model name."""
+Messages API (under ``/anthropic/v1``), with scripted faults per model name. It also
+lists models, as OpenAI's ``/models`` and Ollama's ``/api/tags`` do."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ class FakeUpstream:
         self.lock = threading.Lock()
         self.server: uvicorn.Server | None = None
         self.url = ""
+        # What the model-list routes answer: OpenAI's /models and Ollama's /api/tags.
+        self.models = ["gpt-3.5-turbo", "text-embedding-ada-002"]
+        self.ollama_models = [{"name": "llama2:latest", "model": "llama2:latest", "size": 1}]
 
     # --- control from tests ------------------------------------------------------------
 
@@ -89,6 +93,11 @@ class FakeUpstream:
         self.requests.append({"path": path, "headers": headers, "body": body})
         if self.delay:
             await asyncio.sleep(self.delay)
+        if scope["method"] == "GET" and path.endswith("/api/tags"):
+            return await self._json(send, {"models": [dict(m) for m in self.ollama_models]})
+        if scope["method"] == "GET" and path.endswith("/models"):
+            listed = [{"id": name, "object": "model", "owned_by": "fake"} for name in self.models]
+            return await self._json(send, {"object": "list", "data": listed})
         action = self._next_action(body.get("model", ""))
         anthropic = path.startswith("/anthropic/")
         if action.kind == "status":

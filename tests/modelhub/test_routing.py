@@ -446,6 +446,30 @@ def test_env_credentials_when_allowed(org, world, settings, monkeypatch):
     assert route(org, "gpt-4o").candidates == []
 
 
+def test_env_credentials_serve_the_default_organization(
+    org, other_org, world, settings, monkeypatch
+):
+    """The zero-setup organization uses the server's keys; others need their own."""
+    world["openai"].delete()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    settings.GATEWAY_ALLOW_ENV_CREDENTIALS = False
+    settings.DEFAULT_ORGANIZATION_SLUG = org.slug
+    plan = route(org, "gpt-4o")
+    assert [c.credential_source for c in plan.candidates] == ["environment"]
+    assert route(other_org, "gpt-4o").candidates == []
+
+
+def test_ollama_models_answer_to_their_untagged_name(org):
+    ollama = make_provider(org, slug="ollama", requires_api_key=False, api_format="ollama")
+    tagged = make_model(ollama, "llama2:latest")
+    bigger = make_model(ollama, "llama2:13b")
+    # The untagged name means :latest; other tags of the same weights only follow as
+    # fallbacks, as equivalent models always do.
+    assert plan_models(route(org, "llama2"))[0] == tagged
+    assert plan_models(route(org, "ollama/llama2"))[0] == tagged
+    assert plan_models(route(org, "llama2:13b"))[0] == bigger
+
+
 def test_env_credentials_never_serve_private_providers(org, settings, monkeypatch):
     settings.GATEWAY_ALLOW_ENV_CREDENTIALS = True
     monkeypatch.setenv("SHARED_KEY", "sk-env")

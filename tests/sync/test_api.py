@@ -90,6 +90,17 @@ def test_sync_one_unknown_bad_param_skipped_failed(client, admin_key, serve):
     assert failed.json()["details"]["error"] == "HTTP 502 from the provider"
 
 
+def test_sync_all_waits_for_a_running_sync(client, admin_key, http):
+    token = services.acquire_sync_lock()
+    try:
+        response = client.post("/admin/model-sync/all", **AUTH)
+    finally:
+        services.release_sync_lock(token)
+    assert response.status_code == 409
+    assert "still running" in response.json()["message"]
+    assert not SyncRun.objects.exists() and len(http.calls) == 0
+
+
 def test_sync_all_reports_every_provider(client, admin_key, serve):
     for slug, fixture in [
         ("openrouter", "openrouter.json"),
@@ -148,3 +159,5 @@ def test_providers_and_status(client, admin_key, serve, http, monkeypatch):
     assert "openrouter" not in status["stale_providers"]
     assert "groq" in status["stale_providers"]  # has a key, never synced
     assert "openai" not in status["stale_providers"]  # cannot run here
+    assert status["skipped_providers"]["openai"] == "OPENAI_API_KEY is not set"
+    assert "groq" not in status["skipped_providers"]

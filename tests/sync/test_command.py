@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from io import StringIO
 from pathlib import Path
 
 import pytest
+import requests
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -75,3 +77,94 @@ def test_build_catalog_snapshot(tmp_path):
     call_command("build_catalog_snapshot", "--output", str(target), stdout=out)
     assert target.exists() and "Wrote" in out.getvalue()
     assert "openrouter" in out.getvalue() and "ollama" not in out.getvalue()
+
+
+def test_unreachable_providers_name_the_host_and_suggest_the_snapshot(serve):
+    for slug in ("openrouter", "vercel"):
+        serve(slug, requests.exceptions.ConnectionError("Name or service not known"))
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError):
+        call_command("sync_models", "--providers", "openrouter", "vercel", stdout=out, stderr=err)
+    output = out.getvalue()
+    assert "cannot connect to openrouter.ai (ConnectionError)" in output
+    assert "cannot connect to ai-gateway.vercel.sh (ConnectionError)" in output
+    assert "--snapshot sync/snapshots/catalog.json.gz" in err.getvalue()
+
+
+def test_no_snapshot_hint_when_a_provider_answered(serve):
+    serve("openrouter", requests.exceptions.ConnectionError("refused"))
+    serve("vercel", {"error": "boom"}, status=500)
+    err = StringIO()
+    with pytest.raises(CommandError):
+        call_command(
+            "sync_models", "--providers", "openrouter", "vercel", stdout=StringIO(), stderr=err
+        )
+    assert "--snapshot" not in err.getvalue()
+
+
+def test_verbose_prints_each_line_once(serve, caplog):
+    body = load_response("openrouter.json")
+    body["data"].append({"name": "broken"})
+    serve("openrouter", body)
+    caplog.set_level(logging.INFO)
+    output = run("--providers", "openrouter", "--verbose")
+    assert output.count("skipped: #38") == 1
+    # The pipeline's own log lines would repeat what the command printed.
+    assert not [r for r in caplog.records if r.name == "sync" and r.levelno < logging.ERROR]
+
+
+def test_dry_run_says_so_in_header_and_summary(serve):
+    serve("vercel", load_response("vercel.json"))
+    output = run("--providers", "vercel", "--dry-run")
+    assert output.splitlines()[0].startswith("Dry run: ")
+    summary = output.split("\n\n", 1)[1]
+    assert summary.startswith("Dry run: nothing was written.")
+    assert "Dry run" not in run("--providers", "vercel")
+
+
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(serve):
+    serve("vercel", load_response("vercel.json"))
+    serve("openrouter", load_response("openrouter.json"))
+    terminal = Terminal()
+    call_command("sync_models", "--providers", "vercel", "openrouter", stdout=terminal)
+    assert "/2 [" in terminal.getvalue() and "provider/s" in terminal.getvalue()
+    assert "Synced 12 models from vercel" in terminal.getvalue()
+    plain = run("--providers", "vercel", "openrouter")
+    assert "\r" not in plain and "provider/s" not in plain
+
+
+def test_snapshot_if_empty_loads_only_on_first_start(http):
+    snapshot = Path(__file__).resolve().parents[2] / "sync" / "snapshots" / "catalog.json.gz"
+    first = run("--snapshot", str(snapshot), "--if-empty", "--providers", "groq")
+    assert "Synced 14 models from groq" in first
+    Model.objects.filter(provider__slug="groq").update(model_name="renamed")
+    again = run("--snapshot", str(snapshot), "--if-empty", "--providers", "groq", "vercel")
+    assert "The catalog has models already" in again
+    assert not Model.objects.filter(provider__slug="vercel").exists()
+    with pytest.raises(CommandError, match="--if-empty only applies to --snapshot"):
+        run("--if-empty")
+
+
+def test_openai_base_url_points_the_sync_at_another_endpoint(http, monkeypatch):
+    """``sync_models --providers openai`` lists what OPENAI_BASE_URL serves."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://llm.internal:8080/v1/")
+    http.add(
+        "GET",
+        "http://llm.internal:8080/v1/models",
+        json={"object": "list", "data": [{"id": "served-model", "object": "model"}]},
+    )
+    output = run("--providers", "openai")
+    assert "Synced 1 models from openai" in output
+    model = Model.objects.get(provider__slug="openai")
+    assert model.provider_model_id == "served-model"
+    assert model.provider.base_url == "http://llm.internal:8080/v1"
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    from sync.registry import REGISTRY
+
+    assert REGISTRY["openai"].resolved_list_url() == "https://api.openai.com/v1/models"

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
 from modelhub.models import SyncStatus
 from sync import services
 from sync.registry import REGISTRY
 from sync.services import SyncResult
+
+SNAPSHOT = "sync/snapshots/catalog.json.gz"
 
 STATUS_STYLE = {
     SyncStatus.SUCCESS: "SUCCESS",
@@ -17,6 +23,19 @@ STATUS_STYLE = {
     SyncStatus.SKIPPED: "NOTICE",
     SyncStatus.FAILED: "ERROR",
 }
+
+
+@contextmanager
+def quiet_logger(name: str, *, enabled: bool) -> Iterator[None]:
+    """Only errors from logger ``name`` while the block runs."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    if enabled:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 class Command(BaseCommand):
@@ -38,12 +57,19 @@ class Command(BaseCommand):
             help="Fetch and transform, report what would change, write nothing.",
         )
         parser.add_argument(
-            "--verbose", action="store_true", help="Also list the ids of skipped records."
+            "--verbose",
+            action="store_true",
+            help="Also list the ids of skipped records (-v 2 adds the pipeline's log).",
         )
         parser.add_argument(
             "--snapshot",
             metavar="FILE",
             help="Load this snapshot (.json or .json.gz) instead of fetching.",
+        )
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="With --snapshot: load it only while the catalog has no model (first start).",
         )
         parser.add_argument(
             "--force",
@@ -62,52 +88,96 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"Unknown providers: {', '.join(unknown)}")
         self.verbose = options["verbose"]
-        dry_run = options["dry_run"]
-        if options["snapshot"]:
-            path = Path(options["snapshot"])
-            if not path.exists():
-                raise CommandError(f"No such snapshot: {path}")
-            self.stdout.write(f"Loading snapshot {path}{' (dry run)' if dry_run else ''}")
-            try:
-                results = services.load_snapshot(
-                    path=path,
-                    slugs=slugs,
-                    dry_run=dry_run,
-                    force=options["force"],
-                    on_result=self._progress,
-                )
-            except (ValueError, KeyError) as exc:
-                raise CommandError(f"Cannot read {path}: {exc}")
-        else:
-            results = services.sync_providers(
-                slugs=slugs,
-                dry_run=dry_run,
-                trigger="command",
-                force=options["force"],
-                on_start=self._starting,
-                on_result=self._progress,
+        self.dry_run = dry_run = options["dry_run"]
+        if dry_run:
+            self.stdout.write(
+                self.style.NOTICE("Dry run: fetching and comparing only, nothing is written.")
             )
-            if options["policies"] and not dry_run:
-                changed = services.sync_provider_policies()
-                self.stdout.write(f"Provider policies updated on {changed} providers.")
-        self._summary(results)
+        if options["if_empty"] and not options["snapshot"]:
+            raise CommandError("--if-empty only applies to --snapshot.")
+        # The command prints every provider's outcome itself; the pipeline's log lines
+        # would say the same things a second time (-v 2 shows them too).
+        with quiet_logger("sync", enabled=options["verbosity"] < 2):
+            if options["snapshot"]:
+                results = self._load_snapshot(Path(options["snapshot"]), slugs, options)
+            else:
+                specs = [REGISTRY[slug] for slug in slugs] if slugs else list(REGISTRY.values())
+                with self._progress_bar(total=len(specs)):
+                    results = services.sync_providers(
+                        slugs=slugs,
+                        dry_run=dry_run,
+                        trigger="command",
+                        force=options["force"],
+                        on_start=self._starting,
+                        on_result=self._progress,
+                    )
+                if options["policies"] and not dry_run:
+                    changed = services.sync_provider_policies()
+                    self.stdout.write(f"Provider policies updated on {changed} providers.")
+        if results:
+            self._summary(results)
+        attempted = [r for r in results if r.status != SyncStatus.SKIPPED]
+        if attempted and all(r.unreachable for r in attempted):
+            self.stderr.write(
+                "No provider could be reached (no network, a proxy, or a firewall?). Load "
+                f"the bundled catalog instead: python manage.py sync_models --snapshot {SNAPSHOT}"
+            )
         failed = [r.provider for r in results if r.status == SyncStatus.FAILED]
         if failed:
             raise CommandError(
                 f"{len(failed)} provider(s) failed: {', '.join(failed)}", returncode=1
             )
 
-    def _starting(self, spec) -> None:
-        # A transient "fetching" line only where it can be overwritten.
+    def _load_snapshot(self, path: Path, slugs, options) -> list[SyncResult]:
+        if not path.exists():
+            raise CommandError(f"No such snapshot: {path}")
+        if options["if_empty"] and services.catalog_has_models():
+            self.stdout.write(f"The catalog has models already; {path} not loaded.")
+            return []
+        self.stdout.write(f"Loading snapshot {path}{' (dry run)' if self.dry_run else ''}")
+        try:
+            with self._progress_bar(total=None):
+                return services.load_snapshot(
+                    path=path,
+                    slugs=slugs,
+                    dry_run=self.dry_run,
+                    force=options["force"],
+                    on_result=self._progress,
+                )
+        except (ValueError, KeyError) as exc:
+            raise CommandError(f"Cannot read {path}: {exc}")
+
+    @contextmanager
+    def _progress_bar(self, *, total: int | None):
+        """A progress bar on a terminal; plain lines (logs, CI, pipes) get none."""
+        self.bar = None
         if self.stdout.isatty():
-            self.stdout.write(f"  {spec.slug:<12} fetching ...", ending="\r")
-            self.stdout.flush()
+            # The bar draws on the stream itself: OutputWrapper would add a newline per frame.
+            self.bar = tqdm(total=total, unit="provider", file=self.stdout._out, leave=False)
+        try:
+            yield
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    def _write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=self.stdout._out)
+        else:
+            self.stdout.write(line)
+
+    def _starting(self, spec) -> None:
+        if self.bar is not None:
+            self.bar.set_description(spec.slug)
 
     def _progress(self, result: SyncResult) -> None:
         style = getattr(self.style, STATUS_STYLE.get(result.status, "NOTICE"))
-        self.stdout.write(style(f"  {result.provider:<12} {result.status:<8} {result.message}"))
+        self._write(style(f"  {result.provider:<12} {result.status:<8} {result.message}"))
         if self.verbose and result.skipped_ids:
-            self.stdout.write(f"    skipped: {', '.join(result.skipped_ids)}")
+            self._write(f"    skipped: {', '.join(result.skipped_ids)}")
+        if self.bar is not None:
+            self.bar.update(1)
 
     def _summary(self, results: list[SyncResult]) -> None:
         header = (
@@ -149,6 +219,8 @@ class Command(BaseCommand):
             )
 
         self.stdout.write("")
+        if self.dry_run:
+            self.stdout.write(self.style.NOTICE("Dry run: nothing was written."))
         self.stdout.write(line(header))
         self.stdout.write("  ".join("-" * w for w in widths))
         for row in rows:
