@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from gateway import telemetry
@@ -130,32 +130,45 @@ DROP_REASONS = {
     DROP_ORGANIZATION_DELETED: "their organization was deleted",
     DROP_INVALID_ROW: "the database refused them on their own",
     DROP_QUEUE_FULL: "more than GATEWAY_METRICS_MAX_PENDING rows waited for the database",
-    DROP_DATABASE_UNREACHABLE: "the database is unreachable",
+    DROP_DATABASE_UNREACHABLE: "the database could not be reached or take the write",
 }
 for _reason in DROP_REASONS:
     # Every reason is exported from the start, at zero, so that alerts see it appear.
     telemetry.METRIC_ROWS_DROPPED.labels(_reason)
 
-# Errors that say the database cannot be reached (or cannot take the write right now),
-# not that the rows are wrong: the rows are kept and written later. Any other error is
-# the rows' own (a constraint, a value out of range) and retrying them cannot help.
-UNREACHABLE_ERRORS = (OperationalError, InterfaceError)
+
+# The rows' own faults: a constraint or a value the database refuses, a value that
+# cannot be converted for it. Retrying such rows as they are cannot help, so they are
+# isolated and dropped. Any other error (the database unreachable, locked or not
+# migrated yet, the process misconfigured) is no fault of the rows: they are kept and
+# written later.
+ROW_ERRORS = (IntegrityError, DataError, ArithmeticError, ValueError)
 
 
-@dataclass
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an error says the rows cannot be written now rather than that they are
+    wrong (see ROW_ERRORS)."""
+    return not isinstance(exc, ROW_ERRORS)
+
+
 class WriteOutcome:
     """What became of a batch. Filled in as the work proceeds, so that when the database
     goes away half-way, ``unwritten`` still names exactly the records left to write."""
 
-    unwritten: list[UsageRecord]
-    written: int = 0
-    detached: Counter = field(default_factory=Counter)
-    dropped: Counter = field(default_factory=Counter)
-    details: dict[str, str] = field(default_factory=dict)
+    def __init__(self, records: list[UsageRecord]):
+        self._left = {id(record): record for record in records}
+        self.written = 0
+        self.detached: Counter = Counter()
+        self.dropped: Counter = Counter()
+        self.details: dict[str, str] = {}
+
+    @property
+    def unwritten(self) -> list[UsageRecord]:
+        return list(self._left.values())
 
     def done(self, records: list[UsageRecord]) -> None:
-        finished = {id(record) for record in records}
-        self.unwritten = [record for record in self.unwritten if id(record) not in finished]
+        for record in records:
+            self._left.pop(id(record), None)
 
     def drop(self, reason: str, count: int, detail: str) -> None:
         self.dropped[reason] += count
@@ -223,18 +236,18 @@ def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = Non
     committed after the check, a value it cannot store), the counters are written alone
     and the rows in halves, down to single rows: a row that fails on its own is dropped
     and reported, every other row is written, and the rollups only ever count the rows
-    that were. An error saying the database is unreachable is raised as it is, with
+    that were. An error saying the database is unavailable is raised as it is, with
     ``outcome.unwritten`` naming the records still to write.
     """
-    outcome = outcome if outcome is not None else WriteOutcome(list(records))
+    outcome = outcome if outcome is not None else WriteOutcome(records)
     now = timezone.now()
     try:
         with transaction.atomic():
             _add_usage(records, now)
             checked = _write_metrics(records)
-    except UNREACHABLE_ERRORS:
-        raise
     except Exception as exc:
+        if database_unavailable(exc):
+            raise
         logger.warning(
             "The database refused a batch of %d metric rows (%s: %s); writing it in parts",
             len(records),
@@ -250,9 +263,9 @@ def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = Non
     try:
         with transaction.atomic():
             _add_usage(records, now)
-    except UNREACHABLE_ERRORS:
-        raise
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise
         # Counters, not rows: the rows below are still written and counted.
         logger.exception("Could not add the usage of %d requests to credentials", len(records))
     for record in records:
@@ -265,9 +278,9 @@ def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = Non
         try:
             with transaction.atomic():
                 checked = _write_metrics(part)
-        except UNREACHABLE_ERRORS:
-            raise
         except Exception as exc:
+            if database_unavailable(exc):
+                raise
             if len(part) == 1:
                 record = part[0]
                 logger.error(
@@ -306,6 +319,7 @@ class MetricRecorder:
         self.housekeeping_at = 0.0
         self.dropped: Counter = Counter()
         self.last_error = ""
+        self.unavailable = False
 
     def start(self) -> None:
         self.task = self.runtime.loop.create_task(self._run())
@@ -324,6 +338,10 @@ class MetricRecorder:
             self.wakeup.clear()
             await self.flush()
             await self._housekeeping()
+            if self.unavailable:
+                # Rows kept for retry fill the queue and wake the loop at once: against a
+                # database that is down, try again only after the interval.
+                await asyncio.sleep(interval)
 
     async def _housekeeping(self) -> None:
         now = self.runtime.loop.time()
@@ -348,19 +366,30 @@ class MetricRecorder:
         await asyncio.shield(self.writing)
 
     async def _write(self, batch: list[UsageRecord]) -> None:
-        outcome = WriteOutcome(list(batch))
-        try:
-            await self.runtime.db(write_records, batch, outcome)
-        except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            logger.warning(
-                "Could not write %d metric rows, the database is unreachable (%s); "
-                "keeping them for retry",
-                len(outcome.unwritten),
-                self.last_error,
-            )
-            self._keep(outcome.unwritten)
-        self._account(outcome)
+        # In parts of GATEWAY_METRICS_BATCH_SIZE: after an outage the queue may hold many
+        # thousands of rows, and neither a transaction nor the isolation of a bad row
+        # should have to span them all.
+        size = max(settings.GATEWAY_METRICS_BATCH_SIZE, 1)
+        for start in range(0, len(batch), size):
+            part = batch[start : start + size]
+            outcome = WriteOutcome(part)
+            try:
+                await self.runtime.db(write_records, part, outcome)
+            except Exception as exc:
+                unwritten = outcome.unwritten + batch[start + size :]
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.warning(
+                    "Could not write %d metric rows, the database is unavailable (%s); "
+                    "keeping them for retry",
+                    len(unwritten),
+                    self.last_error,
+                )
+                self.unavailable = True
+                self._account(outcome)
+                self._keep(unwritten)
+                return
+            self.unavailable = False
+            self._account(outcome)
 
     def _account(self, outcome: WriteOutcome) -> None:
         if outcome.detached:
@@ -375,7 +404,9 @@ class MetricRecorder:
     def _count_dropped(self, reason: str, count: int, detail: str = "") -> None:
         self.dropped[reason] += count
         telemetry.METRIC_ROWS_DROPPED.labels(reason).inc(count)
-        logger.error(
+        logger.log(
+            # Deleting an organization deletes its usage too: expected, but never silent.
+            logging.WARNING if reason == DROP_ORGANIZATION_DELETED else logging.ERROR,
             "Dropped %d metric rows (%s): %s%s",
             count,
             reason,
@@ -424,7 +455,7 @@ class MetricRecorder:
         if not batch:
             return
         before = Counter(self.dropped)
-        outcome = WriteOutcome(list(batch))
+        outcome = WriteOutcome(batch)
         try:
             write_records(batch, outcome)
         except Exception as exc:

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import openai
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Count, Sum
 from prometheus_client import REGISTRY
 
@@ -228,6 +228,123 @@ def test_write_at_exit_isolates_the_same_way(org, catalog, doomed, caplog):
     assert "At shutdown 3 metric rows could not be written" in caplog.text
     assert "2 organization_deleted" in caplog.text and "1 invalid_row" in caplog.text
     assert "unreachable" not in caplog.text
+
+
+# --- The database unavailable ---------------------------------------------------------------
+
+
+class UnavailableDatabase:
+    """The boundary a recorder writes through, failing its calls as a database server that
+    refuses connections would (the calls numbered in ``failing``), running the others on
+    the test database."""
+
+    def __init__(self, failing):
+        self.failing = failing
+        self.calls = 0
+        self.loop = None
+
+    async def db(self, fn, *args, **kwargs):
+        self.calls += 1
+        if self.calls in self.failing:
+            raise OperationalError(
+                'connection to server at "127.0.0.1", port 5433 failed: Connection refused'
+            )
+
+        def job():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                connection.close()
+
+        return await asyncio.to_thread(job)
+
+
+def run_recorder(database, scenario):
+    async def main():
+        database.loop = asyncio.get_running_loop()
+        recorder = MetricRecorder(database)
+        await scenario(recorder)
+        return recorder
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def live(transactional_db, org, catalog):
+    credential = catalog["credentials"]["alpha"]
+    return {
+        "credential_id": credential.pk,
+        "credential_quota_period": credential.quota_period,
+        "model_id": catalog["models"]["alpha"].pk,
+        "provider_id": catalog["providers"]["alpha"].pk,
+    }
+
+
+def test_rows_wait_for_an_unreachable_database_up_to_the_limit(settings, org, live):
+    settings.GATEWAY_METRICS_MAX_PENDING = 6
+    records = [usage(org.pk, **live) for _ in range(8)]
+    before = {reason: dropped(reason) for reason in ("queue_full", "invalid_row")}
+
+    async def scenario(recorder):
+        for record in records[:4]:
+            recorder.record(record)
+        await recorder.flush()
+        assert recorder.pending == records[:4]
+        for record in records[4:]:
+            recorder.record(record)
+        await recorder.flush()
+        # The oldest rows go first when the queue is over its limit.
+        assert recorder.pending == records[2:]
+        await recorder.flush()
+        assert recorder.pending == []
+
+    run_recorder(UnavailableDatabase(failing={1, 2}), scenario)
+    assert set(ModelMetric.objects.values_list("request_id", flat=True)) == {
+        record.request_id for record in records[2:]
+    }
+    assert dropped("queue_full") - before["queue_full"] == 2
+    assert dropped("invalid_row") == before["invalid_row"]
+
+
+def test_a_part_written_before_the_database_went_away_is_not_written_twice(
+    settings, org, catalog, live
+):
+    settings.GATEWAY_METRICS_BATCH_SIZE = 2
+    records = [usage(org.pk, **live) for _ in range(5)]
+
+    async def scenario(recorder):
+        recorder.pending = list(records)
+        await recorder.flush()
+        assert recorder.pending == records[2:]
+        await recorder.flush()
+        assert recorder.pending == []
+
+    database = UnavailableDatabase(failing={2})
+    run_recorder(database, scenario)
+    assert database.calls == 4  # 2 rows, refused, then 2 + 1
+    assert sorted(ModelMetric.objects.values_list("request_id", flat=True)) == sorted(
+        record.request_id for record in records
+    )
+    credential = ProviderCredential.objects.get(pk=live["credential_id"])
+    assert credential.used_requests == 5
+    assert MetricDaily.objects.get().requests == 5
+
+
+def test_shutdown_with_the_database_down_says_so(org, live, caplog):
+    records = [usage(org.pk, **live) for _ in range(3)]
+    before = dropped("database_unreachable")
+
+    async def scenario(recorder):
+        recorder.pending = list(records)
+        await recorder.close()
+        assert recorder.pending == []
+
+    with caplog.at_level(logging.ERROR, logger="gateway.accounting"):
+        run_recorder(UnavailableDatabase(failing=range(1, 100)), scenario)
+    assert ModelMetric.objects.count() == 0
+    assert dropped("database_unreachable") - before == 3
+    assert "At shutdown 3 metric rows could not be written: 3 database_unreachable" in caplog.text
+    assert "Connection refused" in caplog.text
 
 
 # --- Under traffic --------------------------------------------------------------------------
