@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from gateway import telemetry
@@ -206,7 +206,22 @@ def _add_usage(records: list[UsageRecord], now: datetime) -> None:
         ClientKey.objects.filter(pk=client_key_id).update(last_used_at=used_at)
 
 
+# How long the writer waits for a row lock on PostgreSQL (milliseconds). A deletion of
+# an organization, provider or key can lock rows in the opposite order to the writer;
+# PostgreSQL then aborts one of the two after deadlock_timeout (1 s by default). Giving
+# up first, the writer is the one: its rows are kept and written with the next flush,
+# and the deletion goes through instead of failing.
+LOCK_TIMEOUT_MS = 500
+
+
+def _yield_to_deletions() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}")
+
+
 def _write_metrics(records: list[UsageRecord]) -> MetricReferenceCheck:
+    _yield_to_deletions()
     checked = metrics_detach_deleted_references(record.as_metric() for record in records)
     metrics_bulk_create(checked.rows)
     return checked
@@ -227,42 +242,28 @@ def _settle(outcome: WriteOutcome, records: list[UsageRecord], checked: MetricRe
 
 
 def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = None) -> WriteOutcome:
-    """Write a batch: metric rows with their daily rollups, credential usage counters,
-    client keys' last use.
+    """Write a batch: credential usage counters and client keys' last use, then the metric
+    rows with their daily rollups.
+
+    Two transactions, so that the one inserting rows holds no lock on a credential or
+    key: a deletion that has already removed a row the new rows name would otherwise wait
+    for the writer while the writer's foreign key check waits for it (a deadlock). The
+    counters go first and are not added again when the rows have to be retried.
 
     References to rows deleted since the requests become NULL and rows of a deleted
-    organization are set aside (see ``metrics_detach_deleted_references``); then the
-    whole batch goes in one transaction. Should the database still refuse it (a deletion
-    committed after the check, a value it cannot store), the counters are written alone
-    and the rows in halves, down to single rows: a row that fails on its own is dropped
-    and reported, every other row is written, and the rollups only ever count the rows
+    organization are set aside (see ``metrics_detach_deleted_references``); then all
+    the rows go in one transaction. Should the database still refuse it (a deletion
+    committed after the check, a value it cannot store), the batch is tried once more,
+    then in halves down to single rows: a row that fails on its own is dropped and
+    reported, every other row is written, and the rollups only ever count the rows
     that were. An error saying the database is unavailable is raised as it is, with
     ``outcome.unwritten`` naming the records still to write.
     """
     outcome = outcome if outcome is not None else WriteOutcome(records)
-    now = timezone.now()
     try:
         with transaction.atomic():
-            _add_usage(records, now)
-            checked = _write_metrics(records)
-    except Exception as exc:
-        if database_unavailable(exc):
-            raise
-        logger.warning(
-            "The database refused a batch of %d metric rows (%s: %s); writing it in parts",
-            len(records),
-            type(exc).__name__,
-            exc,
-        )
-    else:
-        for record in records:
-            record.usage_written = True
-        _settle(outcome, records, checked)
-        return outcome
-
-    try:
-        with transaction.atomic():
-            _add_usage(records, now)
+            _yield_to_deletions()
+            _add_usage(records, timezone.now())
     except Exception as exc:
         if database_unavailable(exc):
             raise
@@ -270,9 +271,9 @@ def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = Non
         logger.exception("Could not add the usage of %d requests to credentials", len(records))
     for record in records:
         record.usage_written = True
-    # The whole batch once more first: a fresh check clears a deletion that committed
-    # after the first one. Then halves of what still fails.
+
     parts = [list(records)]
+    retried = False
     while parts:
         part = parts.pop()
         try:
@@ -292,6 +293,17 @@ def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = Non
                 )
                 outcome.drop(DROP_INVALID_ROW, 1, f"{type(exc).__name__}: {exc}")
                 outcome.done(part)
+            elif not retried:
+                # Once more whole first: a fresh check clears a deletion that committed
+                # after the first one. Then halves of what still fails.
+                retried = True
+                logger.warning(
+                    "The database refused a batch of %d metric rows (%s: %s); retrying it",
+                    len(part),
+                    type(exc).__name__,
+                    exc,
+                )
+                parts.append(part)
             else:
                 middle = len(part) // 2
                 parts.extend((part[middle:], part[:middle]))

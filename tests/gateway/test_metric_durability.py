@@ -35,6 +35,7 @@ from modelhub.models import (
     ProviderCredential,
 )
 from tests.conftest import client_for
+from tests.gateway.conftest import metrics_rows, wait_for
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -550,3 +551,81 @@ def test_shutdown_names_what_it_could_not_write(org, tenants, quiet_gateway, cap
     assert ModelMetric.objects.count() == 3
     assert "At shutdown 2 metric rows could not be written: 2 organization_deleted" in caplog.text
     assert "unreachable" not in caplog.text
+
+
+def test_deletions_racing_the_periodic_flush_succeed(org, other_org, tenants, gateway, owner):
+    """With the flush running every 50 ms, a usage row can commit between Django's
+    clearing of the references and its DELETE: the deletion must not fail on it."""
+    bystander = Traffic(gateway, tenants["other_org_key"].raw_key, "alpha/llama-3.1-8b")
+    victims: list[Traffic] = []
+
+    def under_traffic(issued, path):
+        victim = Traffic(gateway, issued.raw_key, "private/llama-3.1-8b")
+        victims.append(victim)
+        stop = threading.Event()
+
+        def send():
+            while not stop.is_set():
+                victim.send(1)
+                bystander.send(1)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        try:
+            wait_for(lambda: len(victim.statuses) >= 5)
+            response = tenants["api"].delete(f"/api/modelhub/{path}")
+            wait_for(lambda: len(victim.statuses) >= 15)
+        finally:
+            stop.set()
+            sender.join()
+        assert response.status_code == 204, response.content
+
+    for name in ("one", "two", "three"):
+        issued = services.client_key_create(organization=org, name=name)
+        under_traffic(issued, f"client-keys/{issued.client_key.pk}/")
+    wait_for(
+        lambda: (
+            ModelMetric.objects.filter(organization=org).count()
+            == sum(victim.recorded for victim in victims)
+        )
+    )
+    assert not ModelMetric.objects.filter(organization=org, client_key__isnull=False).exists()
+    under_traffic(tenants["victim_key"], f"providers/{tenants['provider'].pk}/")
+    issued = services.client_key_create(organization=org, name="last")
+    under_traffic(issued, "organizations/acme/")
+
+    assert bystander.statuses == [200] * len(bystander.statuses)
+    metrics_rows(len(bystander.statuses), organization=other_org)
+    assert ModelMetric.objects.filter(organization=other_org).count() == len(bystander.statuses)
+    wait_for(lambda: not ModelMetric.objects.filter(organization_id=org.pk).exists())
+
+
+def test_the_database_applies_the_usage_tables_on_delete(transactional_db):
+    """On PostgreSQL the constraints carry the action themselves (see migration 0006);
+    an AlterField on one of these keys would quietly take it away again."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: the constraints keep Django's default")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT con.conrelid::regclass::text, att.attname, con.confdeltype, con.condeferred
+            FROM pg_constraint con
+            JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = con.conkey[1]
+            WHERE con.contype = 'f'
+              AND con.conrelid::regclass::text IN
+                  ('model_metrics', 'metric_daily', 'metric_daily_latency')
+            """
+        )
+        actions = {
+            (table, column): (action, deferred) for table, column, action, deferred in cursor
+        }
+    assert actions == {
+        ("model_metrics", "organization_id"): ("c", True),
+        ("model_metrics", "client_key_id"): ("n", True),
+        ("model_metrics", "credential_id"): ("n", True),
+        ("model_metrics", "provider_id"): ("n", True),
+        ("model_metrics", "model_id"): ("n", True),
+        ("model_metrics", "routing_rule_id"): ("n", True),
+        ("metric_daily", "organization_id"): ("c", True),
+        ("metric_daily_latency", "organization_id"): ("c", True),
+    }
