@@ -11,19 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from gateway import telemetry
 from modelhub.models import ClientKey, ModelMetric
 from modelhub.redaction import bounded
-from modelhub.services import metrics_bulk_create, provider_credential_add_usage
+from modelhub.services import (
+    MetricReferenceCheck,
+    metrics_bulk_create,
+    metrics_detach_deleted_references,
+    provider_credential_add_usage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,9 @@ class UsageRecord:
     fallbacks_used: int = 0
     streamed: bool = False
     created_at: datetime = field(default_factory=timezone.now)
+    # The credential's counters and the key's last use already hold this request (a
+    # retried batch must not add them twice).
+    usage_written: bool = False
 
     @property
     def success(self) -> bool:
@@ -121,12 +129,69 @@ def observe(record: UsageRecord) -> None:
         telemetry.COST.labels(provider, model).inc(float(record.cost))
 
 
-def write_records(records: list[UsageRecord]) -> None:
-    """Write a batch: metric rows, credential usage counters, client keys' last use."""
-    now = timezone.now()
+# Why a metric row was not written: the ``reason`` label of
+# gateway_metric_rows_dropped_total.
+DROP_ORGANIZATION_DELETED = "organization_deleted"
+DROP_INVALID_ROW = "invalid_row"
+DROP_QUEUE_FULL = "queue_full"
+DROP_DATABASE_UNREACHABLE = "database_unreachable"
+DROP_REASONS = {
+    DROP_ORGANIZATION_DELETED: "their organization was deleted",
+    DROP_INVALID_ROW: "the database refused them on their own",
+    DROP_QUEUE_FULL: "more than GATEWAY_METRICS_MAX_PENDING rows waited for the database",
+    DROP_DATABASE_UNREACHABLE: "the database could not be reached or take the write",
+}
+for _reason in DROP_REASONS:
+    # Every reason is exported from the start, at zero, so that alerts see it appear.
+    telemetry.METRIC_ROWS_DROPPED.labels(_reason)
+
+
+# The rows' own faults: a constraint or a value the database refuses, a value that
+# cannot be converted for it. Retrying such rows as they are cannot help, so they are
+# isolated and dropped. Any other error (the database unreachable, locked or not
+# migrated yet, the process misconfigured) is no fault of the rows: they are kept and
+# written later.
+ROW_ERRORS = (IntegrityError, DataError, ArithmeticError, ValueError)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an error says the rows cannot be written now rather than that they are
+    wrong (see ROW_ERRORS)."""
+    return not isinstance(exc, ROW_ERRORS)
+
+
+class WriteOutcome:
+    """What became of a batch. Filled in as the work proceeds, so that when the database
+    goes away half-way, ``unwritten`` still names exactly the records left to write."""
+
+    def __init__(self, records: list[UsageRecord]):
+        self._left = {id(record): record for record in records}
+        self.written = 0
+        self.detached: Counter = Counter()
+        self.dropped: Counter = Counter()
+        self.details: dict[str, str] = {}
+
+    @property
+    def unwritten(self) -> list[UsageRecord]:
+        return list(self._left.values())
+
+    def done(self, records: list[UsageRecord]) -> None:
+        for record in records:
+            self._left.pop(id(record), None)
+
+    def drop(self, reason: str, count: int, detail: str) -> None:
+        self.dropped[reason] += count
+        self.details.setdefault(reason, detail)
+
+
+def _add_usage(records: list[UsageRecord], now: datetime) -> None:
+    """Credential usage counters and client keys' last use, for the records not yet
+    counted. Both are UPDATEs: a credential or key deleted since matches no row."""
     usage: dict[int, list] = defaultdict(lambda: [0, 0, Decimal(0), None])
     last_used: dict[int, datetime] = {}
     for record in records:
+        if record.usage_written:
+            continue
         if record.credential_id is not None and record.attempts:
             counters = usage[record.credential_id]
             counters[0] += 0 if record.credential_request_counted else 1
@@ -137,30 +202,145 @@ def write_records(records: list[UsageRecord]) -> None:
             last_used[record.client_key_id] = max(
                 record.created_at, last_used.get(record.client_key_id, record.created_at)
             )
-    with transaction.atomic():
-        metrics_bulk_create(record.as_metric() for record in records)
-        for credential_id, (requests, tokens, cost, period) in sorted(usage.items()):
-            provider_credential_add_usage(
-                credential_id=credential_id,
-                period=period,
-                requests=requests,
-                tokens=tokens,
-                cost=cost,
-                now=now,
-            )
-        for client_key_id, used_at in sorted(last_used.items()):
-            ClientKey.objects.filter(pk=client_key_id).update(last_used_at=used_at)
+    for credential_id, (requests, tokens, cost, period) in sorted(usage.items()):
+        provider_credential_add_usage(
+            credential_id=credential_id,
+            period=period,
+            requests=requests,
+            tokens=tokens,
+            cost=cost,
+            now=now,
+        )
+    for client_key_id, used_at in sorted(last_used.items()):
+        ClientKey.objects.filter(pk=client_key_id).update(last_used_at=used_at)
+
+
+# How long the writer waits for a row lock on PostgreSQL (milliseconds). A deletion of
+# an organization, provider or key can lock rows in the opposite order to the writer;
+# PostgreSQL then aborts one of the two after deadlock_timeout (1 s by default). Giving
+# up first, the writer is the one: its rows are kept and written with the next flush,
+# and the deletion goes through instead of failing.
+LOCK_TIMEOUT_MS = 500
+
+
+def _yield_to_deletions() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}")
+
+
+def _write_metrics(records: list[UsageRecord]) -> MetricReferenceCheck:
+    _yield_to_deletions()
+    checked = metrics_detach_deleted_references(record.as_metric() for record in records)
+    metrics_bulk_create(checked.rows)
+    return checked
+
+
+def _settle(outcome: WriteOutcome, records: list[UsageRecord], checked: MetricReferenceCheck):
+    """Book a committed part of the batch."""
+    outcome.written += len(checked.rows)
+    outcome.detached.update(checked.detached)
+    if checked.orphaned:
+        organizations = sorted({row.organization_id for row in checked.orphaned})
+        outcome.drop(
+            DROP_ORGANIZATION_DELETED,
+            len(checked.orphaned),
+            "organization ids " + ", ".join(map(str, organizations)),
+        )
+    outcome.done(records)
+
+
+def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = None) -> WriteOutcome:
+    """Write a batch: credential usage counters and client keys' last use, then the metric
+    rows with their daily rollups.
+
+    Two transactions, so that the one inserting rows holds no lock on a credential or
+    key: a deletion that has already removed a row the new rows name would otherwise wait
+    for the writer while the writer's foreign key check waits for it (a deadlock). The
+    counters go first and are not added again when the rows have to be retried.
+
+    References to rows deleted since the requests become NULL and rows of a deleted
+    organization are set aside (see ``metrics_detach_deleted_references``); then all
+    the rows go in one transaction. Should the database still refuse it (a deletion
+    committed after the check, a value it cannot store), the batch is tried once more,
+    then in halves down to single rows: a row that fails on its own is dropped and
+    reported, every other row is written, and the rollups only ever count the rows
+    that were. An error saying the database is unavailable is raised as it is, with
+    ``outcome.unwritten`` naming the records still to write.
+    """
+    outcome = outcome if outcome is not None else WriteOutcome(records)
+    try:
+        with transaction.atomic():
+            _yield_to_deletions()
+            _add_usage(records, timezone.now())
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise
+        # Counters, not rows: the rows below are still written and counted.
+        logger.exception("Could not add the usage of %d requests to credentials", len(records))
+    for record in records:
+        record.usage_written = True
+
+    parts = [list(records)]
+    retried = False
+    while parts:
+        part = parts.pop()
+        try:
+            with transaction.atomic():
+                checked = _write_metrics(part)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            if len(part) == 1:
+                record = part[0]
+                logger.error(
+                    "Dropped the metric row of request %s (organization %s): %s: %s",
+                    record.request_id,
+                    record.organization_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                outcome.drop(DROP_INVALID_ROW, 1, f"{type(exc).__name__}: {exc}")
+                outcome.done(part)
+            elif not retried:
+                # Once more whole first: a fresh check clears a deletion that committed
+                # after the first one. Then halves of what still fails.
+                retried = True
+                logger.warning(
+                    "The database refused a batch of %d metric rows (%s: %s); retrying it",
+                    len(part),
+                    type(exc).__name__,
+                    exc,
+                )
+                parts.append(part)
+            else:
+                middle = len(part) // 2
+                parts.extend((part[middle:], part[:middle]))
+            continue
+        _settle(outcome, part, checked)
+    return outcome
 
 
 class MetricRecorder:
-    """Queues usage records and writes them in batches on the database threads."""
+    """Queues usage records and writes them in batches on the database threads.
+
+    A batch is never retried as a whole for a fault of its own rows: ``write_records``
+    isolates what the database refuses, so one bad row cannot hold up the rows behind it.
+    Only when the database is unreachable are the rows kept (up to
+    GATEWAY_METRICS_MAX_PENDING) and written with the next flush. Every row that is
+    not written is counted in gateway_metric_rows_dropped_total with its reason.
+    """
 
     def __init__(self, runtime):
         self.runtime = runtime
         self.pending: list[UsageRecord] = []
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task | None = None
+        self.writing: asyncio.Task | None = None
         self.housekeeping_at = 0.0
+        self.dropped: Counter = Counter()
+        self.last_error = ""
+        self.unavailable = False
 
     def start(self) -> None:
         self.task = self.runtime.loop.create_task(self._run())
@@ -179,6 +359,10 @@ class MetricRecorder:
             self.wakeup.clear()
             await self.flush()
             await self._housekeeping()
+            if self.unavailable:
+                # Rows kept for retry fill the queue and wake the loop at once: against a
+                # database that is down, try again only after the interval.
+                await asyncio.sleep(interval)
 
     async def _housekeeping(self) -> None:
         now = self.runtime.loop.time()
@@ -191,42 +375,112 @@ class MetricRecorder:
             logger.exception("Could not purge expired limit counters")
 
     async def flush(self) -> None:
+        if self.writing is not None and not self.writing.done():
+            await asyncio.shield(self.writing)
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        try:
-            await self.runtime.db(write_records, batch)
-        except Exception:
-            logger.exception("Could not write %d metric rows; keeping them for retry", len(batch))
-            self._keep(batch)
+        self.writing = self.runtime.loop.create_task(self._write(batch))
+        # shield(): a shutdown cancelling the flush loop must not abandon a batch half-way
+        # (its database thread would go on writing it with nobody to hear how it went);
+        # close() waits for it instead.
+        await asyncio.shield(self.writing)
+
+    async def _write(self, batch: list[UsageRecord]) -> None:
+        # In parts of GATEWAY_METRICS_BATCH_SIZE: after an outage the queue may hold many
+        # thousands of rows, and neither a transaction nor the isolation of a bad row
+        # should have to span them all.
+        size = max(settings.GATEWAY_METRICS_BATCH_SIZE, 1)
+        for start in range(0, len(batch), size):
+            part = batch[start : start + size]
+            outcome = WriteOutcome(part)
+            try:
+                await self.runtime.db(write_records, part, outcome)
+            except Exception as exc:
+                unwritten = outcome.unwritten + batch[start + size :]
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.warning(
+                    "Could not write %d metric rows, the database is unavailable (%s); "
+                    "keeping them for retry",
+                    len(unwritten),
+                    self.last_error,
+                )
+                self.unavailable = True
+                self._account(outcome)
+                self._keep(unwritten)
+                return
+            self.unavailable = False
+            self._account(outcome)
+
+    def _account(self, outcome: WriteOutcome) -> None:
+        if outcome.detached:
+            logger.info(
+                "Wrote %d metric rows; references to deleted rows left empty: %s",
+                outcome.written,
+                ", ".join(f"{name} {count}" for name, count in sorted(outcome.detached.items())),
+            )
+        for reason, count in sorted(outcome.dropped.items()):
+            self._count_dropped(reason, count, outcome.details.get(reason, ""))
+
+    def _count_dropped(self, reason: str, count: int, detail: str = "") -> None:
+        self.dropped[reason] += count
+        telemetry.METRIC_ROWS_DROPPED.labels(reason).inc(count)
+        logger.log(
+            # Deleting an organization deletes its usage too: expected, but never silent.
+            logging.WARNING if reason == DROP_ORGANIZATION_DELETED else logging.ERROR,
+            "Dropped %d metric rows (%s): %s%s",
+            count,
+            reason,
+            DROP_REASONS[reason],
+            f" ({detail})" if detail else "",
+        )
 
     def _keep(self, batch: list[UsageRecord]) -> None:
         self.pending[:0] = batch
         overflow = len(self.pending) - settings.GATEWAY_METRICS_MAX_PENDING
         if overflow > 0:
             del self.pending[:overflow]
-            telemetry.METRIC_ROWS_DROPPED.inc(overflow)
-            logger.error("Dropped %d metric rows: the database is unreachable", overflow)
+            self._count_dropped(DROP_QUEUE_FULL, overflow, self.last_error)
 
     async def close(self) -> None:
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        for _ in range(3):
+        before = Counter(self.dropped)
+        for attempt in range(3):
+            if attempt:
+                await asyncio.sleep(0.2)
             await self.flush()
             if not self.pending:
-                return
-            await asyncio.sleep(0.2)
-        telemetry.METRIC_ROWS_DROPPED.inc(len(self.pending))
-        logger.error(
-            "Lost %d metric rows at shutdown: the database is unreachable", len(self.pending)
-        )
+                break
+        if self.pending:
+            lost, self.pending = self.pending, []
+            self._count_dropped(DROP_DATABASE_UNREACHABLE, len(lost), self.last_error)
+        self._report_shutdown(self.dropped - before)
+
+    def _report_shutdown(self, dropped: Counter) -> None:
+        if dropped:
+            logger.error(
+                "At shutdown %d metric rows could not be written: %s",
+                sum(dropped.values()),
+                "; ".join(
+                    f"{count} {reason} ({DROP_REASONS[reason]})"
+                    for reason, count in sorted(dropped.items())
+                ),
+            )
 
     def write_pending_sync(self) -> None:
+        """Write what is queued from the exit hook, with the same isolation of bad rows."""
         batch, self.pending = self.pending, []
-        if batch:
-            try:
-                write_records(batch)
-            except Exception:
-                logger.exception("Could not write %d metric rows at exit", len(batch))
+        if not batch:
+            return
+        before = Counter(self.dropped)
+        outcome = WriteOutcome(batch)
+        try:
+            write_records(batch, outcome)
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            outcome.drop(DROP_DATABASE_UNREACHABLE, len(outcome.unwritten), self.last_error)
+        self._account(outcome)
+        self._report_shutdown(self.dropped - before)

@@ -55,7 +55,9 @@ UPSTREAM_ERRORS = Counter(
 )
 METRIC_ROWS_DROPPED = Counter(
     "gateway_metric_rows_dropped_total",
-    "Metric rows that could not be written to the database.",
+    "Metric rows that could not be written to the database, by reason "
+    "(organization_deleted, invalid_row, queue_full, database_unreachable).",
+    ["reason"],
 )
 
 

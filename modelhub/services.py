@@ -485,6 +485,62 @@ def metric_create(*, organization: Organization, **fields) -> ModelMetric:
     return metric
 
 
+# A metric row's optional references. When the row one names is deleted, the reference
+# becomes NULL: what on_delete=SET_NULL does to the metric rows already written.
+METRIC_OPTIONAL_REFERENCES = ("client_key", "credential", "provider", "model", "routing_rule")
+
+
+@dataclass
+class MetricReferenceCheck:
+    """Metric rows sorted by :func:`metrics_detach_deleted_references`."""
+
+    rows: list[ModelMetric]  # writable; references to deleted rows are NULL
+    orphaned: list[ModelMetric]  # their organization is gone: they cannot be written
+    detached: dict[str, int]  # reference name -> rows whose reference was set to NULL
+
+
+def _existing_pks(model, pks: set[int], chunk: int = 500) -> set[int]:
+    pks = sorted(pks)
+    found: set[int] = set()
+    for start in range(0, len(pks), chunk):
+        found.update(
+            model._base_manager.filter(pk__in=pks[start : start + chunk]).values_list(
+                "pk", flat=True
+            )
+        )
+    return found
+
+
+def metrics_detach_deleted_references(rows: Iterable[ModelMetric]) -> MetricReferenceCheck:
+    """Make metric rows that were queued before something they name was deleted writable.
+
+    The gateway writes its rows in batches, a moment after the requests: a client key,
+    credential, provider, model or routing rule deleted in between leaves a reference the
+    database refuses, and it would refuse the whole batch with it. Such a reference
+    becomes NULL here; a row whose organization is gone cannot be written at all and is
+    set aside. One query per referenced table, whatever the number of rows.
+    """
+    rows = list(rows)
+    organizations = _existing_pks(Organization, {row.organization_id for row in rows})
+    orphaned = [row for row in rows if row.organization_id not in organizations]
+    if orphaned:
+        rows = [row for row in rows if row.organization_id in organizations]
+    detached: dict[str, int] = {}
+    for name in METRIC_OPTIONAL_REFERENCES:
+        field = ModelMetric._meta.get_field(name)
+        named = {getattr(row, field.attname) for row in rows} - {None}
+        if not named:
+            continue
+        missing = named - _existing_pks(field.related_model, named)
+        if not missing:
+            continue
+        for row in rows:
+            if getattr(row, field.attname) in missing:
+                setattr(row, field.attname, None)
+                detached[name] = detached.get(name, 0) + 1
+    return MetricReferenceCheck(rows=rows, orphaned=orphaned, detached=detached)
+
+
 def metrics_bulk_create(rows: Iterable[ModelMetric], batch_size: int = 500) -> int:
     """Write many metric rows at once, with their daily rollups (the gateway's batched
     writer uses this)."""

@@ -1,0 +1,631 @@
+"""Usage rows survive deletions: a row naming something deleted since its request is
+written with that reference empty, a row of a deleted organization is counted as dropped
+with its reason, and neither holds up the rows behind it.
+
+The batches are written in transactions of their own (``transactional_db``): foreign
+keys are deferred, so the database only checks them when a transaction commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import openai
+import pytest
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import Count, Sum
+from prometheus_client import REGISTRY
+
+from gateway import runtime as gateway_runtime
+from gateway.accounting import MetricRecorder, UsageRecord, write_records
+from modelhub import rollups, services
+from modelhub.models import (
+    ClientKey,
+    MetricDaily,
+    MetricDailyLatency,
+    Model,
+    ModelMetric,
+    Organization,
+    Provider,
+    ProviderCredential,
+)
+from tests.conftest import client_for
+from tests.gateway.conftest import metrics_rows, wait_for
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def dropped(reason: str) -> float:
+    value = REGISTRY.get_sample_value("gateway_metric_rows_dropped_total", {"reason": reason})
+    return value or 0.0
+
+
+def usage(organization_id: int, **fields) -> UsageRecord:
+    fields.setdefault("input_tokens", 10)
+    fields.setdefault("output_tokens", 5)
+    fields.setdefault("cost", Decimal("0.0001"))
+    fields.setdefault("latency_ms", 120)
+    fields.setdefault("attempts", 1)
+    return UsageRecord(
+        organization_id=organization_id,
+        client_key_id=fields.pop("client_key_id", None),
+        endpoint="chat.completions",
+        model_type="chat",
+        requested_model=fields.pop("requested_model", "alpha/llama-3.1-8b"),
+        request_id="gen-" + uuid.uuid4().hex,
+        **fields,
+    )
+
+
+def rollup_snapshot():
+    usage_rows = sorted(
+        MetricDaily.objects.values_list(
+            "organization_id",
+            "day",
+            "provider_pk",
+            "model_pk",
+            "client_key_pk",
+            "served_model",
+            "requests",
+            "errors",
+            "total_tokens",
+            "cost",
+            "latency_sum_ms",
+            "successes",
+        )
+    )
+    latency_rows = sorted(
+        MetricDailyLatency.objects.values_list(
+            "organization_id", "day", "provider_pk", "bucket", "count"
+        )
+    )
+    return usage_rows, latency_rows
+
+
+@pytest.fixture
+def doomed(transactional_db, org, catalog):
+    """One row of each kind a metric names, deleted: only their ids are left."""
+    private = Provider.objects.create(
+        organization=org, name="Private", slug="private", base_url="http://127.0.0.1:9/v1"
+    )
+    on_private = Model.objects.create(provider=private, provider_model_id="m1", model_name="M1")
+    model = Model.objects.create(
+        provider=catalog["providers"]["alpha"], provider_model_id="gone", model_name="Gone"
+    )
+    credential = services.provider_credential_create(
+        organization=org, provider=catalog["providers"]["beta"], secret="sk-gone-0001", name="gone"
+    )
+    key = services.client_key_create(organization=org, name="gone").client_key
+    rule = services.routing_rule_save(organization=org, name="gone", match_model="gone")
+    doomed_org = Organization.objects.create(name="Doomed", slug="doomed")
+    ids = {
+        "provider": private.pk,
+        "provider_model": on_private.pk,
+        "model": model.pk,
+        "credential": credential.pk,
+        "client_key": key.pk,
+        "routing_rule": rule.pk,
+        "organization": doomed_org.pk,
+    }
+    for row in (private, model, credential, key, rule, doomed_org):
+        row.delete()
+    return ids
+
+
+def mixed_batch(org, catalog, doomed):
+    """Good rows, rows naming each kind of deleted row, rows of a deleted organization and
+    one row the database refuses on its own (a negative token count)."""
+    alpha = catalog["models"]["alpha"]
+    credential = catalog["credentials"]["alpha"]
+    key = services.client_key_create(organization=org, name="live").client_key
+    rule = services.routing_rule_save(organization=org, name="live", match_model="fast")
+    live = {
+        "client_key_id": key.pk,
+        "credential_id": credential.pk,
+        "credential_quota_period": credential.quota_period,
+        "provider_id": alpha.provider_id,
+        "model_id": alpha.pk,
+        "routing_rule_id": rule.pk,
+        "served_model": alpha.catalog_id,
+        "provider_slug": "alpha",
+    }
+    good = [usage(org.pk, **live) for _ in range(4)]
+    dangling = {
+        "client_key": usage(org.pk, **{**live, "client_key_id": doomed["client_key"]}),
+        "credential": usage(org.pk, **{**live, "credential_id": doomed["credential"]}),
+        "model": usage(org.pk, **{**live, "model_id": doomed["model"]}),
+        "routing_rule": usage(org.pk, **{**live, "routing_rule_id": doomed["routing_rule"]}),
+        "provider": usage(
+            org.pk,
+            **{**live, "provider_id": doomed["provider"], "model_id": doomed["provider_model"]},
+        ),
+    }
+    orphans = [usage(doomed["organization"], **live) for _ in range(2)]
+    invalid = usage(org.pk, **{**live, "input_tokens": -1})
+    batch = [*good[:2], *dangling.values(), orphans[0], invalid, *good[2:], orphans[1]]
+    return batch, good, dangling, key, credential
+
+
+def test_foreign_keys_are_enforced(transactional_db, org):
+    """What the rest relies on: the database refuses a row naming a missing key (on
+    SQLite too, where Django turns foreign keys on for each connection)."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA foreign_keys")
+            assert cursor.fetchone()[0] == 1
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ModelMetric.objects.create(organization=org, requested_model="x", client_key_id=987654)
+    assert ModelMetric.objects.count() == 0
+
+
+def test_write_isolates_dangling_references_and_refused_rows(org, catalog, doomed, caplog):
+    batch, good, dangling, key, credential = mixed_batch(org, catalog, doomed)
+    with caplog.at_level(logging.WARNING, logger="gateway.accounting"):
+        outcome = write_records(batch)
+
+    assert outcome.unwritten == []
+    assert outcome.written == len(good) + len(dangling)
+    assert outcome.dropped == {"organization_deleted": 2, "invalid_row": 1}
+    assert outcome.detached == {
+        "client_key": 1,
+        "credential": 1,
+        "model": 2,
+        "routing_rule": 1,
+        "provider": 1,
+    }
+    rows = {row.request_id: row for row in ModelMetric.objects.all()}
+    assert set(rows) == {record.request_id for record in [*good, *dangling.values()]}
+    for record in good:
+        row = rows[record.request_id]
+        assert (row.client_key_id, row.credential_id, row.model_id, row.routing_rule_id) == (
+            record.client_key_id,
+            record.credential_id,
+            record.model_id,
+            record.routing_rule_id,
+        )
+    for reference, record in dangling.items():
+        row = rows[record.request_id]
+        assert getattr(row, f"{reference}_id") is None
+        assert row.input_tokens == 10 and row.cost == Decimal("0.0001")
+    provider_row = rows[dangling["provider"].request_id]
+    assert provider_row.model_id is None and provider_row.client_key_id == key.pk
+    assert "IntegrityError" in caplog.text and dangling["client_key"].request_id not in caplog.text
+
+    # The live credential counts every request that named it, written or not; the key
+    # saw its last use.
+    credential.refresh_from_db()
+    named = [r for r in batch if r.credential_id == credential.pk]
+    assert credential.used_requests == len(named)
+    assert credential.used_tokens == sum(r.input_tokens + r.output_tokens for r in named)
+    key.refresh_from_db()
+    assert key.last_used_at is not None
+
+    # The rollups hold exactly the rows written.
+    written = rollup_snapshot()
+    assert sum(row[6] for row in written[0]) == outcome.written
+    rollups.rebuild()
+    assert rollup_snapshot() == written
+
+
+def test_write_at_exit_isolates_the_same_way(org, catalog, doomed, caplog):
+    """The exit hook (a server without lifespan events) writes through the same path and
+    reports what it could not write, per reason."""
+    batch, good, dangling, _, _ = mixed_batch(org, catalog, doomed)
+    recorder = MetricRecorder(runtime=None)
+    recorder.pending = list(batch)
+    before = {reason: dropped(reason) for reason in ("organization_deleted", "invalid_row")}
+    with caplog.at_level(logging.ERROR, logger="gateway.accounting"):
+        recorder.write_pending_sync()
+
+    assert recorder.pending == []
+    assert ModelMetric.objects.count() == len(good) + len(dangling)
+    assert dropped("organization_deleted") - before["organization_deleted"] == 2
+    assert dropped("invalid_row") - before["invalid_row"] == 1
+    assert "At shutdown 3 metric rows could not be written" in caplog.text
+    assert "2 organization_deleted" in caplog.text and "1 invalid_row" in caplog.text
+    assert "unreachable" not in caplog.text
+
+
+# --- The database unavailable ---------------------------------------------------------------
+
+
+class UnavailableDatabase:
+    """The boundary a recorder writes through, failing its calls as a database server that
+    refuses connections would (the calls numbered in ``failing``), running the others on
+    the test database."""
+
+    def __init__(self, failing):
+        self.failing = failing
+        self.calls = 0
+        self.loop = None
+
+    async def db(self, fn, *args, **kwargs):
+        self.calls += 1
+        if self.calls in self.failing:
+            raise OperationalError(
+                'connection to server at "127.0.0.1", port 5433 failed: Connection refused'
+            )
+
+        def job():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                connection.close()
+
+        return await asyncio.to_thread(job)
+
+
+def run_recorder(database, scenario):
+    async def main():
+        database.loop = asyncio.get_running_loop()
+        recorder = MetricRecorder(database)
+        await scenario(recorder)
+        return recorder
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def live(transactional_db, org, catalog):
+    credential = catalog["credentials"]["alpha"]
+    return {
+        "credential_id": credential.pk,
+        "credential_quota_period": credential.quota_period,
+        "model_id": catalog["models"]["alpha"].pk,
+        "provider_id": catalog["providers"]["alpha"].pk,
+    }
+
+
+def test_rows_wait_for_an_unreachable_database_up_to_the_limit(settings, org, live):
+    settings.GATEWAY_METRICS_MAX_PENDING = 6
+    records = [usage(org.pk, **live) for _ in range(8)]
+    before = {reason: dropped(reason) for reason in ("queue_full", "invalid_row")}
+
+    async def scenario(recorder):
+        for record in records[:4]:
+            recorder.record(record)
+        await recorder.flush()
+        assert recorder.pending == records[:4]
+        for record in records[4:]:
+            recorder.record(record)
+        await recorder.flush()
+        # The oldest rows go first when the queue is over its limit.
+        assert recorder.pending == records[2:]
+        await recorder.flush()
+        assert recorder.pending == []
+
+    run_recorder(UnavailableDatabase(failing={1, 2}), scenario)
+    assert set(ModelMetric.objects.values_list("request_id", flat=True)) == {
+        record.request_id for record in records[2:]
+    }
+    assert dropped("queue_full") - before["queue_full"] == 2
+    assert dropped("invalid_row") == before["invalid_row"]
+
+
+def test_a_part_written_before_the_database_went_away_is_not_written_twice(
+    settings, org, catalog, live
+):
+    settings.GATEWAY_METRICS_BATCH_SIZE = 2
+    records = [usage(org.pk, **live) for _ in range(5)]
+
+    async def scenario(recorder):
+        recorder.pending = list(records)
+        await recorder.flush()
+        assert recorder.pending == records[2:]
+        await recorder.flush()
+        assert recorder.pending == []
+
+    database = UnavailableDatabase(failing={2})
+    run_recorder(database, scenario)
+    assert database.calls == 4  # 2 rows, refused, then 2 + 1
+    assert sorted(ModelMetric.objects.values_list("request_id", flat=True)) == sorted(
+        record.request_id for record in records
+    )
+    credential = ProviderCredential.objects.get(pk=live["credential_id"])
+    assert credential.used_requests == 5
+    assert MetricDaily.objects.get().requests == 5
+
+
+def test_shutdown_with_the_database_down_says_so(org, live, caplog):
+    records = [usage(org.pk, **live) for _ in range(3)]
+    before = dropped("database_unreachable")
+
+    async def scenario(recorder):
+        recorder.pending = list(records)
+        await recorder.close()
+        assert recorder.pending == []
+
+    with caplog.at_level(logging.ERROR, logger="gateway.accounting"):
+        run_recorder(UnavailableDatabase(failing=range(1, 100)), scenario)
+    assert ModelMetric.objects.count() == 0
+    assert dropped("database_unreachable") - before == 3
+    assert "At shutdown 3 metric rows could not be written: 3 database_unreachable" in caplog.text
+    assert "Connection refused" in caplog.text
+
+
+# --- Under traffic --------------------------------------------------------------------------
+
+
+class Traffic:
+    """Requests through the real OpenAI SDK, counting what the gateway answered."""
+
+    def __init__(self, gateway, raw_key: str, model: str):
+        self.sdk = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=raw_key, max_retries=0)
+        self.model = model
+        self.statuses: list[int] = []
+        self.lock = threading.Lock()
+
+    def send(self, count: int) -> None:
+        for _ in range(count):
+            try:
+                self.sdk.chat.completions.create(model=self.model, messages=MESSAGES)
+                status = 200
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+            with self.lock:
+                self.statuses.append(status)
+
+    @property
+    def recorded(self) -> int:
+        """Requests that leave a usage row: all but those refused at authentication."""
+        return sum(1 for status in self.statuses if status != 401)
+
+
+def flush() -> None:
+    """Run one flush of the gateway's recorder on its event loop and wait for it."""
+    runtime = gateway_runtime._runtime
+    assert runtime is not None
+    asyncio.run_coroutine_threadsafe(runtime.recorder.flush(), runtime.loop).result(timeout=30)
+
+
+@pytest.fixture
+def tenants(org, other_org, catalog, upstream, owner):
+    """The organization whose things get deleted, with an org-private provider the victim
+    requests go to, and a bystander organization on the shared catalog."""
+    private = Provider.objects.create(
+        organization=org, name="Private", slug="private", base_url=f"{upstream.url}/openai/v1"
+    )
+    model = Model.objects.create(
+        provider=private,
+        provider_model_id="llama-3.1-8b",
+        model_name="Private Llama",
+        pricing_prompt=Decimal("0.000001"),
+        pricing_completion=Decimal("0.000002"),
+    )
+    credential = services.provider_credential_create(
+        organization=org, provider=private, secret="sk-private-0001", name="private"
+    )
+    rule = services.routing_rule_save(
+        organization=org, name="fast", match_model="fast", targets=[{"model": model}]
+    )
+    services.provider_credential_create(
+        organization=other_org,
+        provider=catalog["providers"]["alpha"],
+        secret="sk-other-0001",
+        name="alpha",
+    )
+    return {
+        "provider": private,
+        "model": model,
+        "credential": credential,
+        "routing_rule": rule,
+        "victim_key": services.client_key_create(organization=org, name="victim"),
+        "same_org_key": services.client_key_create(organization=org, name="neighbour"),
+        "other_org_key": services.client_key_create(organization=other_org, name="other"),
+        "api": client_for(owner, org),
+    }
+
+
+DELETIONS = {
+    # kind: (the victim's requested model, the API path of the deletion, the metric's field)
+    "client_key": ("private/llama-3.1-8b", "client-keys/{victim_key}/", "client_key_id"),
+    "credential": ("private/llama-3.1-8b", "api-keys/{credential}/", "credential_id"),
+    "model": ("private/llama-3.1-8b", "models/{model}/", "model_id"),
+    "routing_rule": ("fast", "routing-rules/{routing_rule}/", "routing_rule_id"),
+    "provider": ("private/llama-3.1-8b", "providers/{provider}/", "provider_id"),
+    "organization": ("private/llama-3.1-8b", "organizations/acme/", None),
+}
+
+
+@pytest.fixture
+def quiet_gateway(gateway_settings, gateway):
+    """The gateway with its periodic flush out of the way: the test flushes, so that rows
+    are known to be queued when the deletion commits. Restarted for the setting to hold."""
+    gateway_settings.GATEWAY_METRICS_FLUSH_SECONDS = 3600
+    gateway.stop()
+    from config.asgi import application
+    from tests.gateway.fake_upstream import ServerThread
+
+    server = ServerThread(application, lifespan="on").start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("kind", list(DELETIONS))
+def test_deletion_under_traffic_keeps_every_row_recorded(
+    kind, org, other_org, tenants, quiet_gateway, caplog
+):
+    victim_model, path, field_name = DELETIONS[kind]
+    victim = Traffic(quiet_gateway, tenants["victim_key"].raw_key, victim_model)
+    bystanders = [
+        Traffic(quiet_gateway, tenants["other_org_key"].raw_key, "alpha/llama-3.1-8b"),
+    ]
+    if kind != "organization":
+        bystanders.append(
+            Traffic(quiet_gateway, tenants["same_org_key"].raw_key, "alpha/llama-3.1-8b")
+        )
+    target = {
+        name: (value.client_key.pk if name.endswith("_key") else value.pk)
+        for name, value in tenants.items()
+        if name not in ("api",)
+    }
+    url = "/api/modelhub/" + path.format(**target)
+    before = dropped("organization_deleted")
+
+    # Rows written before the deletion, and rows queued when it commits.
+    victim.send(3)
+    flush()
+    assert ModelMetric.objects.count() == 3
+    victim.send(4)
+    assert victim.recorded == 7
+    with caplog.at_level(logging.INFO, logger="gateway.accounting"):
+        with ThreadPoolExecutor(max_workers=len(bystanders) + 1) as pool:
+            running = [pool.submit(traffic.send, 12) for traffic in bystanders]
+            # The deletion commits while the other tenants' requests are being served.
+            response = tenants["api"].delete(url)
+            assert response.status_code == 204, response.content
+            # Requests that still come in with cached keys and plans name the deleted row.
+            running.append(pool.submit(victim.send, 4))
+            for future in running:
+                future.result()
+        flush()
+        for traffic in bystanders:
+            traffic.send(3)
+        flush()
+
+    victim_rows = ModelMetric.objects.filter(requested_model=victim_model)
+    for traffic in bystanders:
+        assert traffic.statuses == [200] * 15
+    bystander_rows = ModelMetric.objects.filter(requested_model="alpha/llama-3.1-8b")
+    assert bystander_rows.count() == 15 * len(bystanders)
+    assert set(bystander_rows.values_list("organization_id", flat=True)) == (
+        {other_org.pk} if kind == "organization" else {org.pk, other_org.pk}
+    )
+    if kind == "organization":
+        # The rows queued at the deletion and those of requests served afterwards from
+        # cached keys can no longer exist: counted, with their reason.
+        assert victim_rows.count() == 0
+        lost = victim.recorded - 3
+        assert dropped("organization_deleted") - before == lost
+        assert f"Dropped {lost} metric rows (organization_deleted)" in caplog.text
+    else:
+        assert victim_rows.count() == victim.recorded
+        assert not victim_rows.exclude(**{field_name: None}).exists()
+        assert dropped("organization_deleted") == before
+        assert "references to deleted rows left empty" in caplog.text
+    assert "refused" not in caplog.text and "unreachable" not in caplog.text
+
+    # The rollups count the rows written, per organization and day.
+    def totals(queryset, requests):
+        return sorted(
+            queryset.values_list("organization_id")
+            .annotate(n=Sum(requests) if requests else Count("id"), cost=Sum("cost"))
+            .order_by()
+        )
+
+    assert totals(MetricDaily.objects.all(), "requests") == totals(ModelMetric.objects.all(), None)
+
+
+def test_credential_usage_and_last_use_survive_deleted_rows(tenants, quiet_gateway):
+    """The counters of a deleted credential and the last use of a deleted key are
+    UPDATEs that match nothing: the rest of the batch is still written."""
+    victim = Traffic(quiet_gateway, tenants["victim_key"].raw_key, "private/llama-3.1-8b")
+    neighbour = Traffic(quiet_gateway, tenants["same_org_key"].raw_key, "alpha/llama-3.1-8b")
+    victim.send(3)
+    neighbour.send(2)
+    tenants["credential"].delete()
+    ClientKey.objects.filter(pk=tenants["victim_key"].client_key.pk).delete()
+    flush()
+    assert ModelMetric.objects.count() == 5
+    alpha = ProviderCredential.objects.get(provider__slug="alpha", organization__slug="acme")
+    assert alpha.used_requests == 2
+    neighbour_key = ClientKey.objects.get(pk=tenants["same_org_key"].client_key.pk)
+    assert neighbour_key.last_used_at is not None
+
+
+def test_shutdown_names_what_it_could_not_write(org, tenants, quiet_gateway, caplog):
+    """Rows of an organization deleted before the last flush are reported as such at
+    shutdown, not as a database that is unreachable."""
+    victim = Traffic(quiet_gateway, tenants["victim_key"].raw_key, "private/llama-3.1-8b")
+    neighbour = Traffic(quiet_gateway, tenants["other_org_key"].raw_key, "alpha/llama-3.1-8b")
+    victim.send(2)
+    neighbour.send(3)
+    Organization.objects.filter(pk=org.pk).delete()
+    with caplog.at_level(logging.ERROR, logger="gateway.accounting"):
+        quiet_gateway.stop()
+    assert ModelMetric.objects.count() == 3
+    assert "At shutdown 2 metric rows could not be written: 2 organization_deleted" in caplog.text
+    assert "unreachable" not in caplog.text
+
+
+def test_deletions_racing_the_periodic_flush_succeed(org, other_org, tenants, gateway, owner):
+    """With the flush running every 50 ms, a usage row can commit between Django's
+    clearing of the references and its DELETE: the deletion must not fail on it."""
+    bystander = Traffic(gateway, tenants["other_org_key"].raw_key, "alpha/llama-3.1-8b")
+    victims: list[Traffic] = []
+
+    def under_traffic(issued, path):
+        victim = Traffic(gateway, issued.raw_key, "private/llama-3.1-8b")
+        victims.append(victim)
+        stop = threading.Event()
+
+        def send():
+            while not stop.is_set():
+                victim.send(1)
+                bystander.send(1)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        try:
+            wait_for(lambda: len(victim.statuses) >= 5)
+            response = tenants["api"].delete(f"/api/modelhub/{path}")
+            wait_for(lambda: len(victim.statuses) >= 15)
+        finally:
+            stop.set()
+            sender.join()
+        assert response.status_code == 204, response.content
+
+    for name in ("one", "two", "three"):
+        issued = services.client_key_create(organization=org, name=name)
+        under_traffic(issued, f"client-keys/{issued.client_key.pk}/")
+    wait_for(
+        lambda: (
+            ModelMetric.objects.filter(organization=org).count()
+            == sum(victim.recorded for victim in victims)
+        )
+    )
+    assert not ModelMetric.objects.filter(organization=org, client_key__isnull=False).exists()
+    under_traffic(tenants["victim_key"], f"providers/{tenants['provider'].pk}/")
+    issued = services.client_key_create(organization=org, name="last")
+    under_traffic(issued, "organizations/acme/")
+
+    assert bystander.statuses == [200] * len(bystander.statuses)
+    metrics_rows(len(bystander.statuses), organization=other_org)
+    assert ModelMetric.objects.filter(organization=other_org).count() == len(bystander.statuses)
+    wait_for(lambda: not ModelMetric.objects.filter(organization_id=org.pk).exists())
+
+
+def test_the_database_applies_the_usage_tables_on_delete(transactional_db):
+    """On PostgreSQL the constraints carry the action themselves (see migration 0006);
+    an AlterField on one of these keys would quietly take it away again."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: the constraints keep Django's default")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT con.conrelid::regclass::text, att.attname, con.confdeltype, con.condeferred
+            FROM pg_constraint con
+            JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = con.conkey[1]
+            WHERE con.contype = 'f'
+              AND con.conrelid::regclass::text IN
+                  ('model_metrics', 'metric_daily', 'metric_daily_latency')
+            """
+        )
+        actions = {
+            (table, column): (action, deferred) for table, column, action, deferred in cursor
+        }
+    assert actions == {
+        ("model_metrics", "organization_id"): ("c", True),
+        ("model_metrics", "client_key_id"): ("n", True),
+        ("model_metrics", "credential_id"): ("n", True),
+        ("model_metrics", "provider_id"): ("n", True),
+        ("model_metrics", "model_id"): ("n", True),
+        ("model_metrics", "routing_rule_id"): ("n", True),
+        ("metric_daily", "organization_id"): ("c", True),
+        ("metric_daily_latency", "organization_id"): ("c", True),
+    }
