@@ -222,6 +222,11 @@ REST_FRAMEWORK = {
         "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "modelhub.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",
@@ -341,5 +346,9 @@ GATEWAY_DB_THREADS = env.int("GATEWAY_DB_THREADS", default=4)
 GATEWAY_METRICS_FLUSH_SECONDS = env.float("GATEWAY_METRICS_FLUSH_SECONDS", default=1.0)
 GATEWAY_METRICS_BATCH_SIZE = env.int("GATEWAY_METRICS_BATCH_SIZE", default=500)
 GATEWAY_METRICS_MAX_PENDING = env.int("GATEWAY_METRICS_MAX_PENDING", default=100_000)
+# Largest request body the gateway reads, in bytes (prompts with long documents or images
+# are large; the rest of the site keeps Django's DATA_UPLOAD_MAX_MEMORY_SIZE). Beyond it
+# the gateway answers OpenAI's JSON 413 without reading further.
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 # Seconds a shutdown waits for background work (limit settlement, health updates).
 GATEWAY_SHUTDOWN_TIMEOUT = env.float("GATEWAY_SHUTDOWN_TIMEOUT", default=10.0)

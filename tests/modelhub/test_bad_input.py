@@ -517,3 +517,29 @@ def test_bad_organization_headers_are_404(header, org, owner, api_client):
     client.defaults["HTTP_X_ORGANIZATION"] = header
     response = client.get(f"{API}/providers/")
     assert_clean_error(response, statuses=(404,))
+
+
+# --- Hostile bodies and parameters --------------------------------------------------------
+
+DEEP_JSON = "[" * 5000
+
+
+@pytest.mark.parametrize("path", ["/api/auth/token/", "/api/auth/token/refresh/"])
+def test_deeply_nested_json_to_the_token_views_is_a_400(path, client):
+    response = client.post(path, DEEP_JSON, content_type="application/json")
+    body = assert_clean_error(response)
+    assert "nested too deeply" in body["detail"]
+
+
+@pytest.mark.parametrize(("name", "action"), all_post_targets())
+def test_deeply_nested_json_is_a_400(name, action, objects, owner_client):
+    url, _ = post_url_and_payload(objects, name, action)
+    response = owner_client.post(url, DEEP_JSON, content_type="application/json")
+    body = assert_clean_error(response)
+    assert "nested too deeply" in body["detail"]
+
+
+def test_deeply_nested_json_in_an_update_is_a_400(objects, owner_client):
+    url = f"{API}/providers/{objects['provider'].pk}/"
+    response = owner_client.patch(url, '{"a":' * 5000, content_type="application/json")
+    assert_clean_error(response)
