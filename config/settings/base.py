@@ -305,6 +305,9 @@ SYNC_MAX_PAGES = env.int("SYNC_MAX_PAGES", default=100)
 # (an upstream glitch must not deactivate the catalog); only checked from this many models.
 SYNC_SHRINK_GUARD_RATIO = env.float("SYNC_SHRINK_GUARD_RATIO", default=0.5)
 SYNC_SHRINK_GUARD_MIN_MODELS = env.int("SYNC_SHRINK_GUARD_MIN_MODELS", default=20)
+# A provider list longer than this is refused (a failed SyncRun, rows untouched), also
+# with --force: an upstream bug or a hostile endpoint must not flood the catalog.
+SYNC_MAX_RECORDS = env.int("SYNC_MAX_RECORDS", default=50_000)
 # Hard and soft time limits of one provider's sync task, in seconds.
 SYNC_TASK_TIME_LIMIT = env.int("SYNC_TASK_TIME_LIMIT", default=900)
 CELERY_BEAT_SCHEDULE["sync-all-providers"] = {
