@@ -259,3 +259,15 @@ def test_a_malformed_incoming_request_id_is_replaced(gateway, client_key, incomi
     )
     assert response.status_code == 200
     assert response.headers["x-request-id"].startswith("gen-")
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/models/%00", "/v1/models/%ED%A0%80", "/v1/%FF%FE", "/v1/models/a%00b/c"]
+)
+def test_hostile_paths_are_json_answers(gateway, client_key, path):
+    response = httpx.get(
+        f"{gateway.url}{path}", headers={"Authorization": f"Bearer {client_key.raw_key}"}
+    )
+    assert response.status_code in (400, 404), response.text[:300]
+    assert response.json()["error"]["message"]
+    assert response.headers["x-request-id"]
