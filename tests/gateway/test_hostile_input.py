@@ -271,3 +271,11 @@ def test_hostile_paths_are_json_answers(gateway, client_key, path):
     assert response.status_code in (400, 404), response.text[:300]
     assert response.json()["error"]["message"]
     assert response.headers["x-request-id"]
+
+
+def test_security_headers_match_the_rest_of_the_site(gateway):
+    """The same values as the middleware stack sends, whatever the settings say."""
+    site = httpx.get(f"{gateway.url}/healthz")
+    gateway_answer = httpx.get(f"{gateway.url}/metrics")
+    for header in SECURITY_HEADERS:
+        assert gateway_answer.headers.get(header) == site.headers.get(header), header
