@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 
 from modelhub.models import CAPABILITY_FIELDS
+from modelhub.validators import unusable_text_reason
 
 DEFAULT_MODEL_LIMIT = 100
 MAX_LIMIT = 1000
@@ -20,10 +21,32 @@ FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 # Capability filter names -> Model boolean columns.
 CAPABILITIES = CAPABILITY_FIELDS
 SORTS = ("name", "price", "-price", "context", "-context", "newest", "oldest")
+# The largest price the Model columns hold (28 digits, 18 of them decimals), in USD per
+# token: a bigger bound filters nothing, and a huge one overflows the database's numeric.
+MAX_PRICE = Decimal(10) ** 10
+# The database's integer range, for counts and offsets.
+MAX_INTEGER = 2**63 - 1
 
 
 class InvalidParameter(ValueError):
     """A query parameter that cannot be understood; answered with 400."""
+
+
+def checked_text(name: str, value: str) -> str:
+    """``value`` of the parameter (or path part) ``name``, if it can be queried."""
+    reason = unusable_text_reason(value)
+    if reason is not None:
+        raise InvalidParameter(f"'{name}' {reason}.")
+    return value
+
+
+def parse_text(query, *names: str) -> str:
+    """The first of ``names`` that is set, stripped; one name is an alias of the next."""
+    for name in names:
+        raw = query.get(name)
+        if raw:
+            return checked_text(name, raw).strip()
+    return ""
 
 
 def parse_bool(query, name: str, default: bool) -> bool:
@@ -38,17 +61,18 @@ def parse_bool(query, name: str, default: bool) -> bool:
     raise InvalidParameter(f"'{name}' must be true or false, not '{raw}'.")
 
 
-def parse_int(query, name: str, *, default: int | None, minimum: int, maximum: int | None = None):
+def parse_int(query, name: str, *, default: int | None, minimum: int, maximum: int = MAX_INTEGER):
     raw = query.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw.strip())
     except ValueError:
-        raise InvalidParameter(f"'{name}' must be an integer, not '{raw}'.")
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise InvalidParameter(f"'{name}' must be {bounds}, not {value}.")
+        raise InvalidParameter(f"'{name}' must be an integer, not '{raw[:50]}'.")
+    if value < minimum or value > maximum:
+        raise InvalidParameter(
+            f"'{name}' must be between {minimum} and {maximum}, not {str(value)[:50]}."
+        )
     return value
 
 
@@ -59,15 +83,18 @@ def parse_decimal(query, name: str) -> Decimal | None:
     try:
         value = Decimal(raw.strip())
     except InvalidOperation:
-        raise InvalidParameter(f"'{name}' must be a number, not '{raw}'.")
-    if not value.is_finite() or value < 0:
-        raise InvalidParameter(f"'{name}' must be a non-negative number, not '{raw}'.")
+        raise InvalidParameter(f"'{name}' must be a number, not '{raw[:50]}'.")
+    if not value.is_finite() or value < 0 or value > MAX_PRICE:
+        raise InvalidParameter(
+            f"'{name}' must be a number from 0 to {MAX_PRICE}, not '{raw[:50]}'."
+        )
     return value
 
 
 def parse_list(query, name: str) -> tuple[str, ...]:
     values: list[str] = []
     for raw in query.getlist(name):
+        checked_text(name, raw)
         values.extend(part.strip() for part in raw.split(",") if part.strip())
     return tuple(dict.fromkeys(values))
 
@@ -135,15 +162,15 @@ class ModelListParams:
             raise InvalidParameter(
                 f"Unknown capability '{unknown[0]}'. Valid: {', '.join(sorted(CAPABILITIES))}."
             )
-        sort = (query.get("sort") or "name").strip().lower()
+        sort = (parse_text(query, "sort") or "name").lower()
         if sort not in SORTS:
             raise InvalidParameter(f"Unknown sort '{sort}'. Valid: {', '.join(SORTS)}.")
         return cls(
             providers=tuple(sorted(p.lower() for p in parse_list(query, "provider"))),
-            search=(query.get("search") or query.get("q") or "").strip(),
-            modality=(query.get("modality") or "").strip().lower(),
-            input_modality=(query.get("input_modality") or "").strip().lower(),
-            output_modality=(query.get("output_modality") or "").strip().lower(),
+            search=parse_text(query, "search", "q"),
+            modality=parse_text(query, "modality").lower(),
+            input_modality=parse_text(query, "input_modality").lower(),
+            output_modality=parse_text(query, "output_modality").lower(),
             min_context=parse_int(query, "min_context", default=None, minimum=0),
             max_price=parse_decimal(query, "max_price"),
             max_completion_price=parse_decimal(query, "max_completion_price"),

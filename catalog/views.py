@@ -16,7 +16,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog import huggingface, responses, services
-from catalog.parameters import InvalidParameter, ModelListParams, ProviderListParams, parse_bool
+from catalog.parameters import (
+    InvalidParameter,
+    ModelListParams,
+    ProviderListParams,
+    checked_text,
+    parse_bool,
+    parse_text,
+)
 from modelhub.admin_api import require_admin_api_key
 
 logger = logging.getLogger(__name__)
@@ -84,7 +91,9 @@ def model_detail(request, provider_name: str, model_name: str):
     every provider offering the same model, cheapest first; ``include_huggingface``
     (default true) adds ``huggingface_metrics``.
     """
-    gateway = (request.GET.get("gateway") or "").strip().lower() or None
+    checked_text("provider_name", provider_name)
+    checked_text("model_name", model_name)
+    gateway = parse_text(request.GET, "gateway").lower() or None
     include_huggingface = parse_bool(request.GET, "include_huggingface", True)
     body = responses.model_detail_body(
         provider_name,

@@ -8,26 +8,57 @@ Requests to ``/v1/`` and ``/metrics`` go to a second Django handler without the
 middleware stack of the admin and the management API: the gateway authenticates with
 client keys and uses no session, CSRF, user or message middleware, and each of them
 costs a hop to a thread on every request.
+
+What that stack would do and the gateway still needs is done here, cheaply: the Host
+header is checked against ``ALLOWED_HOSTS`` (a JSON 400 otherwise), the security headers
+of ``SecurityMiddleware`` and ``XFrameOptionsMiddleware`` are added with the project's
+settings, and every answer, errors included, carries ``x-request-id``. Bodies are bounded
+by ``GATEWAY_MAX_BODY_BYTES`` (prompts are large; Django's form-sized
+``DATA_UPLOAD_MAX_MEMORY_SIZE`` applies to the rest of the site), checked from
+``Content-Length`` before reading and again while reading, for chunked bodies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 
-from django.core.exceptions import RequestAborted
+from django.conf import settings
+from django.core.exceptions import DisallowedHost, RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
+from django.http import HttpRequest
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 from django.urls import set_script_prefix
 
 from gateway import runtime
+from gateway.errors import InvalidRequest
+from gateway.request_ids import request_id_for
 
 logger = logging.getLogger(__name__)
 
 GATEWAY_URLCONF = "gateway.urls"
 GATEWAY_PREFIXES = ("/v1/",)
 GATEWAY_PATHS = ("/metrics",)
+
+
+class BodyTooLarge(Exception):
+    """The request body is longer than ``GATEWAY_MAX_BODY_BYTES``."""
+
+
+def _unused_get_response(request):  # pragma: no cover - the middleware is never called
+    raise AssertionError("Only the middleware's process_response is used.")
+
+
+def body_too_large(limit: int):
+    return InvalidRequest(
+        f"The request body is larger than this gateway accepts ({limit} bytes).",
+        status=413,
+        code="request_too_large",
+    ).as_response()
 
 
 class GatewayASGIHandler(ASGIHandler):
@@ -49,40 +80,116 @@ class GatewayASGIHandler(ASGIHandler):
         get_response = self._get_response_async if is_async else self._get_response
         self._middleware_chain = convert_exception_to_response(get_response)
 
+    def __init__(self):
+        super().__init__()
+        # Used for their process_response only: the headers they add, with the project's
+        # settings, read once here.
+        self.security = SecurityMiddleware(_unused_get_response)
+        self.xframe = XFrameOptionsMiddleware(_unused_get_response)
+
     async def __call__(self, scope, receive, send):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send):
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
+        # The request is built before its body is read, so that the Host check, the
+        # Content-Length check and the request id come first.
+        request, error_response = self.create_request(scope, io.BytesIO())
+        if request is None:
+            error_response = InvalidRequest(
+                "The request line or headers could not be decoded.", code="invalid_request"
+            ).as_response()
+            await self.send_response(self.finish_response(None, error_response), send)
             return
-        set_script_prefix(get_script_prefix(scope))
-        request, error_response = self.create_request(scope, body_file)
-        try:
-            if request is None:
-                await self.send_response(error_response, send)
+        request.request_id = request_id_for(request.META.get("HTTP_X_REQUEST_ID"))
+        error_response = self.check_request(request)
+        if error_response is None:
+            limit = settings.GATEWAY_MAX_BODY_BYTES
+            try:
+                body = await self.read_limited_body(receive, limit)
+            except RequestAborted:
                 return
-            # The view runs beside a listener for the client's disconnect, which cancels
-            # it (and with it the upstream request) when the client goes away.
-            process = asyncio.create_task(self._process(request, send))
-            disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
-            done, _ = await asyncio.wait({process, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (disconnect, process):
-                if task in done:
-                    with contextlib.suppress(RequestAborted, asyncio.CancelledError):
-                        task.result()
-                else:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, RequestAborted):
-                        await task
-        finally:
-            body_file.close()
+            except BodyTooLarge:
+                error_response = body_too_large(limit)
+        if error_response is not None:
+            await self.send_response(self.finish_response(request, error_response), send)
+            return
+        # Bounded above; Django's own limit (DATA_UPLOAD_MAX_MEMORY_SIZE, checked when
+        # ``request.body`` is first read) is for forms and would refuse large prompts.
+        request._body = body
+        request._stream = io.BytesIO(body)
+        set_script_prefix(get_script_prefix(scope))
+        # The view runs beside a listener for the client's disconnect, which cancels it
+        # (and with it the upstream request) when the client goes away.
+        process = asyncio.create_task(self._process(request, send))
+        disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
+        done, _ = await asyncio.wait({process, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (disconnect, process):
+            if task in done:
+                with contextlib.suppress(RequestAborted, asyncio.CancelledError):
+                    task.result()
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+                    await task
+
+    def check_request(self, request):
+        """The JSON error for a disallowed Host or a body declared too large, or None."""
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return InvalidRequest(
+                "Invalid Host header: this server does not answer for that host name.",
+                code="invalid_host",
+            ).as_response()
+        declared = request.META.get("CONTENT_LENGTH")
+        if declared:
+            try:
+                length = int(declared)
+            except ValueError:
+                length = -1
+            if length < 0:
+                return InvalidRequest(
+                    "The Content-Length header must be a whole number of bytes.",
+                    code="invalid_request",
+                ).as_response()
+            limit = settings.GATEWAY_MAX_BODY_BYTES
+            if length > limit:
+                return body_too_large(limit)
+        return None
+
+    async def read_limited_body(self, receive, limit: int) -> bytes:
+        """The whole body, or :class:`BodyTooLarge` as soon as it passes ``limit``."""
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
+            chunk = message.get("body")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge()
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def finish_response(self, request, response):
+        """Add what the middleware stack would: security headers, and the request id."""
+        if request is None:
+            # The scope could not be decoded into a request: answer as for a plain one.
+            request = HttpRequest()
+            request.request_id = request_id_for(None)
+        response.headers.setdefault("X-Request-Id", request.request_id)
+        self.security.process_response(request, response)
+        self.xframe.process_response(request, response)
+        return response
 
     async def _process(self, request, send) -> None:
         # Resolve against the gateway's own routes, not the whole site's list.
         request.urlconf = GATEWAY_URLCONF
         response = await self.run_get_response(request)
+        self.finish_response(request, response)
         with contextlib.suppress(asyncio.CancelledError):
             await self.send_response(response, send)
 

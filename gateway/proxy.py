@@ -21,7 +21,6 @@ import json
 import logging
 import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -42,6 +41,7 @@ from gateway.errors import (
     ServiceUnavailable,
     UpstreamFailed,
 )
+from gateway.request_ids import new_request_id
 from gateway.telemetry import UPSTREAM_ERRORS, series_labels
 from gateway.upstreams import (
     CHAT,
@@ -92,7 +92,7 @@ class GatewayCall:
     deadline: float = field(
         default_factory=lambda: time.monotonic() + settings.GATEWAY_REQUEST_DEADLINE
     )
-    request_id: str = field(default_factory=lambda: "gen-" + uuid.uuid4().hex)
+    request_id: str = field(default_factory=new_request_id)
     attempts: int = 0
     candidates_tried: int = 0
     reservation: limits.Reservation | None = None
@@ -146,6 +146,41 @@ class AttemptFailed(Exception):
 
 # --- Parsing --------------------------------------------------------------------------------
 
+# Deepest nesting of arrays and objects accepted in a body. Real requests (messages with
+# content parts, tools with JSON schemas) stay far below it; a deeper body would make the
+# recursive walks after parsing (token estimate, encoding for the upstream) hit Python's
+# recursion limit.
+MAX_JSON_DEPTH = 128
+TOO_DEEP = "The JSON body of your request is nested too deeply."
+
+
+def too_deep(value, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def is_storable_text(value: str) -> bool:
+    """Whether ``value`` can be stored and compared as database text: no NUL (PostgreSQL
+    refuses it) and no lone surrogate (not encodable as UTF-8)."""
+    if value.isascii():
+        return "\x00" not in value
+    if "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 def parse_body(raw: bytes, endpoint: Endpoint) -> dict:
     try:
@@ -155,19 +190,35 @@ def parse_body(raw: bytes, endpoint: Endpoint) -> dict:
             "We could not parse the JSON body of your request. The body must be a JSON object.",
             code="invalid_json",
         )
+    except RecursionError:
+        raise InvalidRequest(TOO_DEEP, code="invalid_json")
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if too_deep(body):
+        raise InvalidRequest(TOO_DEEP, code="invalid_json")
     models = body.get("models")
     if models is not None and (
         not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)
     ):
         raise InvalidRequest("'models' must be a list of model names.", param="models")
+    if models and not all(is_storable_text(m) for m in models):
+        raise InvalidRequest(
+            "'models' must not contain NUL characters or unpaired surrogates.",
+            param="models",
+            code="invalid_value",
+        )
     model = body.get("model")
     if model is None and models:
         body["model"] = model = models[0]
     if not isinstance(model, str) or not model:
         raise InvalidRequest(
             "You must provide a model parameter.", param="model", code="missing_required_parameter"
+        )
+    if not is_storable_text(model):
+        raise InvalidRequest(
+            "'model' must not contain NUL characters or unpaired surrogates.",
+            param="model",
+            code="invalid_value",
         )
     if endpoint is CHAT:
         messages = body.get("messages")
@@ -888,7 +939,14 @@ def gateway_headers(response: HttpResponse, call: GatewayCall, candidate: Candid
 # --- The request ----------------------------------------------------------------------------
 
 
-async def handle(runtime, key: ClientKeyInfo, raw_body: bytes, endpoint: Endpoint) -> HttpResponse:
+async def handle(
+    runtime,
+    key: ClientKeyInfo,
+    raw_body: bytes,
+    endpoint: Endpoint,
+    *,
+    request_id: str | None = None,
+) -> HttpResponse:
     body = parse_body(raw_body, endpoint)
     stream = bool(body.get("stream")) and endpoint is not EMBEDDINGS
     options = body.get("stream_options")
@@ -907,6 +965,8 @@ async def handle(runtime, key: ClientKeyInfo, raw_body: bytes, endpoint: Endpoin
         estimated_input_tokens=input_tokens,
         estimated_output_tokens=output_tokens,
     )
+    if request_id is not None:
+        call.request_id = request_id
     record = call.new_record()
     try:
         call.plan = await load_plan(call)

@@ -39,7 +39,9 @@ async def _completion(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
     state = runtime.current()
     try:
         key = await authenticate(state, request.headers)
-        return await proxy.handle(state, key, request.body, endpoint)
+        return await proxy.handle(
+            state, key, request.body, endpoint, request_id=getattr(request, "request_id", None)
+        )
     except GatewayError as error:
         return error.as_response()
 

@@ -161,6 +161,15 @@ def fetch_page(
         raise FetchError(f"the provider returned {kind} instead of a model list")
 
 
+def too_many_records(count: int, *, partial: bool = False) -> str:
+    counted = f"at least {count}" if partial else str(count)
+    return (
+        f"the list has {counted} records, more than SYNC_MAX_RECORDS "
+        f"({settings.SYNC_MAX_RECORDS}); nothing changed (raise SYNC_MAX_RECORDS if the "
+        "provider really lists that many)"
+    )
+
+
 def fetch_records(spec: ProviderSpec, *, session: requests.Session | None = None) -> list[Any]:
     """Every raw record of the provider's list, following pagination up to the page bound."""
     api_key = spec.api_key()
@@ -178,6 +187,9 @@ def fetch_records(spec: ProviderSpec, *, session: requests.Session | None = None
             payload = fetch_page(session, url, headers=headers, secret=api_key)
             items = extract_items(spec, payload)
             records.extend(items)
+            if len(records) > settings.SYNC_MAX_RECORDS:
+                # Stop reading: a runaway list is refused whole, whatever its remaining pages.
+                raise FetchError(too_many_records(len(records), partial=url is not None))
             url = next_page_url(spec, url, payload, items)
             if url in seen:
                 raise FetchError("pagination loops back to a page already read")

@@ -40,6 +40,7 @@ from sync.fetch import (
     fetch_records,
     redact,
     request_headers,
+    too_many_records,
 )
 from sync.registry import ProviderSpec, all_specs, get_spec
 from sync.transforms import MalformedRecord, ModelRecord, transform_record
@@ -287,7 +288,9 @@ def sync_provider(
     """Sync one provider and record a SyncRun; never raises for a provider-level failure.
 
     ``records`` skips the fetch and transform (a snapshot load). ``force`` accepts a list
-    the shrink guard would refuse. A dry run reads and plans but writes no catalog row; its
+    the shrink guard would refuse, but not one longer than ``SYNC_MAX_RECORDS``: that cap
+    bounds the memory and the transaction of one sync, which no operator's judgement of
+    the list changes (a provider that really lists more needs a higher setting). A dry run reads and plans but writes no catalog row; its
     SyncRun (``dry_run`` set) is the record that it happened.
     """
     started = time.monotonic()
@@ -315,6 +318,8 @@ def sync_provider(
                     raise SyncAborted(f"none of the {len(raw_records)} records could be read")
             else:
                 result.fetched = len(records)
+                if len(records) > settings.SYNC_MAX_RECORDS:
+                    raise SyncAborted(too_many_records(len(records)))
             result.transformed = len(records)
             if dry_run:
                 _dry_run(spec=spec, records=records, result=result, force=force)

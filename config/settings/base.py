@@ -330,9 +330,14 @@ REST_FRAMEWORK = {
         "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "modelhub.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.SearchFilter",
+        "modelhub.api.filters.FilterBackend",
+        "modelhub.api.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "modelhub.api.pagination.PageNumberPagination",
@@ -485,6 +490,9 @@ SYNC_MAX_PAGES = env.int("SYNC_MAX_PAGES", default=100)
 # (an upstream glitch must not deactivate the catalog); only checked from this many models.
 SYNC_SHRINK_GUARD_RATIO = env.float("SYNC_SHRINK_GUARD_RATIO", default=0.5)
 SYNC_SHRINK_GUARD_MIN_MODELS = env.int("SYNC_SHRINK_GUARD_MIN_MODELS", default=20)
+# A provider list longer than this is refused (a failed SyncRun, rows untouched), also
+# with --force: an upstream bug or a hostile endpoint must not flood the catalog.
+SYNC_MAX_RECORDS = env.int("SYNC_MAX_RECORDS", default=50_000)
 # Hard and soft time limits of one provider's sync task, in seconds.
 SYNC_TASK_TIME_LIMIT = env.int("SYNC_TASK_TIME_LIMIT", default=900)
 # Longest a ``sync.sync_all`` run holds the lock that keeps two runs from overlapping.
@@ -546,6 +554,10 @@ GATEWAY_DB_THREADS = env.int("GATEWAY_DB_THREADS", default=4)
 GATEWAY_METRICS_FLUSH_SECONDS = env.float("GATEWAY_METRICS_FLUSH_SECONDS", default=1.0)
 GATEWAY_METRICS_BATCH_SIZE = env.int("GATEWAY_METRICS_BATCH_SIZE", default=500)
 GATEWAY_METRICS_MAX_PENDING = env.int("GATEWAY_METRICS_MAX_PENDING", default=100_000)
+# Largest request body the gateway reads, in bytes (prompts with long documents or images
+# are large; the rest of the site keeps Django's DATA_UPLOAD_MAX_MEMORY_SIZE). Beyond it
+# the gateway answers OpenAI's JSON 413 without reading further.
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 # Seconds a shutdown waits for background work (limit settlement, health updates).
 GATEWAY_SHUTDOWN_TIMEOUT = env.float("GATEWAY_SHUTDOWN_TIMEOUT", default=10.0)
 

@@ -1,4 +1,4 @@
-"""django-filter filtersets of the management API lists."""
+"""django-filter filtersets of the management API lists, and the filter backends."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from datetime import UTC
 import django_filters as filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import filters as drf_filters
+from rest_framework.exceptions import ValidationError
 
 from modelhub.models import (
     ClientKey,
@@ -19,6 +22,7 @@ from modelhub.models import (
     RoutingRule,
     RoutingStrategy,
 )
+from modelhub.validators import unusable_text_reason, validate_query_text
 
 # The database's integer range: a larger number in a query string is a 400, not an
 # overflow inside the database driver.
@@ -54,13 +58,46 @@ class DateTimeFilter(filters.IsoDateTimeFilter):
     field_class = _BoundedIsoDateTimeField
 
 
+class FilterSet(filters.FilterSet):
+    """Text filters refuse what the database cannot compare: NUL characters, unpaired
+    surrogates and undecodable bytes are a 400 naming the parameter, not a 500."""
+
+    @classmethod
+    def get_filters(cls):
+        found = super().get_filters()
+        for declared in found.values():
+            if isinstance(declared, filters.CharFilter):
+                validators = declared.extra.get("validators", [])
+                if validate_query_text not in validators:
+                    declared.extra["validators"] = [*validators, validate_query_text]
+        return found
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter's backend; the filtersets it builds from ``filterset_fields`` get
+    the same text checks as the declared ones."""
+
+    filterset_base = FilterSet
+
+
+class SearchFilter(drf_filters.SearchFilter):
+    """DRF's search, with unusable text answered as a 400 naming ``search``."""
+
+    def get_search_terms(self, request):
+        value = request.query_params.get(self.search_param, "")
+        reason = unusable_text_reason(value)
+        if reason is not None:
+            raise ValidationError({self.search_param: [f"This value {reason}."]})
+        return super().get_search_terms(request)
+
+
 def id_filter(field_name: str) -> IntegerFilter:
     # Plain ids, not ModelChoiceFilter: a choice filter would answer "invalid choice" for
     # a missing id but filter silently for another organization's, telling them apart.
     return IntegerFilter(field_name=field_name)
 
 
-class ProviderFilter(filters.FilterSet):
+class ProviderFilter(FilterSet):
     is_global = filters.BooleanFilter(field_name="organization", lookup_expr="isnull")
 
     class Meta:
@@ -68,7 +105,7 @@ class ProviderFilter(filters.FilterSet):
         fields = ["slug", "api_format", "is_active", "requires_api_key"]
 
 
-class ModelFilter(filters.FilterSet):
+class ModelFilter(FilterSet):
     provider = id_filter("provider")
     provider_slug = filters.CharFilter(field_name="provider__slug")
     modality = filters.CharFilter(field_name="modality", lookup_expr="iexact")
@@ -92,7 +129,7 @@ class ModelFilter(filters.FilterSet):
         ]
 
 
-class ProviderCredentialFilter(filters.FilterSet):
+class ProviderCredentialFilter(FilterSet):
     provider = id_filter("provider")
     health_status = filters.ChoiceFilter(choices=HealthStatus.choices)
 
@@ -101,7 +138,7 @@ class ProviderCredentialFilter(filters.FilterSet):
         fields = ["is_active"]
 
 
-class ClientKeyFilter(filters.FilterSet):
+class ClientKeyFilter(FilterSet):
     revoked = filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
@@ -109,7 +146,7 @@ class ClientKeyFilter(filters.FilterSet):
         fields = ["name"]
 
 
-class RoutingRuleFilter(filters.FilterSet):
+class RoutingRuleFilter(FilterSet):
     model_type = filters.ChoiceFilter(choices=ModelType.choices)
     strategy = filters.ChoiceFilter(choices=RoutingStrategy.choices)
 
@@ -118,7 +155,7 @@ class RoutingRuleFilter(filters.FilterSet):
         fields = ["is_active", "match_model"]
 
 
-class ModelMetricFilter(filters.FilterSet):
+class ModelMetricFilter(FilterSet):
     start = DateTimeFilter(field_name="created_at", lookup_expr="gte")
     end = DateTimeFilter(field_name="created_at", lookup_expr="lte")
     model_type = filters.ChoiceFilter(choices=ModelType.choices)

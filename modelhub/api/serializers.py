@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.utils.text import slugify
 from rest_framework import serializers
 
-from modelhub import outbound
+from modelhub import outbound, selectors
 from modelhub.api.tenancy import ScopedRelatedField
 from modelhub.models import (
     ClientKey,
@@ -865,6 +865,16 @@ class DateRangeSerializer(serializers.Serializer):
     def validate(self, attrs):
         if attrs.get("start") and attrs.get("end") and attrs["start"] > attrs["end"]:
             raise serializers.ValidationError({"start": "start is after end."})
+        try:
+            selectors.report_range(attrs.get("start"), attrs.get("end"))
+        except OverflowError:
+            # Without start the range reaches back DEFAULT_REPORT_DAYS, before year 1.
+            raise serializers.ValidationError(
+                {
+                    "end": f"end is too early: without start, a report covers the "
+                    f"{selectors.DEFAULT_REPORT_DAYS} days before end."
+                }
+            )
         return attrs
 
 

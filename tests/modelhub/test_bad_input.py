@@ -520,3 +520,80 @@ def test_bad_organization_headers_are_404(header, org, owner, api_client):
     client.defaults["HTTP_X_ORGANIZATION"] = header
     response = client.get(f"{API}/providers/")
     assert_clean_error(response, statuses=(404,))
+
+
+# --- Hostile bodies and parameters --------------------------------------------------------
+
+DEEP_JSON = "[" * 5000
+
+
+@pytest.mark.parametrize("path", ["/api/auth/token/", "/api/auth/token/refresh/"])
+def test_deeply_nested_json_to_the_token_views_is_a_400(path, client):
+    response = client.post(path, DEEP_JSON, content_type="application/json")
+    body = assert_clean_error(response)
+    assert "nested too deeply" in body["detail"]
+
+
+@pytest.mark.parametrize(("name", "action"), all_post_targets())
+def test_deeply_nested_json_is_a_400(name, action, objects, owner_client):
+    url, _ = post_url_and_payload(objects, name, action)
+    response = owner_client.post(url, DEEP_JSON, content_type="application/json")
+    body = assert_clean_error(response)
+    assert "nested too deeply" in body["detail"]
+
+
+def test_deeply_nested_json_in_an_update_is_a_400(objects, owner_client):
+    url = f"{API}/providers/{objects['provider'].pk}/"
+    response = owner_client.patch(url, '{"a":' * 5000, content_type="application/json")
+    assert_clean_error(response)
+
+
+# Raw, percent-encoded as a client sends them: a NUL byte, the UTF-8 bytes of a lone
+# surrogate (not valid UTF-8, decoded by Django as U+FFFD) and a stray byte.
+HOSTILE_TEXT = ["%00", "a%00b", "%ED%A0%80", "x%FFy"]
+TEXT_FILTERS = {
+    "providers/": ["slug", "search"],
+    "models/": ["provider_slug", "modality", "hugging_face_id", "search"],
+    "api-keys/": ["search"],
+    "client-keys/": ["name", "search"],
+    "routing-rules/": ["match_model", "search"],
+    "metrics/": ["requested_model", "served_model", "search"],
+    "organizations/": ["slug", "search"],
+    "organizations/acme/members/": ["search"],
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "name"), [(p, n) for p, names in TEXT_FILTERS.items() for n in names], ids=str
+)
+@pytest.mark.parametrize("value", HOSTILE_TEXT)
+def test_hostile_text_filters_are_a_400_naming_the_parameter(
+    path, name, value, objects, owner_client
+):
+    response = owner_client.get(f"{API}/{path}?{name}={value}")
+    body = assert_clean_error(response)
+    assert name in body, body
+
+
+@pytest.mark.parametrize(
+    "path", ["metrics/cost_summary/", "metrics/dashboard_summary/", "metrics/optimization_stats/"]
+)
+@pytest.mark.parametrize(
+    "end", ["0001-01-01T00:01:01Z", "0001-01-30T23:59:59Z", "0001-01-01T00:00:00"]
+)
+def test_a_report_ending_too_early_for_its_default_start_is_a_400(path, end, objects, owner_client):
+    response = owner_client.get(f"{API}/{path}", {"end": end})
+    body = assert_clean_error(response)
+    assert "end" in body
+
+
+@pytest.mark.parametrize(
+    "path", ["metrics/cost_summary/", "metrics/dashboard_summary/", "metrics/optimization_stats/"]
+)
+def test_reports_at_the_edges_of_the_calendar_still_work(path, objects, owner_client):
+    early = owner_client.get(f"{API}/{path}", {"end": "0001-02-01T00:00:00Z"})
+    assert early.status_code == 200, early.content[:300]
+    whole = owner_client.get(
+        f"{API}/{path}", {"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T00:00:00Z"}
+    )
+    assert whole.status_code == 200, whole.content[:300]

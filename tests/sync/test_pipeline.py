@@ -499,3 +499,60 @@ def test_ollama_provider_needs_no_key_to_call(serve, monkeypatch):
     serve("ollama", load_response("ollama-openai.json"), url="http://127.0.0.1:11434/api/tags")
     assert sync("ollama").created == 4
     assert Provider.objects.get(slug="ollama").requires_api_key is False
+
+
+# --- the size cap -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "forced"])
+def test_a_list_over_the_cap_is_refused_and_rows_stay(serve, http, settings, force):
+    serve(OPENROUTER, load_response("openrouter.json"))
+    sync(OPENROUTER)
+    before = catalog_rows(OPENROUTER)
+    settings.SYNC_MAX_RECORDS = 50
+    http.replace(responses.GET, get_spec(OPENROUTER).list_url, json=synthetic_openrouter(51))
+
+    result = sync(OPENROUTER, force=force)
+
+    assert result.status == SyncStatus.FAILED
+    assert "51 records, more than SYNC_MAX_RECORDS (50)" in result.error
+    run = SyncRun.objects.filter(provider_slug=OPENROUTER).order_by("-id").first()
+    assert run.status == SyncStatus.FAILED and "SYNC_MAX_RECORDS" in run.error
+    assert catalog_rows(OPENROUTER) == before
+
+
+def test_the_cap_stops_reading_pages(serve, http, settings):
+    settings.SYNC_MAX_RECORDS = 50
+    first = synthetic_openrouter(40)
+    first["links"] = {"next": "/api/v1/models?output_modalities=all&page=2"}
+    serve(OPENROUTER, first)
+    second = synthetic_openrouter(40)
+    second["links"] = {"next": "/api/v1/models?output_modalities=all&page=3"}
+    serve(
+        OPENROUTER,
+        second,
+        url="https://openrouter.ai/api/v1/models?output_modalities=all&page=2",
+    )
+    result = sync(OPENROUTER)
+    assert result.status == SyncStatus.FAILED
+    assert "at least 80 records" in result.error
+    assert [call.request.url.endswith("page=3") for call in http.calls] == [False, False]
+    assert not Model.objects.exists()
+
+
+def test_a_snapshot_over_the_cap_is_refused(settings):
+    from sync.transforms import transform_record
+
+    spec = get_spec(OPENROUTER)
+    records = [transform_record(spec, m) for m in synthetic_openrouter(6)["data"]]
+    settings.SYNC_MAX_RECORDS = 5
+    result = sync(OPENROUTER, records=records, force=True)
+    assert result.status == SyncStatus.FAILED and "SYNC_MAX_RECORDS (5)" in result.error
+    assert not Model.objects.exists()
+
+
+def test_a_list_at_the_cap_is_synced(serve, settings):
+    settings.SYNC_MAX_RECORDS = 50
+    serve(OPENROUTER, synthetic_openrouter(50))
+    result = sync(OPENROUTER)
+    assert result.ok and result.created == 50

@@ -1,0 +1,281 @@
+"""Hostile input to ``/v1/*`` and ``/metrics`` gets OpenAI's JSON 4xx, never an HTML 500,
+and every answer of the gateway's lean handler carries what the middleware would add."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import httpx
+import openai
+import pytest
+
+from modelhub.models import ModelMetric
+from tests.gateway.conftest import metrics_rows
+
+pytestmark = pytest.mark.usefixtures("catalog")
+
+MODEL = "alpha/llama-3.1-8b"
+MESSAGES = [{"role": "user", "content": "hi"}]
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+}
+
+
+def _error(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()["error"]
+
+
+def _post(gateway, raw_key: str | None, content: bytes, **headers) -> httpx.Response:
+    if raw_key is not None:
+        headers["Authorization"] = f"Bearer {raw_key}"
+    headers.setdefault("Content-Type", "application/json")
+    return httpx.post(
+        f"{gateway.url}/v1/chat/completions", content=content, headers=headers, timeout=30
+    )
+
+
+# --- Nesting, NUL bytes and surrogates ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[" * 5000,
+        b'{"model": "x", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        # Parses within Python's limit, but deeper than any real request.
+        b'{"model": "x", "messages": [{"role": "user", "content": '
+        + b"[" * 900
+        + b"]" * 900
+        + b"}]}",
+    ],
+    ids=["brackets", "deep-messages", "deep-content"],
+)
+def test_deeply_nested_json_is_a_400(gateway, client_key, content):
+    error = _error(_post(gateway, client_key.raw_key, content), 400)
+    assert error["code"] == "invalid_json"
+    assert "nested too deeply" in error["message"]
+
+
+def test_nesting_of_real_requests_is_served(client):
+    """Tool schemas nest a few levels; they are far from the bound."""
+    schema: dict = {"type": "string"}
+    for _ in range(20):
+        schema = {"type": "object", "properties": {"inner": schema}}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=tools)
+    assert completion.choices
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [
+        (
+            '{"model": "alpha/llama\\u0000", "messages": [{"role": "user", "content": "hi"}]}',
+            "model",
+        ),
+        ('{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}', "model"),
+        (
+            '{"models": ["alpha/llama-3.1-8b", "x\\u0000y"], '
+            '"messages": [{"role": "user", "content": "hi"}]}',
+            "models",
+        ),
+        (
+            '{"model": "alpha/llama-3.1-8b", "models": ["\\udfff"], '
+            '"messages": [{"role": "user", "content": "hi"}]}',
+            "models",
+        ),
+    ],
+    ids=["model-nul", "model-surrogate", "models-nul", "models-surrogate"],
+)
+def test_nul_and_surrogates_in_model_names_are_a_400(gateway, client_key, payload, param):
+    error = _error(_post(gateway, client_key.raw_key, payload.encode()), 400)
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert not ModelMetric.objects.exists()
+
+
+def test_nul_in_model_through_the_sdk(client):
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(model="a\x00b", messages=MESSAGES)
+    assert error.value.status_code == 400
+    assert error.value.param == "model"
+
+
+# --- Body size ----------------------------------------------------------------------------
+
+
+def test_a_5_mb_prompt_is_served(client, upstream):
+    """Beyond Django's 2.5 MiB form limit, well within the gateway's own."""
+    prompt = "word " * (1024 * 1024)  # 5 MiB
+    completion = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": prompt}]
+    )
+    assert completion.choices[0].message.content
+    assert upstream.requests_for("llama-3.1-8b")[-1]["body"]["messages"][0]["content"] == prompt
+
+
+def test_a_body_over_the_limit_is_a_json_413(client, gateway_settings):
+    gateway_settings.GATEWAY_MAX_BODY_BYTES = 4096
+    with pytest.raises(openai.APIStatusError) as error:
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x" * 5000}]
+        )
+    assert error.value.status_code == 413
+    assert error.value.code == "request_too_large"
+    assert error.value.body["type"] == "invalid_request_error"
+    assert error.value.response.headers["x-request-id"]
+
+
+def test_a_chunked_body_over_the_limit_is_a_json_413(gateway, client_key, gateway_settings):
+    """No Content-Length to check first: the limit holds while reading."""
+    gateway_settings.GATEWAY_MAX_BODY_BYTES = 4096
+
+    def chunks():
+        yield b'{"model": "alpha/llama-3.1-8b", "messages": [{"role": "user", "content": "'
+        for _ in range(8):
+            yield b"x" * 1024
+        yield b'"}]}'
+
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {client_key.raw_key}"},
+    )
+    assert "content-length" not in response.request.headers
+    assert _error(response, 413)["code"] == "request_too_large"
+
+
+def test_a_chunked_body_within_the_limit_is_served(gateway, client_key, gateway_settings):
+    gateway_settings.GATEWAY_MAX_BODY_BYTES = 4096
+
+    def chunks():
+        yield b'{"model": "alpha/llama-3.1-8b", '
+        yield b'"messages": [{"role": "user", "content": "hi"}]}'
+
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {client_key.raw_key}"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading(gateway, gateway_settings):
+    """The 413 comes from Content-Length alone: the body is never sent."""
+    gateway_settings.GATEWAY_MAX_BODY_BYTES = 1000
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+        )
+        answer = b""
+        while not answer.endswith(b"\r\n0\r\n\r\n"):  # the last chunk
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, chunked = answer.partition(b"\r\n\r\n")
+    body = chunked.partition(b"\r\n")[2].rpartition(b"\r\n0\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert b"x-request-id: " in head.lower()
+    assert json.loads(body)["error"]["code"] == "request_too_large"
+
+
+# --- Host, security headers and request ids ----------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/v1/chat/completions", "/metrics"])
+def test_a_host_not_allowed_is_a_json_400(gateway, client_key, path):
+    response = httpx.request(
+        "POST" if "chat" in path else "GET",
+        f"{gateway.url}{path}",
+        headers={"Host": "evil.example", "Authorization": f"Bearer {client_key.raw_key}"},
+        json={"model": MODEL, "messages": MESSAGES},
+    )
+    error = _error(response, 400)
+    assert error["code"] == "invalid_host"
+    assert response.headers["x-request-id"]
+    assert not ModelMetric.objects.exists()
+
+
+def _answers(gateway, client_key, gateway_settings) -> dict[str, httpx.Response]:
+    auth = {"Authorization": f"Bearer {client_key.raw_key}"}
+    chat = f"{gateway.url}/v1/chat/completions"
+    answers = {
+        "200": httpx.post(chat, json={"model": MODEL, "messages": MESSAGES}, headers=auth),
+        "200-models": httpx.get(f"{gateway.url}/v1/models", headers=auth),
+        "401": httpx.post(chat, json={"model": MODEL, "messages": MESSAGES}),
+        "404": httpx.get(f"{gateway.url}/v1/nowhere", headers=auth),
+        "metrics": httpx.get(f"{gateway.url}/metrics"),
+    }
+    gateway_settings.GATEWAY_MAX_BODY_BYTES = 100
+    answers["413"] = httpx.post(
+        chat, json={"model": MODEL, "messages": [{"role": "user", "content": "x" * 200}]}
+    )
+    return answers
+
+
+def test_security_headers_and_request_id_on_every_answer(gateway, client_key, gateway_settings):
+    answers = _answers(gateway, client_key, gateway_settings)
+    expected_status = {"200": 200, "200-models": 200, "401": 401, "404": 404, "413": 413}
+    for name, response in answers.items():
+        assert response.status_code == expected_status.get(name, 200), name
+        for header, value in SECURITY_HEADERS.items():
+            assert response.headers.get(header) == value, (name, header)
+        assert response.headers["x-request-id"], name
+    ids = [response.headers["x-request-id"] for response in answers.values()]
+    assert len(set(ids)) == len(ids)
+
+
+def test_the_request_id_is_the_metric_rows(client):
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+    request_id = raw.headers["x-request-id"]
+    assert request_id.startswith("gen-")
+    (row,) = metrics_rows(1)
+    assert row.request_id == request_id
+
+
+def test_a_well_formed_incoming_request_id_is_kept(client):
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=MESSAGES, extra_headers={"X-Request-Id": "lb-1234.abcd:ef_9"}
+    )
+    assert raw.headers["x-request-id"] == "lb-1234.abcd:ef_9"
+    (row,) = metrics_rows(1)
+    assert row.request_id == "lb-1234.abcd:ef_9"
+
+
+@pytest.mark.parametrize("incoming", ["x" * 65, "has space", "semi;colon", "<script>"])
+def test_a_malformed_incoming_request_id_is_replaced(gateway, client_key, incoming):
+    response = httpx.get(
+        f"{gateway.url}/v1/models",
+        headers={"Authorization": f"Bearer {client_key.raw_key}", "X-Request-Id": incoming},
+    )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"].startswith("gen-")
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/models/%00", "/v1/models/%ED%A0%80", "/v1/%FF%FE", "/v1/models/a%00b/c"]
+)
+def test_hostile_paths_are_json_answers(gateway, client_key, path):
+    response = httpx.get(
+        f"{gateway.url}{path}", headers={"Authorization": f"Bearer {client_key.raw_key}"}
+    )
+    assert response.status_code in (400, 404), response.text[:300]
+    assert response.json()["error"]["message"]
+    assert response.headers["x-request-id"]
+
+
+def test_security_headers_match_the_rest_of_the_site(gateway):
+    """The same values as the middleware stack sends, whatever the settings say."""
+    site = httpx.get(f"{gateway.url}/healthz")
+    gateway_answer = httpx.get(f"{gateway.url}/metrics")
+    for header in SECURITY_HEADERS:
+        assert gateway_answer.headers.get(header) == site.headers.get(header), header
