@@ -151,7 +151,7 @@ def child(database_url: str, total: int, provider_count: int) -> dict:
     from django.db import connection
 
     from modelhub.models import Model
-    from sync import services
+    from sync import pipeline
     from sync.fetch import extract_items
     from sync.registry import all_specs
 
@@ -199,7 +199,7 @@ def child(database_url: str, total: int, provider_count: int) -> dict:
             for spec in specs:
                 statements["n"] = 0
                 with connection.execute_wrapper(count):
-                    result = services.sync_provider(spec=spec, trigger="bench")
+                    result = pipeline.sync_provider(spec=spec, trigger="bench")
                 if not result.ok:
                     failed.append(f"{spec.slug}: {result.error}")
                 per_provider_queries.append(statements["n"])

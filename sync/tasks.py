@@ -1,4 +1,4 @@
-"""Celery tasks of the catalog sync: thin wrappers that take slugs and call the services."""
+"""Celery tasks of the catalog sync: thin wrappers that take slugs and call the pipeline."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from celery import chord, shared_task
 from django.conf import settings
 from django.db import transaction
 
-from sync import services
+from sync import locks, pipeline, policies
+from sync.fetch import FetchError
 from sync.registry import all_specs, get_spec
 
 logger = logging.getLogger("sync")
@@ -32,7 +33,7 @@ def sync_provider(self, slug: str, dry_run: bool = False, trigger: str = "celery
     if spec is None:
         logger.warning("sync task: unknown provider %s", slug)
         return {"provider": slug, "status": "unknown"}
-    result = services.sync_provider(spec=spec, dry_run=dry_run, trigger=trigger)
+    result = pipeline.sync_provider(spec=spec, dry_run=dry_run, trigger=trigger)
     if result.transient and self.request.retries < self.max_retries:
         raise self.retry(countdown=30 * 2**self.request.retries)
     return result.details()
@@ -41,19 +42,19 @@ def sync_provider(self, slug: str, dry_run: bool = False, trigger: str = "celery
 @shared_task(
     name="sync.sync_provider_policies",
     max_retries=3,
-    autoretry_for=(services.FetchError,),
+    autoretry_for=(FetchError,),
     retry_backoff=30,
     soft_time_limit=120,
     time_limit=180,
 )
 def sync_provider_policies() -> int:
-    return services.sync_provider_policies()
+    return policies.sync_provider_policies()
 
 
 @shared_task(name="sync.release_sync_lock", soft_time_limit=30, time_limit=60)
 def release_sync_lock(results=None, *, token: str) -> None:
     """Chord callback of ``sync.sync_all``: every provider task finished, the next run may start."""
-    services.release_sync_lock(token)
+    locks.release_sync_lock(token)
 
 
 @shared_task(name="sync.sync_all", soft_time_limit=60, time_limit=120)
@@ -65,7 +66,7 @@ def sync_all(dry_run: bool = False, trigger: str = "celery") -> dict:
     that finds the lock taken returns at once, saying so. Providers that cannot be synced
     here (no key) are named in the summary with the reason.
     """
-    token = services.acquire_sync_lock()
+    token = locks.acquire_sync_lock()
     if token is None:
         logger.info("sync all: skipped: another catalog sync is still running")
         return {"status": "skipped", "reason": "another catalog sync is still running"}
@@ -83,7 +84,7 @@ def sync_all(dry_run: bool = False, trigger: str = "celery") -> dict:
     try:
         chord(header)(release_sync_lock.s(token=token))
     except Exception:
-        services.release_sync_lock(token)
+        locks.release_sync_lock(token)
         raise
     return {"status": "queued", "queued": slugs, "skipped": skipped}
 

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from modelhub.admin_api import require_admin_api_key
 from modelhub.models import SyncStatus
-from sync import services
+from sync import locks, pipeline, selectors
 from sync.registry import get_spec
 
 TRUE_VALUES = {"true", "1", "yes"}
@@ -36,7 +36,7 @@ def _bad_dry_run() -> JsonResponse:
 @require_admin_api_key
 def providers(request):
     """Every registered provider: key configured or not, model counts, last sync."""
-    return JsonResponse({"providers": services.provider_overview()})
+    return JsonResponse({"providers": selectors.provider_overview()})
 
 
 @csrf_exempt
@@ -51,7 +51,7 @@ def sync_one(request, slug: str):
     dry_run = _dry_run(request)
     if dry_run is None:
         return _bad_dry_run()
-    result = services.sync_provider(spec=spec, dry_run=dry_run, trigger="admin-api")
+    result = pipeline.sync_provider(spec=spec, dry_run=dry_run, trigger="admin-api")
     status = 200 if result.ok else 409 if result.status == SyncStatus.SKIPPED else 502
     return JsonResponse(
         {"success": result.ok, "message": result.message, "details": result.details()},
@@ -68,7 +68,7 @@ def sync_all(request):
     dry_run = _dry_run(request)
     if dry_run is None:
         return _bad_dry_run()
-    token = services.acquire_sync_lock()
+    token = locks.acquire_sync_lock()
     if token is None:
         return JsonResponse(
             {
@@ -78,9 +78,9 @@ def sync_all(request):
             status=409,
         )
     try:
-        results = services.sync_providers(dry_run=dry_run, trigger="admin-api")
+        results = pipeline.sync_providers(dry_run=dry_run, trigger="admin-api")
     finally:
-        services.release_sync_lock(token)
+        locks.release_sync_lock(token)
     failed = [r.provider for r in results if r.status == SyncStatus.FAILED]
     synced = [r for r in results if r.ok]
     models = sum(r.transformed for r in synced)
@@ -99,4 +99,4 @@ def sync_all(request):
 @require_admin_api_key
 def status(request):
     """Totals, the last run of every provider, and the providers overdue for a sync."""
-    return JsonResponse(services.sync_status())
+    return JsonResponse(selectors.sync_status())

@@ -6,7 +6,7 @@ import pytest
 from django.contrib import admin
 
 from modelhub.models import Provider, SyncRun, User
-from sync import services
+from sync import pipeline
 from sync.admin import sync_now
 from sync.registry import get_spec
 
@@ -29,7 +29,7 @@ def test_provider_admin_has_the_sync_action():
 
 def test_sync_runs_listed_with_counts(staff_client, serve):
     serve("vercel", load_response("vercel.json"))
-    services.sync_provider(spec=get_spec("vercel"))
+    pipeline.sync_provider(spec=get_spec("vercel"))
     response = staff_client.get("/admin/modelhub/syncrun/")
     assert response.status_code == 200
     content = response.content.decode()
@@ -47,7 +47,7 @@ def test_sync_now_action_queues_provider_sync(
     app.conf.task_always_eager = True
     try:
         serve("vercel", load_response("vercel.json"))
-        services.sync_provider(spec=get_spec("vercel"))
+        pipeline.sync_provider(spec=get_spec("vercel"))
         provider = Provider.objects.get(slug="vercel")
         with django_capture_on_commit_callbacks(execute=True):
             response = staff_client.post(

@@ -8,7 +8,7 @@ import pytest
 import responses
 
 from modelhub.models import Model, SyncRun
-from sync import services
+from sync import locks, pipeline
 from sync.registry import REGISTRY, get_spec
 
 from .conftest import ADMIN_KEY, load_response
@@ -91,11 +91,11 @@ def test_sync_one_unknown_bad_param_skipped_failed(client, admin_key, serve):
 
 
 def test_sync_all_waits_for_a_running_sync(client, admin_key, http):
-    token = services.acquire_sync_lock()
+    token = locks.acquire_sync_lock()
     try:
         response = client.post("/admin/model-sync/all", **AUTH)
     finally:
-        services.release_sync_lock(token)
+        locks.release_sync_lock(token)
     assert response.status_code == 409
     assert "still running" in response.json()["message"]
     assert not SyncRun.objects.exists() and len(http.calls) == 0
@@ -130,11 +130,11 @@ def test_sync_all_reports_every_provider(client, admin_key, serve):
 def test_providers_and_status(client, admin_key, serve, http, monkeypatch):
     monkeypatch.setenv("GROQ_API_KEY", "gsk-123456")
     serve("openrouter", load_response("openrouter.json"))
-    services.sync_provider(spec=get_spec("openrouter"))
+    pipeline.sync_provider(spec=get_spec("openrouter"))
     changed = copy.deepcopy(load_response("openrouter.json"))
     changed["data"] = changed["data"][:30]
     http.replace(responses.GET, get_spec("openrouter").list_url, json=changed)
-    services.sync_provider(spec=get_spec("openrouter"), force=True)
+    pipeline.sync_provider(spec=get_spec("openrouter"), force=True)
 
     providers = client.get("/admin/model-sync/providers", **AUTH).json()["providers"]
     by_slug = {p["slug"]: p for p in providers}

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from modelhub.cache import catalog_version
 from modelhub.invalidation import tenant_changed
 from modelhub.models import Model, Provider, SyncRun, SyncStatus
-from sync import services
+from sync import pipeline, policies, snapshots
 from sync.registry import get_spec
 
 from .conftest import load_response
@@ -27,8 +27,8 @@ pytestmark = pytest.mark.django_db
 OPENROUTER = "openrouter"
 
 
-def sync(slug: str, **kwargs) -> services.SyncResult:
-    return services.sync_provider(spec=get_spec(slug), **kwargs)
+def sync(slug: str, **kwargs) -> pipeline.SyncResult:
+    return pipeline.sync_provider(spec=get_spec(slug), **kwargs)
 
 
 def catalog_rows(slug: str) -> list[tuple]:
@@ -219,7 +219,7 @@ FAULTS = {
 def test_a_failing_fetch_leaves_rows_untouched_and_others_sync(fault, serve, http):
     serve(OPENROUTER, load_response("openrouter.json"))
     serve("vercel", load_response("vercel.json"))
-    services.sync_providers(slugs=[OPENROUTER, "vercel"])
+    pipeline.sync_providers(slugs=[OPENROUTER, "vercel"])
     before = catalog_rows(OPENROUTER)
     assert len(before) == 38
 
@@ -227,7 +227,7 @@ def test_a_failing_fetch_leaves_rows_untouched_and_others_sync(fault, serve, htt
     vercel = copy.deepcopy(load_response("vercel.json"))
     vercel["data"][0]["pricing"]["input"] = "0.0000005"
     http.replace(responses.GET, get_spec("vercel").list_url, json=vercel)
-    failed, synced = services.sync_providers(slugs=[OPENROUTER, "vercel"])
+    failed, synced = pipeline.sync_providers(slugs=[OPENROUTER, "vercel"])
 
     assert failed.status == SyncStatus.FAILED and failed.error
     assert catalog_rows(OPENROUTER) == before
@@ -437,36 +437,36 @@ def test_openrouter_provider_list_fills_policy_fields(serve, http, monkeypatch):
     serve("openai", load_response("openai.json"))
     sync("openai")
     sync("vercel")
-    assert services.sync_provider_policies() == 0  # no OpenRouter key: skipped
+    assert policies.sync_provider_policies() == 0  # no OpenRouter key: skipped
     monkeypatch.setenv("OPENROUTER_API_KEY", "or-1234567")
     payload = load_response("openrouter-providers.json")
     payload["data"].append({"slug": "mistral", "data_policy": {"training": True}})
-    http.add(responses.GET, services.OPENROUTER_PROVIDERS_URL, json=payload)
-    assert services.sync_provider_policies() == 1
+    http.add(responses.GET, policies.OPENROUTER_PROVIDERS_URL, json=payload)
+    assert policies.sync_provider_policies() == 1
     openai = Provider.objects.get(slug="openai")
     assert openai.privacy_policy_url == "https://openai.com/policies/privacy-policy/"
     assert openai.terms_of_service_url == "https://openai.com/policies/row-terms-of-use/"
     assert openai.status_page_url == "https://status.openai.com/"
     assert Provider.objects.get(slug="vercel").privacy_policy_url == ""  # not listed
-    assert services.provider_policies(payload)["mistral"]["may_train_on_data"] is True
+    assert policies.provider_policies(payload)["mistral"]["may_train_on_data"] is True
 
 
-SNAPSHOT = Path(services.__file__).resolve().parent / "snapshots" / "catalog.json.gz"
+SNAPSHOT = Path(snapshots.__file__).resolve().parent / "snapshots" / "catalog.json.gz"
 
 
 def test_shipped_snapshot_loads_offline_and_is_up_to_date(http, tmp_path):
-    results = services.load_snapshot(path=SNAPSHOT)
+    results = snapshots.load_snapshot(path=SNAPSHOT)
     assert all(r.ok for r in results) and len(results) >= 24
     assert len(http.calls) == 0
     assert Model.objects.count() == sum(r.created for r in results) > 300
     assert Model.objects.get(
         provider__slug="openrouter", provider_model_id="openai/gpt-4o"
     ).pricing_prompt == D("0.0000025")
-    again = services.load_snapshot(path=SNAPSHOT)
+    again = snapshots.load_snapshot(path=SNAPSHOT)
     assert sum(r.rows_written for r in again) == 0
 
     rebuilt = tmp_path / "catalog.json.gz"
-    services.build_snapshot(
+    snapshots.build_snapshot(
         fixtures_dir=Path(__file__).parent.parent / "fixtures" / "providers", output=rebuilt
     )
     assert rebuilt.read_bytes() == SNAPSHOT.read_bytes()
@@ -474,20 +474,20 @@ def test_shipped_snapshot_loads_offline_and_is_up_to_date(http, tmp_path):
 
 def test_snapshot_json_and_bad_file(tmp_path):
     path = tmp_path / "c.json"
-    services.build_snapshot(
+    snapshots.build_snapshot(
         fixtures_dir=Path(__file__).parent.parent / "fixtures" / "providers", output=path
     )
-    assert json.loads(path.read_text())["format"] == services.SNAPSHOT_FORMAT
+    assert json.loads(path.read_text())["format"] == snapshots.SNAPSHOT_FORMAT
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(ValueError):
-        services.load_snapshot(path=bad)
+        snapshots.load_snapshot(path=bad)
 
 
 def test_snapshot_never_rolls_back_a_live_sync(serve):
     serve(OPENROUTER, synthetic_openrouter(120))
     sync(OPENROUTER)
-    results = {r.provider: r for r in services.load_snapshot(path=SNAPSHOT)}
+    results = {r.provider: r for r in snapshots.load_snapshot(path=SNAPSHOT)}
     assert results[OPENROUTER].status == SyncStatus.SKIPPED
     assert "live API" in results[OPENROUTER].error
     assert results["vercel"].created == 12

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from config.celery import app as celery_app
 from modelhub.models import Model, SyncRun, SyncStatus
-from sync import services, tasks
+from sync import locks, tasks
 
 from .conftest import load_response
 
@@ -127,7 +127,7 @@ def test_sync_all_fans_out_to_syncable_providers(eager, serve):
 def test_sync_all_runs_never_overlap(eager, serve):
     """A second run while one holds the lock returns at once; the lock is freed after."""
     serve_public_lists(serve)
-    token = services.acquire_sync_lock()
+    token = locks.acquire_sync_lock()
     assert token is not None
     try:
         summary = tasks.sync_all.delay().get()
@@ -137,12 +137,12 @@ def test_sync_all_runs_never_overlap(eager, serve):
         }
         assert not SyncRun.objects.exists()
     finally:
-        services.release_sync_lock(token)
+        locks.release_sync_lock(token)
     # The run's chord callback released its own lock: a later run is not skipped.
     assert tasks.sync_all.delay().get()["status"] == "queued"
-    later = services.acquire_sync_lock()
+    later = locks.acquire_sync_lock()
     assert later is not None
-    services.release_sync_lock(later)
+    locks.release_sync_lock(later)
 
 
 @pytest.mark.django_db

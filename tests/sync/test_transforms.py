@@ -12,8 +12,8 @@ from decimal import Decimal as D
 import pytest
 
 from sync.fetch import FetchError, extract_items
+from sync.pipeline import transform_records
 from sync.registry import PROVIDERS, REGISTRY, get_spec
-from sync.services import transform_records
 from sync.transforms import ModelRecord, Unit, convert_price, to_decimal
 
 from .conftest import FIXTURES, load_wrapper

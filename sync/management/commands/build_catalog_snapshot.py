@@ -7,7 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from sync import services
+from sync import snapshots
 
 DEFAULT_FIXTURES = Path(settings.BASE_DIR) / "tests" / "fixtures" / "providers"
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "snapshots" / "catalog.json.gz"
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         if not fixtures.is_dir():
             raise CommandError(f"No fixtures directory at {fixtures}")
         output = Path(options["output"])
-        counts = services.build_snapshot(fixtures_dir=fixtures, output=output)
+        counts = snapshots.build_snapshot(fixtures_dir=fixtures, output=output)
         for slug, count in counts.items():
             self.stdout.write(f"  {slug:<12} {count:>5} models")
         self.stdout.write(

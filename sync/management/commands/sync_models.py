@@ -11,9 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from modelhub.models import SyncStatus
-from sync import services
+from sync import pipeline, policies, snapshots
+from sync.pipeline import SyncResult
 from sync.registry import REGISTRY
-from sync.services import SyncResult
 
 SNAPSHOT = "sync/snapshots/catalog.json.gz"
 
@@ -103,7 +103,7 @@ class Command(BaseCommand):
             else:
                 specs = [REGISTRY[slug] for slug in slugs] if slugs else list(REGISTRY.values())
                 with self._progress_bar(total=len(specs)):
-                    results = services.sync_providers(
+                    results = pipeline.sync_providers(
                         slugs=slugs,
                         dry_run=dry_run,
                         trigger="command",
@@ -112,7 +112,7 @@ class Command(BaseCommand):
                         on_result=self._progress,
                     )
                 if options["policies"] and not dry_run:
-                    changed = services.sync_provider_policies()
+                    changed = policies.sync_provider_policies()
                     self.stdout.write(f"Provider policies updated on {changed} providers.")
         if results:
             self._summary(results)
@@ -131,13 +131,13 @@ class Command(BaseCommand):
     def _load_snapshot(self, path: Path, slugs, options) -> list[SyncResult]:
         if not path.exists():
             raise CommandError(f"No such snapshot: {path}")
-        if options["if_empty"] and services.catalog_has_models():
+        if options["if_empty"] and snapshots.catalog_has_models():
             self.stdout.write(f"The catalog has models already; {path} not loaded.")
             return []
         self.stdout.write(f"Loading snapshot {path}{' (dry run)' if self.dry_run else ''}")
         try:
             with self._progress_bar(total=None):
-                return services.load_snapshot(
+                return snapshots.load_snapshot(
                     path=path,
                     slugs=slugs,
                     dry_run=self.dry_run,
