@@ -19,7 +19,7 @@ from django.conf import settings
 from sync.transforms import lookup
 
 if TYPE_CHECKING:
-    from sync.registry import ProviderSpec
+    from sync.spec import ProviderSpec
 
 USER_AGENT = "modelhub-catalog-sync/1.0"
 
@@ -201,41 +201,3 @@ def fetch_records(spec: ProviderSpec, *, session: requests.Session | None = None
     finally:
         if own_session:
             session.close()
-
-
-FAL_PRICING_URL = "https://api.fal.ai/v1/models/pricing"
-FAL_PRICING_BATCH = 50
-
-
-def fetch_fal_prices(
-    records: list[Any], *, session: requests.Session, headers: Mapping[str, str], secret: str
-) -> list[Any]:
-    """Attach fal's per-endpoint price (``{unit_price, unit, currency}``) as ``pricing``.
-
-    fal lists models without prices; the pricing call needs a key and takes endpoint ids
-    in batches. Without a key the models still land, unpriced.
-    """
-    if not secret:
-        return records
-    ids = [
-        r["endpoint_id"]
-        for r in records
-        if isinstance(r, Mapping) and isinstance(r.get("endpoint_id"), str)
-    ]
-    prices: dict[str, Any] = {}
-    for start in range(0, len(ids), FAL_PRICING_BATCH):
-        batch = ids[start : start + FAL_PRICING_BATCH]
-        url = f"{FAL_PRICING_URL}?{urlencode([('endpoint_id', i) for i in batch])}"
-        payload = fetch_page(session, url, headers=headers, secret=secret)
-        entries = payload.get("prices") if isinstance(payload, Mapping) else None
-        if not isinstance(entries, list):
-            raise FetchError("fal pricing: no 'prices' list in the response")
-        for entry in entries:
-            if isinstance(entry, Mapping) and isinstance(entry.get("endpoint_id"), str):
-                prices[entry["endpoint_id"]] = dict(entry)
-    return [
-        {**r, "pricing": prices[r["endpoint_id"]]}
-        if isinstance(r, Mapping) and r.get("endpoint_id") in prices
-        else r
-        for r in records
-    ]

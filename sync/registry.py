@@ -9,295 +9,12 @@ paths are ordered alternatives, so one entry reads every shape a provider has sh
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections.abc import Callable, Mapping
-from functools import cached_property
-from typing import Any
-
 from modelhub.models import ApiFormat
-from sync.fetch import fetch_fal_prices
-from sync.transforms import Unit, cheapest_offer, lookup, to_decimal
-
-Paths = tuple[str, ...]
-PriceSources = tuple[tuple[str, Unit], ...]
+from sync import hooks
+from sync.spec import Pagination, ProviderSpec, Unit
 
 T = Unit.USD_PER_TOKEN
 M = Unit.USD_PER_MILLION
-
-DEFAULT_FIELDS: dict[str, Paths] = {
-    "id": ("id",),
-    "name": ("name", "display_name", "displayName"),
-    "description": ("description",),
-    "context_length": ("context_length", "top_provider.context_length"),
-    "max_completion_tokens": ("top_provider.max_completion_tokens", "max_completion_tokens"),
-    "modality": ("architecture.modality",),
-    "input_modalities": ("architecture.input_modalities", "input_modalities"),
-    "output_modalities": ("architecture.output_modalities", "output_modalities"),
-    "type": ("type",),
-    "features": ("supported_features", "features", "capabilities"),
-    "supported_parameters": ("supported_parameters",),
-    "tokenizer": ("architecture.tokenizer",),
-    "instruct_type": ("architecture.instruct_type",),
-    "is_moderated": ("top_provider.is_moderated",),
-    "canonical_slug": ("canonical_slug",),
-    "hugging_face_id": ("hugging_face_id",),
-    "per_request_limits": ("per_request_limits",),
-    "created": ("created",),
-    "deprecated": (),
-    "active": ("active",),
-    "author": (),
-    "owner": ("owned_by",),
-}
-
-# OpenRouter's pricing object: USD per token strings, per-call prices for image/request/search.
-DEFAULT_PRICES: dict[str, PriceSources] = {
-    "pricing_prompt": (("pricing.prompt", T),),
-    "pricing_completion": (("pricing.completion", T),),
-    "pricing_image": (("pricing.image", Unit.USD),),
-    "pricing_request": (("pricing.request", Unit.USD),),
-    "pricing_web_search": (("pricing.web_search", Unit.USD),),
-    "pricing_internal_reasoning": (("pricing.internal_reasoning", T),),
-    "pricing_cache_read": (("pricing.input_cache_read", T),),
-    "pricing_cache_write": (("pricing.input_cache_write", T),),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Pagination:
-    """How to ask for the next page.
-
-    ``style``: ``next_link`` (a URL at ``response_key``), ``token`` (a token at
-    ``response_key`` sent back as ``param``), ``after_id`` (``has_more`` plus the last id),
-    ``offset`` (``total``/``limit``/``offset``).
-    """
-
-    style: str
-    response_key: str = ""
-    param: str = ""
-    more_key: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class ProviderSpec:
-    slug: str
-    name: str
-    list_url: str
-    base_url: str
-    env_var: str
-    api_format: str = ApiFormat.OPENAI
-    auth_header: str = "Authorization"
-    auth_scheme: str = "Bearer"  # "" sends the bare key
-    auth_required: bool = True
-    extra_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    site_url: str = ""
-    logo_url: str = ""
-    items_path: str = "data"  # "" for a bare JSON array
-    pagination: Pagination | None = None
-    fields: Mapping[str, Paths] = dataclasses.field(default_factory=dict)
-    prices: Mapping[str, PriceSources] = dataclasses.field(default_factory=dict)
-    prepare: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
-    # Extra calls after the list (fal's prices live behind a second endpoint).
-    enrich: Callable[..., list[Any]] | None = None
-    # False for records priced per image/second: their token prices are not token prices.
-    token_prices_apply: Callable[[Mapping[str, Any]], bool] | None = None
-    strip_id_prefixes: tuple[str, ...] = ()
-    id_is_hugging_face_id: bool = False
-    author_from_id: bool = True
-    # For first-party APIs whose records do not name the model's maker.
-    default_author: str = ""
-    default_modalities: tuple[list[str], list[str]] | None = (["text"], ["text"])
-    # Slugs of this provider in OpenRouter's /api/v1/providers (policy URLs).
-    openrouter_slugs: tuple[str, ...] = ()
-    # Whether calling the models (not listing them) needs a credential; Ollama does not.
-    inference_requires_key: bool = True
-    # Self-hosted endpoints: the URLs are relative to this environment variable's value.
-    base_url_env: str = ""
-    # The value used while ``base_url_env`` is unset ("" leaves the provider out).
-    default_base_url: str = ""
-    in_snapshot: bool = True
-
-    @cached_property
-    def field_paths(self) -> dict[str, Paths]:
-        return {**DEFAULT_FIELDS, **self.fields}
-
-    @cached_property
-    def price_sources(self) -> dict[str, PriceSources]:
-        return {**DEFAULT_PRICES, **self.prices}
-
-    # --- runtime configuration -----------------------------------------------------------
-
-    def _base(self) -> str:
-        if not self.base_url_env:
-            return ""
-        return (os.environ.get(self.base_url_env) or self.default_base_url).rstrip("/")
-
-    def resolved_list_url(self) -> str:
-        return self.list_url.format(base=self._base())
-
-    def resolved_base_url(self) -> str:
-        return self.base_url.format(base=self._base())
-
-    def api_key(self) -> str:
-        return os.environ.get(self.env_var, "").strip() if self.env_var else ""
-
-    def skip_reason(self) -> str:
-        """Why this provider cannot be synced in this environment, or ""."""
-        if self.base_url_env and not self._base():
-            return f"{self.base_url_env} is not set"
-        if self.auth_required and not self.api_key():
-            return f"{self.env_var} is not set"
-        return ""
-
-    @property
-    def key_configured(self) -> bool:
-        return bool(self.api_key())
-
-    def provider_fields(self) -> dict[str, Any]:
-        """The Provider columns this registry is the source of truth for."""
-        return {
-            "name": self.name,
-            "base_url": self.resolved_base_url(),
-            "api_format": self.api_format,
-            "api_key_env_var": self.env_var,
-            "requires_api_key": self.inference_requires_key,
-            "site_url": self.site_url,
-            "logo_url": self.logo_url,
-        }
-
-
-# --- prepare hooks: shapes that paths alone cannot read -----------------------------------
-
-
-def _openrouter_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The per-model endpoints call nests hosts in ``endpoints[]``: use the cheapest one."""
-    if "endpoints" not in raw or "pricing" in raw:
-        return raw
-    offer = cheapest_offer(raw.get("endpoints"), "pricing.prompt") or {}
-    return {
-        **raw,
-        "pricing": offer.get("pricing") or {},
-        "context_length": offer.get("context_length"),
-        "top_provider": {"max_completion_tokens": offer.get("max_completion_tokens")},
-        "supported_parameters": offer.get("supported_parameters") or [],
-    }
-
-
-def _deepinfra_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    record = dict(raw)
-    if "metadata" in raw and raw.get("metadata") is None:
-        # The OpenAI route has no metadata for embedding, image and other non-LLM models.
-        record["type"] = "other"
-    pricing = raw.get("pricing") if isinstance(raw.get("pricing"), Mapping) else {}
-    ratio = to_decimal(pricing.get("rate_per_input_token_cached"))
-    prompt = to_decimal(pricing.get("cents_per_input_token"))
-    if ratio is not None and prompt is not None:
-        # /models/list quotes the cached-input price as a fraction of the input price.
-        record["_cache_read_cents"] = str(prompt * ratio)
-    return record
-
-
-def _deepinfra_token_priced(record: Mapping[str, Any]) -> bool:
-    kind = lookup(record, "pricing.type")
-    return not isinstance(kind, str) or kind in {"tokens", "input_tokens"}
-
-
-def _together_token_priced(record: Mapping[str, Any]) -> bool:
-    # Image, audio and transcription models carry 0 or per-character numbers in input/output.
-    return record.get("type") not in {"image", "audio", "transcribe", "video"}
-
-
-def _huggingface_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The router lists each model once with every host; price = cheapest live host."""
-    providers = raw.get("providers") if isinstance(raw.get("providers"), list) else []
-    contexts = [p.get("context_length") for p in providers if isinstance(p, Mapping)]
-    contexts = [c for c in contexts if isinstance(c, int) and c > 0]
-    features = []
-    for host in providers:
-        if isinstance(host, Mapping) and host.get("status") == "live":
-            if host.get("supports_tools"):
-                features.append("tools")
-            if host.get("supports_structured_output"):
-                features.append("structured_outputs")
-    return {
-        **raw,
-        "_offer": cheapest_offer(providers, "pricing.input", status_path="status", live="live"),
-        "_context": max(contexts) if contexts else None,
-        "_features": features,
-    }
-
-
-def _helicone_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    return {**raw, "_offer": cheapest_offer(raw.get("endpoints"), "pricing.prompt")}
-
-
-def _aimo_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    return {**raw, "_offer": cheapest_offer(raw.get("providers"), "pricing.prompt")}
-
-
-def _gemini_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    methods = raw.get("supportedGenerationMethods") or []
-    if "generateContent" in methods:
-        kind = "chat"
-    elif "embedContent" in methods:
-        kind = "embedding"
-    elif "predict" in methods:
-        kind = "image"
-    else:
-        kind = "other"
-    return {**raw, "type": kind}
-
-
-def _mistral_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    capabilities = raw.get("capabilities") if isinstance(raw.get("capabilities"), Mapping) else {}
-    if capabilities.get("completion_chat"):
-        kind = "chat"
-    elif capabilities.get("classification"):
-        kind = "moderation"
-    else:
-        kind = ""  # embeddings and OCR: the id tells
-    inputs = ["text", "image"] if capabilities.get("vision") else None
-    return {**raw, "type": kind, "_inputs": inputs}
-
-
-def _anthropic_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    capabilities = raw.get("capabilities") if isinstance(raw.get("capabilities"), Mapping) else {}
-    image = lookup(capabilities, "image_input.supported") is True
-    # Every Claude model on the Messages API takes tools; the list has no flag for it.
-    return {
-        **raw,
-        "_inputs": ["text", "image"] if image else ["text"],
-        "_outputs": ["text"],
-        "_features": ["tools"],
-    }
-
-
-def _fireworks_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    image = raw.get("supports_image_input") or raw.get("supportsImageInput")
-    kind = str(raw.get("kind") or "").lower()
-    if kind == "hf_base_model" and raw.get("supports_chat") is False:
-        kind = "other"  # e.g. Whisper: listed as a base model without chat
-    return {**raw, "type": kind, "_inputs": ["text", "image"] if image else None}
-
-
-FAL_IMAGE_UNITS = {"image", "images"}
-FAL_REQUEST_UNITS = {"request", "requests", "call", "calls", "generation", "video", "videos"}
-
-
-def _fal_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    status = lookup(raw, "metadata.status")
-    record = {**raw, "_active": status != "deprecated" if isinstance(status, str) else None}
-    pricing = raw.get("pricing")
-    if isinstance(pricing, Mapping) and pricing.get("currency", "USD") == "USD":
-        unit = str(pricing.get("unit", "")).strip().lower()
-        # Only per-image and per-call prices have a column; per megapixel, second or
-        # character prices stay in the raw record.
-        if unit in FAL_IMAGE_UNITS:
-            record["_image_price"] = pricing.get("unit_price")
-        elif unit in FAL_REQUEST_UNITS:
-            record["_request_price"] = pricing.get("unit_price")
-    return record
-
 
 # --- the registry -------------------------------------------------------------------------
 
@@ -318,7 +35,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         logo_url="https://openrouter.ai/favicon.ico",
         pagination=Pagination(style="next_link", response_key="links.next"),
         fields={"deprecated": ("expiration_date",)},
-        prepare=_openrouter_prepare,
+        prepare=hooks.openrouter_prepare,
     ),
     ProviderSpec(
         slug="deepinfra",
@@ -357,8 +74,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             "pricing_image": (("pricing.cents_per_image_unit", Unit.CENTS),),
             "pricing_request": (),
         },
-        prepare=_deepinfra_prepare,
-        token_prices_apply=_deepinfra_token_priced,
+        prepare=hooks.deepinfra_prepare,
+        token_prices_apply=hooks.deepinfra_token_priced,
         openrouter_slugs=("deepinfra",),
     ),
     ProviderSpec(
@@ -417,7 +134,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                 "supportsImageInput",
             ),
         },
-        prepare=_fireworks_prepare,
+        prepare=hooks.fireworks_prepare,
         author_from_id=False,
         openrouter_slugs=("fireworks",),
     ),
@@ -439,7 +156,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             "pricing_prompt": (("pricing.input", M),),
             "pricing_completion": (("pricing.output", M),),
         },
-        token_prices_apply=_together_token_priced,
+        token_prices_apply=hooks.together_token_priced,
         openrouter_slugs=("together",),
     ),
     ProviderSpec(
@@ -456,7 +173,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             "pricing_prompt": (("_offer.pricing.input", M),),
             "pricing_completion": (("_offer.pricing.output", M),),
         },
-        prepare=_huggingface_prepare,
+        prepare=hooks.huggingface_prepare,
         id_is_hugging_face_id=True,
     ),
     ProviderSpec(
@@ -509,7 +226,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             "context_length": ("inputTokenLimit",),
             "max_completion_tokens": ("outputTokenLimit",),
         },
-        prepare=_gemini_prepare,
+        prepare=hooks.gemini_prepare,
         default_author="google",
         strip_id_prefixes=("models/",),
         openrouter_slugs=("google-ai-studio",),
@@ -570,7 +287,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             "pricing_cache_read": (("_offer.pricing.cacheRead", M),),
             "pricing_cache_write": (("_offer.pricing.cacheWrite", M),),
         },
-        prepare=_helicone_prepare,
+        prepare=hooks.helicone_prepare,
     ),
     ProviderSpec(
         slug="aihubmix",
@@ -615,7 +332,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             "pricing_prompt": (("_offer.pricing.prompt", T),),
             "pricing_completion": (("_offer.pricing.completion", T),),
         },
-        prepare=_aimo_prepare,
+        prepare=hooks.aimo_prepare,
     ),
     ProviderSpec(
         slug="nearai",
@@ -701,8 +418,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             "pricing_prompt": (),
             "pricing_completion": (),
         },
-        prepare=_fal_prepare,
-        enrich=fetch_fal_prices,
+        prepare=hooks.fal_prepare,
+        enrich=hooks.fetch_fal_prices,
         default_modalities=None,
     ),
     ProviderSpec(
@@ -777,7 +494,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             "input_modalities": ("_inputs",),
             "output_modalities": ("_outputs",),
         },
-        prepare=_anthropic_prepare,
+        prepare=hooks.anthropic_prepare,
         default_author="anthropic",
         openrouter_slugs=("anthropic",),
     ),
@@ -797,7 +514,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             "deprecated": ("deprecation",),
             "input_modalities": ("_inputs",),
         },
-        prepare=_mistral_prepare,
+        prepare=hooks.mistral_prepare,
         default_author="mistralai",
         openrouter_slugs=("mistral",),
     ),

@@ -2,7 +2,7 @@
 
 Providers differ in where a value sits and in which unit a price is quoted, far less in
 what the values mean. So there is one transform, driven by the provider's
-:class:`~sync.registry.ProviderSpec`: ordered lists of paths per field, a price unit per
+:class:`~sync.spec.ProviderSpec`: ordered lists of paths per field, a price unit per
 price source, and an optional ``prepare`` hook for the few shapes that paths cannot
 express (a list of per-host offers, a capabilities object).
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
 import functools
 import hashlib
 import json
@@ -25,8 +24,10 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from sync.spec import Unit
+
 if TYPE_CHECKING:
-    from sync.registry import ProviderSpec
+    from sync.spec import ProviderSpec
 
 PRICE_QUANTUM = Decimal("1e-18")
 # Ten integer digits fit the price columns (max_digits 28, decimal_places 18).
@@ -38,27 +39,6 @@ _MISSING = object()
 
 class MalformedRecord(ValueError):
     """A single upstream record cannot be turned into a model; the rest of the list can."""
-
-
-class Unit(enum.Enum):
-    """How a provider quotes a price; ``factor`` converts it to USD per token."""
-
-    USD_PER_TOKEN = ("usd/token", Decimal(1))
-    USD_PER_MILLION = ("usd/1M tokens", Decimal("1e-6"))
-    CENTS_PER_TOKEN = ("cents/token", Decimal("0.01"))
-    # Novita: integers in units of 0.0001 USD per 1M tokens.
-    TEN_THOUSANDTH_USD_PER_MILLION = ("0.0001 usd/1M tokens", Decimal("1e-10"))
-    # xAI: integers in US cents per 100M tokens.
-    CENTS_PER_HUNDRED_MILLION = ("cents/100M tokens", Decimal("1e-10"))
-    # NEAR AI: ``{"amount": 15, "scale": 8}`` means 15 x 10^-8 USD per token.
-    SCALED_AMOUNT = ("amount x 10^-scale usd/token", Decimal(1))
-    # A price per call, request or image: stored as quoted, in USD or in cents.
-    USD = ("usd", Decimal(1))
-    CENTS = ("cents", Decimal("0.01"))
-
-    @property
-    def factor(self) -> Decimal:
-        return self.value[1]
 
 
 def to_decimal(value: Any) -> Decimal | None:
