@@ -26,6 +26,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Min, Q
 from django.utils import timezone
 
+from catalog import scheduling
+from catalog.selectors import public_models
 from modelhub.cache import catalog_version
 from modelhub.models import HuggingFaceMetrics
 
@@ -271,9 +273,7 @@ def _queue_refresh(hugging_face_ids: list[str]) -> None:
     queued = [i for i in hugging_face_ids if cache.add(f"catalog:hf:queued:{i}", 1, QUEUED_SECONDS)]
     if not queued:
         return
-    from catalog.tasks import refresh_huggingface_metrics
-
-    transaction.on_commit(lambda: refresh_huggingface_metrics.delay(queued))
+    scheduling.enqueue_on_commit(scheduling.REFRESH_HUGGINGFACE_METRICS, queued)
 
 
 def metrics_for(hugging_face_ids: Iterable[str], *, live_budget: int) -> dict[str, dict | None]:
@@ -385,8 +385,6 @@ def clear() -> int:
     deleted, _ = HuggingFaceMetrics.objects.all().delete()
     # The cached copies are keyed by the catalog version, which this must not bump (it
     # would drop every catalog answer); they are deleted one by one instead.
-    from catalog.selectors import public_models
-
     ids = public_models().exclude(hugging_face_id="").values_list("hugging_face_id", flat=True)
     cache.delete_many([_cache_key(i) for i in set(ids)])
     cache.delete_many([HITS_KEY, MISSES_KEY, BREAKER_KEY])

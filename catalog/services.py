@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from catalog import huggingface
+from catalog import huggingface, scheduling
 
 
 @transaction.atomic
@@ -14,8 +14,6 @@ def huggingface_cache_refresh() -> dict:
     The refetch runs in the ``catalog.refresh_all_huggingface_metrics`` task after the
     commit (in-process when Celery runs eagerly, on a worker otherwise).
     """
-    from catalog.tasks import refresh_all_huggingface_metrics
-
     cleared = huggingface.clear()
-    transaction.on_commit(refresh_all_huggingface_metrics.delay)
+    scheduling.enqueue_on_commit(scheduling.REFRESH_ALL_HUGGINGFACE_METRICS)
     return {"cleared": cleared, "scheduled": True}
