@@ -311,10 +311,10 @@ def metrics_for(hugging_face_ids: Iterable[str], *, live_budget: int) -> dict[st
     if not settings.HUGGINGFACE_BACKGROUND_REFRESH:
         live += stale[: max(live_budget - len(live), 0)]
     for hugging_face_id in live:
-        entry = refresh(hugging_face_id)
-        if entry is None:  # paused: keep what we have, try again later
+        refreshed = refresh(hugging_face_id)
+        if refreshed is None:  # paused: keep what we have, try again later
             break
-        found[hugging_face_id] = _served(entry)
+        found[hugging_face_id] = _served(refreshed)
     fetched = set(live)
     _queue_refresh([i for i in stale + never_fetched if i not in fetched])
     return {i: found.get(i) for i in ids}

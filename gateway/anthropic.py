@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 
-FINISH_REASONS = {
+FINISH_REASONS: dict[str | None, str] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "max_tokens": "length",
@@ -23,7 +23,7 @@ FINISH_REASONS = {
     "refusal": "content_filter",
 }
 # Anthropic's error types and the OpenAI ones the SDKs expect in their place.
-ERROR_TYPES = {
+ERROR_TYPES: dict[str | None, str] = {
     "invalid_request_error": "invalid_request_error",
     "authentication_error": "authentication_error",
     "permission_error": "permission_error",

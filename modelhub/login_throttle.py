@@ -77,7 +77,7 @@ def lockout_response(
         f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
     )
     if request.path.startswith("/api/"):
-        response = JsonResponse(
+        response: HttpResponse = JsonResponse(
             {"detail": message, "code": "login_locked_out", "retry_after": retry_after},
             status=429,
         )

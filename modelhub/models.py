@@ -11,6 +11,7 @@ every tenant's rows. The catalog (:class:`Provider`, :class:`Model`) also has gl
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -28,8 +29,8 @@ class TenancyError(RuntimeError):
 
 # Prices are USD per token: a billionth of a dollar per token and below is common
 # (xAI and Novita quote in units that reach 1e-10), so keep 18 decimal places.
-PRICE_FIELD = {"max_digits": 28, "decimal_places": 18, "null": True, "blank": True}
-COST_FIELD = {"max_digits": 20, "decimal_places": 10}
+PRICE_FIELD: dict[str, Any] = {"max_digits": 28, "decimal_places": 18, "null": True, "blank": True}
+COST_FIELD: dict[str, Any] = {"max_digits": 20, "decimal_places": 10}
 
 
 class User(AbstractUser):

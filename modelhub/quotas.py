@@ -63,7 +63,9 @@ class QuotaState:
         return self.limit is not None and self.used >= self.limit
 
 
-def current_usage(credential: ProviderCredential, now: datetime | None = None):
+def current_usage(
+    credential: ProviderCredential, now: datetime | None = None
+) -> tuple[int, int, Decimal]:
     """``(requests, tokens, cost)`` used in the current period."""
     start, _ = period_bounds(credential.quota_period, now)
     if credential.period_started_at < start:

@@ -52,7 +52,7 @@ def secret_variants(secret: str) -> set[str]:
     return variants
 
 
-def secret_pattern(secrets: Iterable[str]) -> re.Pattern | None:
+def secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
     """One case-insensitive pattern matching every variant of ``secrets``, longest first
     (so a secret is replaced whole rather than leaving its prefix behind)."""
     variants: set[str] = set()
@@ -71,7 +71,7 @@ def bounded(text: str, limit: int = MAX_ERROR_LENGTH) -> str:
     return text[: limit - 1] + "…"
 
 
-def scrub(text: str, secrets: Iterable[str] = (), *, pattern: re.Pattern | None = None) -> str:
+def scrub(text: str, secrets: Iterable[str] = (), *, pattern: re.Pattern[str] | None = None) -> str:
     """``text`` with every variant of ``secrets`` (or ``pattern``'s matches) replaced,
     then bounded."""
     if not text:
@@ -83,14 +83,14 @@ def scrub(text: str, secrets: Iterable[str] = (), *, pattern: re.Pattern | None 
 
 
 @lru_cache(maxsize=1024)
-def _credential_pattern(encrypted_secret: str) -> re.Pattern | None:
+def _credential_pattern(encrypted_secret: str) -> re.Pattern[str] | None:
     try:
         return secret_pattern([decrypt_secret(encrypted_secret)])
     except SecretDecryptionError:
         return None
 
 
-def scrub_for_credential(text: str, credential) -> str:
+def scrub_for_credential(text: str, credential: object) -> str:
     """``text`` without ``credential``'s own secret, bounded; ``credential`` may be None
     (the text is then only bounded)."""
     if not text:

@@ -28,6 +28,7 @@ from modelhub.models import (
     ModelMetric,
     ModelType,
     Organization,
+    Provider,
     ProviderCredential,
     RoutingRule,
     RoutingStrategy,
@@ -42,6 +43,9 @@ from modelhub.selectors import (
 
 AUTO_MODEL = "auto"
 CAPABILITIES = CAPABILITY_FIELDS
+# A model the plan may use: (model, the credential a rule pins or None, weight, the name
+# it was asked for).
+Target = tuple[Model, ProviderCredential | None, int, str]
 # How many models "auto" considers when no rule defines it.
 AUTO_CANDIDATE_LIMIT = 10
 LATENCY_WINDOW = timedelta(hours=24)
@@ -83,7 +87,7 @@ class Candidate:
     observed_latency_ms: float | None = None
 
     @property
-    def provider(self):
+    def provider(self) -> Provider:
         return self.model.provider
 
     @property
@@ -198,7 +202,9 @@ def evaluate(
     return plan
 
 
-def _resolve_without_rule(organization, request, plan):
+def _resolve_without_rule(
+    organization: Organization, request: RouteRequest, plan: RoutingPlan
+) -> list[Target]:
     """A requested name resolves to the models it names and the same model elsewhere."""
     names = [request.requested_model, *request.fallback_models]
     if request.requested_model == AUTO_MODEL:
@@ -217,7 +223,7 @@ def _resolve_without_rule(organization, request, plan):
     direct_ids = {m.pk for m in direct}
     equivalents = [m for m in equivalent_models(primary, visible) if m.pk not in direct_ids]
 
-    targets = []
+    targets: list[Target] = []
     for name in names:
         found = by_name[name]
         if not found:
@@ -244,7 +250,7 @@ def _names_model(name: str, model: Model) -> bool:
     return slug == model.provider.slug and rest in own_ids
 
 
-def _auto_models(organization, request) -> list[Model]:
+def _auto_models(organization: Organization, request: RouteRequest) -> list[Model]:
     provider_ids = ProviderCredential.objects.for_org(organization).filter(is_active=True)
     provider_filter = Q(provider__in=provider_ids.values("provider_id")) | Q(
         provider__requires_api_key=False, provider__organization=organization
@@ -267,14 +273,20 @@ def _auto_models(organization, request) -> list[Model]:
     )
 
 
-def _price_key(model: Model):
+def _price_key(model: Model) -> tuple[int, Decimal, int]:
     prompt, completion = model.pricing_prompt, model.pricing_completion
     if prompt is None and completion is None:
         return (1, Decimal(0), model.pk)
     return (0, (prompt or Decimal(0)) + (completion or Decimal(0)), model.pk)
 
 
-def _expand_candidates(organization, request, plan, targets, now) -> None:
+def _expand_candidates(
+    organization: Organization,
+    request: RouteRequest,
+    plan: RoutingPlan,
+    targets: list[Target],
+    now: datetime,
+) -> None:
     provider_ids = {model.provider_id for model, *_ in targets}
     credentials_by_provider: dict[int, list[ProviderCredential]] = {}
     if provider_ids:
@@ -331,7 +343,7 @@ def environment_credentials_allowed(organization: Organization) -> bool:
     ``bootstrap`` creates for a zero-setup install); other organizations bring their own
     credentials unless the operator opens them to all (``GATEWAY_ALLOW_ENV_CREDENTIALS``).
     """
-    return (
+    return bool(
         settings.GATEWAY_ALLOW_ENV_CREDENTIALS
         or organization.slug == settings.DEFAULT_ORGANIZATION_SLUG
     )
@@ -370,7 +382,7 @@ def _model_problem(model: Model, request: RouteRequest) -> tuple[str, str] | Non
     return None
 
 
-def _credential_problem(credential: ProviderCredential, now) -> tuple[str, str] | None:
+def _credential_problem(credential: ProviderCredential, now: datetime) -> tuple[str, str] | None:
     if not credential.is_active:
         return Reason.CREDENTIAL_INACTIVE, "The credential is disabled."
     if credential.cooldown_until and credential.cooldown_until > now:
@@ -385,7 +397,9 @@ def _credential_problem(credential: ProviderCredential, now) -> tuple[str, str] 
     return None
 
 
-def _order(organization, plan: RoutingPlan, now, rng) -> None:
+def _order(
+    organization: Organization, plan: RoutingPlan, now: datetime, rng: random.Random | None
+) -> None:
     candidates = plan.candidates
     if plan.strategy == RoutingStrategy.CHEAPEST:
         candidates.sort(key=lambda c: _price_key(c.model)[:2])

@@ -6,11 +6,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, ForeignKey
 from django.utils import timezone
 
 from modelhub import rollups
@@ -500,11 +501,11 @@ class MetricReferenceCheck:
 
 
 def _existing_pks(model, pks: set[int], chunk: int = 500) -> set[int]:
-    pks = sorted(pks)
+    ordered = sorted(pks)
     found: set[int] = set()
-    for start in range(0, len(pks), chunk):
+    for start in range(0, len(ordered), chunk):
         found.update(
-            model._base_manager.filter(pk__in=pks[start : start + chunk]).values_list(
+            model._base_manager.filter(pk__in=ordered[start : start + chunk]).values_list(
                 "pk", flat=True
             )
         )
@@ -527,7 +528,7 @@ def metrics_detach_deleted_references(rows: Iterable[ModelMetric]) -> MetricRefe
         rows = [row for row in rows if row.organization_id in organizations]
     detached: dict[str, int] = {}
     for name in METRIC_OPTIONAL_REFERENCES:
-        field = ModelMetric._meta.get_field(name)
+        field = cast(ForeignKey, ModelMetric._meta.get_field(name))
         named = {getattr(row, field.attname) for row in rows} - {None}
         if not named:
             continue

@@ -29,7 +29,7 @@ def unusable_text_reason(value: str) -> str | None:
     return None
 
 
-def validate_query_text(value) -> None:
+def validate_query_text(value: object) -> None:
     """A form field validator: refuses text that could not be queried."""
     if isinstance(value, str):
         reason = unusable_text_reason(value)

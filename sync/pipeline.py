@@ -360,7 +360,7 @@ def sync_providers(
         raise ValueError(f"unknown providers: {', '.join(unknown)}")
     results = []
     with requests.Session() as session:
-        for spec in specs:
+        for spec in filter(None, specs):
             if on_start:
                 on_start(spec)
             result = sync_provider(

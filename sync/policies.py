@@ -17,7 +17,7 @@ from modelhub.cache import bump_catalog_version
 from modelhub.invalidation import publish_tenant_change
 from modelhub.models import Provider
 from sync.fetch import extract_items, fetch_page, request_headers
-from sync.registry import all_specs, get_spec
+from sync.registry import REGISTRY, all_specs
 
 logger = logging.getLogger("sync")
 
@@ -28,7 +28,7 @@ POLICY_URL_FIELDS = ("privacy_policy_url", "terms_of_service_url", "status_page_
 def provider_policies(payload: Any) -> dict[str, dict[str, Any]]:
     """OpenRouter's /api/v1/providers body as Provider column values per OpenRouter slug."""
     policies: dict[str, dict[str, Any]] = {}
-    for entry in extract_items(get_spec("openrouter"), payload):
+    for entry in extract_items(REGISTRY["openrouter"], payload):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("slug"), str):
             continue
         values: dict[str, Any] = {}
@@ -57,7 +57,7 @@ def provider_policies(payload: Any) -> dict[str, dict[str, Any]]:
 
 def sync_provider_policies(*, session: requests.Session | None = None) -> int:
     """Fill the policy columns of the global Provider rows; returns how many rows changed."""
-    spec = get_spec("openrouter")
+    spec = REGISTRY["openrouter"]
     api_key = spec.api_key()
     if not api_key:
         logger.info("sync policies: skipped: %s is not set", spec.env_var)

@@ -70,6 +70,7 @@ def to_decimal(value: Any) -> Decimal | None:
 
 def convert_price(value: Any, unit: Unit) -> Decimal | None:
     """A raw price in ``unit`` as USD (per token for token units), or ``None``."""
+    number: Decimal | None
     if unit is Unit.SCALED_AMOUNT:
         if not isinstance(value, Mapping):
             return None
@@ -411,7 +412,7 @@ def transform_record(spec: ProviderSpec, raw: Any) -> ModelRecord:
     if not modality and (inputs or outputs):
         modality = f"{'+'.join(inputs)}->{'+'.join(outputs)}"
 
-    prices = {}
+    prices: dict[str, Decimal | None] = {}
     for field in PRICE_FIELDS:
         prices[field] = None
         for path, unit in spec.price_sources.get(field, ()):
