@@ -9,7 +9,7 @@ PORT ?= 8000
 SNAPSHOT := sync/snapshots/catalog.json.gz
 TEST_ENV := DJANGO_SETTINGS_MODULE=config.settings.test
 
-.PHONY: install run serve migrate bootstrap test lint format schema worker beat bench clean
+.PHONY: install run serve migrate bootstrap test lint typecheck format schema worker beat bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,8 @@ run: install
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: /admin/, API docs: /api/docs/)"
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT)
 
-## Set up and run the whole test suite (lint, migrations, API schema, pytest).
-test: install lint
+## Set up and run the whole test suite (lint, import contracts, types, migrations, API schema, pytest).
+test: install lint typecheck
 	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 	$(BIN)/pytest
@@ -38,6 +38,11 @@ test: install lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+## mypy with django-stubs (configuration in pyproject.toml; its cache is .mypy_cache).
+typecheck: install
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -54,4 +59,4 @@ beat: install
 	$(BIN)/celery -A config beat --loglevel=info
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .grimp_cache staticfiles
