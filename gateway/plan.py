@@ -63,7 +63,9 @@ def usable_candidates(call: GatewayCall, plan: RoutingPlan) -> list[Candidate]:
             ends = [
                 r.credential.cooldown_until
                 for r in plan.rejected
-                if r.reason == Reason.CREDENTIAL_COOLING_DOWN and r.credential is not None
+                if r.reason == Reason.CREDENTIAL_COOLING_DOWN
+                and r.credential is not None
+                and r.credential.cooldown_until is not None
             ]
             wait = (
                 max(min((end - timezone.now()).total_seconds() for end in ends), 1) if ends else 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 from gateway import accounting, attempt, health, plan, relay, reserve, stream
 from gateway.auth import ClientKeyInfo
@@ -38,7 +38,7 @@ async def handle(
     endpoint: Endpoint,
     *,
     request_id: str | None = None,
-) -> HttpResponse | StreamingHttpResponse:
+) -> HttpResponseBase:
     call = open_call(runtime, key, raw_body, endpoint, request_id=request_id)
     record = accounting.new_record(call)
     try:
