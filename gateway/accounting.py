@@ -15,20 +15,30 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from gateway import telemetry
-from modelhub.models import ClientKey, ModelMetric
+from gateway.reserve import settle_limits
+from modelhub.models import ModelMetric
 from modelhub.redaction import bounded
 from modelhub.services import (
     MetricReferenceCheck,
+    client_keys_mark_used,
+    estimate_cost,
     metrics_bulk_create,
     metrics_detach_deleted_references,
     provider_credential_add_usage,
 )
+
+if TYPE_CHECKING:
+    from gateway.call import GatewayCall
+    from gateway.errors import GatewayError
+    from modelhub.models import Model
+    from modelhub.routing import Candidate
 
 logger = logging.getLogger(__name__)
 
@@ -211,8 +221,7 @@ def _add_usage(records: list[UsageRecord], now: datetime) -> None:
             cost=cost,
             now=now,
         )
-    for client_key_id, used_at in sorted(last_used.items()):
-        ClientKey.objects.filter(pk=client_key_id).update(last_used_at=used_at)
+    client_keys_mark_used(last_used=last_used)
 
 
 # How long the writer waits for a row lock on PostgreSQL (milliseconds). A deletion of
@@ -484,3 +493,109 @@ class MetricRecorder:
             outcome.drop(DROP_DATABASE_UNREACHABLE, len(outcome.unwritten), self.last_error)
         self._account(outcome)
         self._report_shutdown(self.dropped - before)
+
+
+# --- One request's account ------------------------------------------------------------------
+
+
+def new_record(call: GatewayCall) -> UsageRecord:
+    plan = call.plan
+    return UsageRecord(
+        organization_id=call.key.organization.pk,
+        client_key_id=call.key.id,
+        endpoint=call.endpoint.name,
+        model_type=call.endpoint.model_type,
+        requested_model=call.requested_model,
+        request_id=call.request_id,
+        routing_rule_id=plan.rule.pk if plan and plan.rule else None,
+        strategy=plan.strategy if plan else "",
+        streamed=call.stream,
+    )
+
+
+def usage_numbers(usage: dict | None) -> tuple[int, int, int]:
+    """``(input, output, cached)`` tokens from an OpenAI usage object."""
+    if not isinstance(usage, dict):
+        return 0, 0, 0
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    details = usage.get("prompt_tokens_details") or {}
+    cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    return prompt, completion, cached
+
+
+def cost_of(model: Model, input_tokens: int, output_tokens: int, cached: int) -> Decimal:
+    usage = {
+        "input_tokens": input_tokens - cached,
+        "cached_input_tokens": cached,
+        "output_tokens": output_tokens,
+        "requests": 1,
+    }
+    return estimate_cost(model=model, usage=usage).total
+
+
+def charge(
+    record: UsageRecord, candidate: Candidate, input_used: int, output_used: int, cached: int
+) -> tuple[int, Decimal]:
+    """Put the usage and its cost on the record; returns ``(tokens, cost)``."""
+    cost = cost_of(candidate.model, input_used, output_used, cached)
+    record.input_tokens, record.output_tokens, record.cached_tokens = (
+        input_used,
+        output_used,
+        cached,
+    )
+    record.cost = cost
+    return input_used + output_used, cost
+
+
+def describe(record: UsageRecord, candidate: Candidate) -> None:
+    """Name the candidate on the record: the one that answered, or the last that failed."""
+    model = candidate.model
+    record.served_model = model.catalog_id
+    record.provider_slug = model.provider.slug
+    record.provider_id = model.provider_id
+    record.provider_is_global = model.provider.organization_id is None
+    record.model_id = model.pk
+    credential = candidate.credential
+    record.credential_id = credential.pk if credential is not None else None
+    record.credential_quota_period = credential.quota_period if credential is not None else None
+
+
+def _queue_record(call: GatewayCall, record: UsageRecord) -> None:
+    record.attempts = call.attempts
+    record.fallbacks_used = max(call.candidates_tried - 1, 0)
+    record.latency_ms = call.elapsed_ms()
+    call.runtime.recorder.record(record)
+
+
+def finish(call: GatewayCall, record: UsageRecord, *, tokens: int, cost: Decimal) -> None:
+    """Queue the usage record and settle the key's limits in the background (for streams
+    that ended and requests that were cancelled: nothing is left to answer)."""
+    _queue_record(call, record)
+    if call.reservation is not None:
+        call.runtime.spawn(settle_limits(call, tokens, cost))
+
+
+async def finish_and_settle(
+    call: GatewayCall, record: UsageRecord, *, tokens: int, cost: Decimal
+) -> None:
+    """Queue the usage record and settle the key's limits before the answer goes out, so
+    the client's next request already counts what this one really used (one counter
+    update; the metric row itself is still written in the background)."""
+    _queue_record(call, record)
+    await settle_limits(call, tokens, cost)
+
+
+async def account_error(call: GatewayCall, record: UsageRecord, error: GatewayError) -> None:
+    """The request ends in the gateway's own error: nothing was used."""
+    record.status_code = error.status
+    record.error_type = error.code or error.type
+    record.error_message = error.message
+    await finish_and_settle(call, record, tokens=0, cost=Decimal(0))
+
+
+def account_disconnect(call: GatewayCall, record: UsageRecord) -> None:
+    """The client hung up before an answer: 499, accounted in the background."""
+    record.status_code = 499
+    record.error_type = "client_disconnected"
+    finish(call, record, tokens=0, cost=Decimal(0))

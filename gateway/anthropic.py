@@ -86,8 +86,8 @@ def _tool_arguments(raw) -> dict:
         return raw
     try:
         value = json.loads(raw or "{}")
-    except (TypeError, ValueError):
-        raise TranslationError("Tool call arguments must be a JSON object.")
+    except (TypeError, ValueError) as exc:
+        raise TranslationError("Tool call arguments must be a JSON object.") from exc
     if not isinstance(value, dict):
         raise TranslationError("Tool call arguments must be a JSON object.")
     return value

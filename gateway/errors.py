@@ -111,3 +111,28 @@ def upstream_error_body(status: int, message: str, *, type: str, code: str | Non
     return json.dumps(
         {"error": {"message": message, "type": type, "param": None, "code": code}}
     ).encode()
+
+
+class AttemptFailed(Exception):
+    """One upstream attempt failed; the attributes say whether to retry or fall back."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = True,
+        credential_fault: bool = True,
+        retry_after: float | None = None,
+        response: HttpResponse | None = None,
+    ):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.credential_fault = credential_fault
+        self.retry_after = retry_after
+        # Set for the caller's own errors (400, 413, 422): the answer to send back.
+        self.response = response

@@ -1,4 +1,4 @@
-"""Per-client-key limits and per-credential quotas, enforced atomically.
+"""Per-client-key limits, enforced atomically (credential quotas: ``modelhub.quotas``).
 
 A client key may have requests per minute, tokens per minute and a budget per period.
 Each is a counter of its window. A request is admitted when every counter is still below
@@ -23,16 +23,22 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from gateway.errors import RateLimited
-from modelhub.models import LimitCounter, ProviderCredential
 from modelhub.quotas import period_bounds
-from modelhub.services import provider_credential_roll_period
+from modelhub.services import (
+    CounterIncrement,
+    limit_counters_adjust,
+    limit_counters_purge,
+    limit_counters_reserve,
+)
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 PICODOLLARS = Decimal(10**12)
 
@@ -184,68 +190,45 @@ class RedisLimiter:
         await self.client.aclose()
 
 
-def _reserve_in_database(windows: list[Window], now: datetime) -> Window | None:
-    keys = sorted(w.key for w in windows)
-    with transaction.atomic():
-        LimitCounter.objects.bulk_create(
-            [LimitCounter(key=w.key, value=0, expires_at=w.expires_at) for w in windows],
-            ignore_conflicts=True,
-        )
-        # Locked in key order, so two requests of one key cannot deadlock.
-        values = dict(
-            LimitCounter.objects.select_for_update()
-            .filter(key__in=keys)
-            .order_by("key")
-            .values_list("key", "value")
-        )
-        for window in windows:
-            if values.get(window.key, 0) >= window.limit:
-                return window
-        for window in windows:
-            if window.amount:
-                LimitCounter.objects.filter(key=window.key).update(value=F("value") + window.amount)
-    return None
-
-
-def _adjust_in_database(deltas: list[tuple[str, int]]) -> None:
-    with transaction.atomic():
-        for key, delta in deltas:
-            LimitCounter.objects.filter(key=key).update(value=F("value") + delta)
-
-
-def _purge_in_database(now: datetime) -> None:
-    LimitCounter.objects.filter(expires_at__lt=now - timedelta(minutes=5)).delete()
+def _reserve_in_database(windows: list[Window]) -> Window | None:
+    increments = [CounterIncrement(w.key, w.limit, w.amount, w.expires_at) for w in windows]
+    failed = limit_counters_reserve(increments=increments)
+    return None if failed is None else windows[failed]
 
 
 class DatabaseLimiter:
-    def __init__(self, runtime):
+    def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
     async def reserve(self, windows: list[Window]) -> Window | None:
         if not windows:
             return None
-        return await self.runtime.db(_reserve_in_database, windows, timezone.now())
+        return await self.runtime.db(_reserve_in_database, windows)
 
     async def adjust(self, deltas: list[tuple[str, int]]) -> None:
         deltas = [(key, delta) for key, delta in deltas if delta]
         if deltas:
-            await self.runtime.db(_adjust_in_database, deltas)
+            await self.runtime.db(limit_counters_adjust, deltas=deltas)
 
     async def purge_expired(self) -> None:
-        await self.runtime.db(_purge_in_database, timezone.now())
+        await self.runtime.db(
+            limit_counters_purge, expired_before=timezone.now() - timedelta(minutes=5)
+        )
 
     async def close(self) -> None:
         """Nothing to release: the database threads belong to the runtime."""
 
 
-def build_limiter(runtime):
+def build_limiter(runtime: Runtime) -> RedisLimiter | DatabaseLimiter:
     backend = settings.GATEWAY_LIMIT_BACKEND
     if backend == "redis" or (backend == "auto" and settings.REDIS_URL):
         return RedisLimiter(settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL)
     return DatabaseLimiter(runtime)
 
 
-async def settle(limiter, reservation: Reservation, *, tokens: int, cost: Decimal) -> None:
+async def settle(
+    limiter: RedisLimiter | DatabaseLimiter, reservation: Reservation, *, tokens: int, cost: Decimal
+) -> None:
     """Replace the reserved amounts by what the request actually used (giving back the
     difference between a budget's worst case and the actual cost)."""
     deltas = []
@@ -254,34 +237,3 @@ async def settle(limiter, reservation: Reservation, *, tokens: int, cost: Decima
     if reservation.cost_key:
         deltas.append((reservation.cost_key, to_picodollars(cost) - reservation.reserved_cost))
     await limiter.adjust(deltas)
-
-
-# --- Provider credential quotas -------------------------------------------------------------
-
-
-def has_quota(credential: ProviderCredential) -> bool:
-    return any(
-        limit is not None
-        for limit in (credential.quota_requests, credential.quota_tokens, credential.quota_cost)
-    )
-
-
-def credential_reserve_request(
-    credential_id: int, period: str, now: datetime | None = None
-) -> bool:
-    """Count one request against the credential's quotas if none is used up.
-
-    A single conditional UPDATE: concurrent requests cannot both take the last slot.
-    Tokens and cost are added when the request's usage is written.
-    """
-    now = now or timezone.now()
-    provider_credential_roll_period(credential_id=credential_id, period=period, now=now)
-    below_quotas = (
-        (Q(quota_requests__isnull=True) | Q(used_requests__lt=F("quota_requests")))
-        & (Q(quota_tokens__isnull=True) | Q(used_tokens__lt=F("quota_tokens")))
-        & (Q(quota_cost__isnull=True) | Q(used_cost__lt=F("quota_cost")))
-    )
-    updated = ProviderCredential.objects.filter(below_quotas, pk=credential_id).update(
-        used_requests=F("used_requests") + 1, last_used_at=now
-    )
-    return updated == 1

@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
-from django.db.models import Q
-
-from modelhub.models import Model, Organization, Provider, ProviderCredential
-from modelhub.routing import active_rules, environment_credentials_allowed
-
-
-def _usable_providers_q(organization: Organization) -> Q:
-    """Providers the organization can call: with an active credential, keyless ones, and
-    global ones whose environment key operators allow."""
-    with_credential = ProviderCredential.objects.for_org(organization).filter(is_active=True)
-    query = Q(provider__in=with_credential.values("provider_id")) | Q(
-        provider__requires_api_key=False
-    )
-    if environment_credentials_allowed(organization):
-        env_providers = [
-            pk
-            for pk, env_var in Provider.objects.global_rows()
-            .exclude(api_key_env_var="")
-            .values_list("pk", "api_key_env_var")
-            if os.environ.get(env_var)
-        ]
-        query |= Q(provider__in=env_providers)
-    return query
+from modelhub.models import Model, Organization
+from modelhub.routing import active_rules
+from modelhub.selectors import callable_providers_q
 
 
 def model_list(organization: Organization, key) -> list[dict]:
@@ -34,7 +12,7 @@ def model_list(organization: Organization, key) -> list[dict]:
     models = (
         Model.objects.visible_to(organization)
         .active()
-        .filter(_usable_providers_q(organization))
+        .filter(callable_providers_q(organization, prefix="provider__"))
         .select_related("provider")
         .order_by("provider__slug", "provider_model_id")
     )

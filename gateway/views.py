@@ -10,6 +10,7 @@ import json
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import proxy, runtime, telemetry
@@ -33,7 +34,7 @@ def _method_not_allowed(allowed: str) -> HttpResponse:
     return response
 
 
-async def _completion(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
+async def _completion(request: HttpRequest, endpoint: Endpoint) -> HttpResponseBase:
     if request.method != "POST":
         return _method_not_allowed("POST")
     state = runtime.current()
@@ -47,19 +48,19 @@ async def _completion(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
 
 
 @csrf_exempt
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """Create a chat completion (OpenAI's ``POST /v1/chat/completions``), streamed or not."""
     return await _completion(request, CHAT)
 
 
 @csrf_exempt
-async def completions(request: HttpRequest) -> HttpResponse:
+async def completions(request: HttpRequest) -> HttpResponseBase:
     """Create a text completion (OpenAI's legacy ``POST /v1/completions``)."""
     return await _completion(request, COMPLETIONS)
 
 
 @csrf_exempt
-async def embeddings(request: HttpRequest) -> HttpResponse:
+async def embeddings(request: HttpRequest) -> HttpResponseBase:
     """Create embeddings (OpenAI's ``POST /v1/embeddings``)."""
     return await _completion(request, EMBEDDINGS)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.db.models import F, Q
 from django.utils import timezone
 
 from modelhub.models import ProviderCredential, QuotaPeriod
@@ -89,3 +90,21 @@ def exhausted_quota(credential: ProviderCredential, now: datetime | None = None)
         if state.exhausted:
             return state.name
     return None
+
+
+def has_quota(credential: ProviderCredential) -> bool:
+    """Whether any quota limits the credential (only then is each request counted first)."""
+    return any(
+        limit is not None
+        for limit in (credential.quota_requests, credential.quota_tokens, credential.quota_cost)
+    )
+
+
+def below_quotas_q() -> Q:
+    """Credentials none of whose quotas is used up (counters as stored: roll the period
+    first)."""
+    return (
+        (Q(quota_requests__isnull=True) | Q(used_requests__lt=F("quota_requests")))
+        & (Q(quota_tokens__isnull=True) | Q(used_tokens__lt=F("quota_tokens")))
+        & (Q(quota_cost__isnull=True) | Q(used_cost__lt=F("quota_cost")))
+    )

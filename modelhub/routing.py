@@ -10,7 +10,6 @@ provider involved, and one for observed latencies when the strategy needs them.
 from __future__ import annotations
 
 import fnmatch
-import os
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ from modelhub.models import (
 from modelhub.quotas import exhausted_quota
 from modelhub.selectors import (
     OLLAMA_DEFAULT_TAG,
+    callable_providers_q,
+    credential_free_source,
     equivalent_models,
     resolve_model_names_q,
 )
@@ -251,11 +252,11 @@ def _names_model(name: str, model: Model) -> bool:
 
 
 def _auto_models(organization: Organization, request: RouteRequest) -> list[Model]:
-    provider_ids = ProviderCredential.objects.for_org(organization).filter(is_active=True)
-    provider_filter = Q(provider__in=provider_ids.values("provider_id")) | Q(
-        provider__requires_api_key=False, provider__organization=organization
+    queryset = (
+        Model.objects.visible_to(organization)
+        .active()
+        .filter(callable_providers_q(organization, prefix="provider__"))
     )
-    queryset = Model.objects.visible_to(organization).active().filter(provider_filter)
     if request.model_type == ModelType.EMBEDDING:
         queryset = queryset.filter(modality__icontains="embedding")
     else:
@@ -321,7 +322,7 @@ def _expand_candidates(
             usable += 1
         if usable or credentials:
             continue
-        source = _keyless_source(model, organization)
+        source = credential_free_source(model.provider, organization)
         if source and (model.pk, None) not in seen:
             seen.add((model.pk, None))
             plan.candidates.append(Candidate(model, None, source, weight))
@@ -334,33 +335,6 @@ def _expand_candidates(
                     f"The organization has no credential for provider '{model.provider.slug}'.",
                 )
             )
-
-
-def environment_credentials_allowed(organization: Organization) -> bool:
-    """Whether the provider keys of the server's environment may serve ``organization``.
-
-    They always serve the default organization (``DEFAULT_ORGANIZATION_SLUG``, the one
-    ``bootstrap`` creates for a zero-setup install); other organizations bring their own
-    credentials unless the operator opens them to all (``GATEWAY_ALLOW_ENV_CREDENTIALS``).
-    """
-    return bool(
-        settings.GATEWAY_ALLOW_ENV_CREDENTIALS
-        or organization.slug == settings.DEFAULT_ORGANIZATION_SLUG
-    )
-
-
-def _keyless_source(model: Model, organization: Organization) -> str | None:
-    provider = model.provider
-    if not provider.requires_api_key:
-        return "none"
-    if (
-        environment_credentials_allowed(organization)
-        and provider.organization_id is None
-        and provider.api_key_env_var
-        and os.environ.get(provider.api_key_env_var)
-    ):
-        return "environment"
-    return None
 
 
 def _model_problem(model: Model, request: RouteRequest) -> tuple[str, str] | None:

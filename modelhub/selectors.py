@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Avg, Count, DecimalField, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
@@ -17,6 +19,7 @@ from modelhub.models import (
     HealthStatus,
     Model,
     ModelMetric,
+    Organization,
     Provider,
     ProviderCredential,
 )
@@ -461,3 +464,63 @@ def credential_overview(organization) -> list[dict]:
             }
         )
     return rows
+
+
+# --- What an organization can call ----------------------------------------------------------
+# One definition for the router (``modelhub.routing``: named models and ``auto``) and the
+# gateway's model list: a provider is callable with an active credential of the
+# organization; with none at all, when it needs no key or the server's environment key
+# for it serves the organization. Credentials that exist but are all disabled close the
+# provider: the organization turned it off, and no fallback key opens it again.
+
+
+def environment_credentials_allowed(organization: Organization) -> bool:
+    """Whether the provider keys of the server's environment may serve ``organization``.
+
+    They always serve the default organization (``DEFAULT_ORGANIZATION_SLUG``, the one
+    ``bootstrap`` creates for a zero-setup install); other organizations bring their own
+    credentials unless the operator opens them to all (``GATEWAY_ALLOW_ENV_CREDENTIALS``).
+    """
+    return (
+        settings.GATEWAY_ALLOW_ENV_CREDENTIALS
+        or organization.slug == settings.DEFAULT_ORGANIZATION_SLUG
+    )
+
+
+def environment_key_source(provider: Provider, organization: Organization) -> bool:
+    """Whether a global provider's key from the environment may serve ``organization``."""
+    return bool(
+        environment_credentials_allowed(organization)
+        and provider.organization_id is None
+        and provider.api_key_env_var
+        and os.environ.get(provider.api_key_env_var)
+    )
+
+
+def credential_free_source(provider: Provider, organization: Organization) -> str | None:
+    """How ``organization`` calls ``provider`` without a credential of its own: "none"
+    (keyless endpoint), "environment" (the server's key), or None (it cannot)."""
+    if not provider.requires_api_key:
+        return "none"
+    if environment_key_source(provider, organization):
+        return "environment"
+    return None
+
+
+def callable_providers_q(organization: Organization, *, prefix: str = "") -> Q:
+    """The providers ``organization`` can call, as a filter on providers (``prefix=""``)
+    or on a relation to them (``prefix="provider__"``); the same rule, row by row, as
+    ``credential_free_source`` and the credentials the router expands."""
+    credentials = ProviderCredential.objects.for_org(organization)
+    environment = []
+    if environment_credentials_allowed(organization):  # else spare the query
+        environment = [
+            provider.pk
+            for provider in Provider.objects.global_rows().exclude(api_key_env_var="")
+            if environment_key_source(provider, organization)
+        ]
+    pk = f"{prefix}pk__in" if prefix else "pk__in"
+    free = Q(**{f"{prefix}requires_api_key": False}) | Q(**{pk: environment})
+    return Q(**{pk: credentials.filter(is_active=True).values("provider_id")}) | (
+        ~Q(**{pk: credentials.values("provider_id")}) & free
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -20,6 +20,7 @@ from modelhub.invalidation import publish_tenant_change
 from modelhub.models import (
     ClientKey,
     HealthStatus,
+    LimitCounter,
     Membership,
     Model,
     ModelMetric,
@@ -31,7 +32,7 @@ from modelhub.models import (
     RoutingTarget,
     User,
 )
-from modelhub.quotas import period_bounds
+from modelhub.quotas import below_quotas_q, period_bounds
 from modelhub.redaction import scrub_for_credential
 
 # --- Organizations and members -----------------------------------------------------------
@@ -550,3 +551,73 @@ def metrics_bulk_create(rows: Iterable[ModelMetric], batch_size: int = 500) -> i
         created = ModelMetric.objects.bulk_create(rows, batch_size=batch_size)
         rollups.add_metrics(created)
     return len(created)
+
+
+def provider_credential_reserve_request(
+    *, credential_id: int, period: str, now: datetime | None = None
+) -> bool:
+    """Count one request against the credential's quotas if none is used up.
+
+    A single conditional UPDATE: concurrent requests cannot both take the last slot.
+    Tokens and cost are added when the request's usage is written
+    (``provider_credential_add_usage`` with ``requests=0``).
+    """
+    now = now or timezone.now()
+    provider_credential_roll_period(credential_id=credential_id, period=period, now=now)
+    updated = ProviderCredential.objects.filter(below_quotas_q(), pk=credential_id).update(
+        used_requests=F("used_requests") + 1, last_used_at=now
+    )
+    return updated == 1
+
+
+def client_keys_mark_used(*, last_used: Mapping[int, datetime]) -> None:
+    """Set each client key's ``last_used_at``, in key order (a stable lock order)."""
+    for client_key_id, used_at in sorted(last_used.items()):
+        ClientKey.objects.filter(pk=client_key_id).update(last_used_at=used_at)
+
+
+@dataclass(frozen=True)
+class CounterIncrement:
+    """One limit counter a request must find below ``limit``, then raise by ``amount``."""
+
+    key: str
+    limit: int
+    amount: int
+    expires_at: datetime
+
+
+@transaction.atomic
+def limit_counters_reserve(*, increments: Sequence[CounterIncrement]) -> int | None:
+    """Raise every counter by its amount if each is still below its limit; otherwise
+    change nothing and return the index of the first counter at its limit."""
+    LimitCounter.objects.bulk_create(
+        [LimitCounter(key=c.key, value=0, expires_at=c.expires_at) for c in increments],
+        ignore_conflicts=True,
+    )
+    # Locked in key order, so two requests of one key cannot deadlock.
+    values = dict(
+        LimitCounter.objects.select_for_update()
+        .filter(key__in=sorted(c.key for c in increments))
+        .order_by("key")
+        .values_list("key", "value")
+    )
+    for index, counter in enumerate(increments):
+        if values.get(counter.key, 0) >= counter.limit:
+            return index
+    for counter in increments:
+        if counter.amount:
+            LimitCounter.objects.filter(key=counter.key).update(value=F("value") + counter.amount)
+    return None
+
+
+@transaction.atomic
+def limit_counters_adjust(*, deltas: Sequence[tuple[str, int]]) -> None:
+    """Add each delta to its counter (a reservation corrected to actual usage)."""
+    for key, delta in deltas:
+        LimitCounter.objects.filter(key=key).update(value=F("value") + delta)
+
+
+def limit_counters_purge(*, expired_before: datetime) -> int:
+    """Delete counters whose window ended before ``expired_before``."""
+    deleted, _ = LimitCounter.objects.filter(expires_at__lt=expired_before).delete()
+    return deleted

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import F
 
 from gateway.limits import PICODOLLARS
-from gateway.proxy import output_bound, prompt_bound
+from gateway.parse import output_bound, prompt_bound
 from gateway.upstreams import CHAT, EMBEDDINGS
 from modelhub.models import ApiFormat, LimitCounter, Model, ModelMetric, Provider
 from modelhub.services import provider_credential_create

@@ -1,0 +1,94 @@
+"""Reserve: a client key's rate limits and budget, taken before any upstream is called.
+
+The counters and their atomic backends are in :mod:`gateway.limits`; this stage computes
+what one request reserves (its estimated tokens, its worst-case cost) and gives back the
+difference once it is settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from django.utils import timezone
+
+from gateway import limits
+from gateway.parse import output_bound, prompt_bound
+from modelhub.routing import Candidate
+from modelhub.services import estimate_cost
+
+if TYPE_CHECKING:
+    from gateway.call import GatewayCall
+
+logger = logging.getLogger(__name__)
+
+
+def worst_case_cost(call: GatewayCall, candidates: list[Candidate]) -> Decimal:
+    """What the request costs at most, on the most expensive candidate it may reach.
+
+    Budgets reserve this, not a guess: a guess lets concurrent requests spend past the
+    budget by whatever they use beyond it. Settling gives back the difference.
+    """
+    return max(
+        (
+            estimate_cost(
+                model=c.model,
+                usage={
+                    "input_tokens": prompt_bound(call.body, c.model),
+                    "output_tokens": output_bound(
+                        call.body, call.endpoint, call.estimated_input_tokens, c.model
+                    ),
+                    "requests": 1,
+                },
+            ).total
+            for c in candidates
+        ),
+        default=Decimal(0),
+    )
+
+
+async def reserve_limits(call: GatewayCall, candidates: list[Candidate]) -> None:
+    key = call.key
+    if key.rate_limit_rpm is None and key.rate_limit_tpm is None and key.budget_amount is None:
+        return
+    reservation = limits.client_key_windows(
+        key,
+        estimated_tokens=call.estimated_input_tokens + call.estimated_output_tokens,
+        worst_case_cost=worst_case_cost(call, candidates)
+        if key.budget_amount is not None
+        else Decimal(0),
+        now=timezone.now(),
+    )
+    # The reservation runs as its own task: a client that hangs up while it is under way
+    # must not leave the counters raised by a request that never ran (a budget would
+    # keep its worst case for the rest of the period).
+    reserving = call.runtime.spawn(call.runtime.limiter.reserve(reservation.windows))
+    try:
+        failed = await asyncio.shield(reserving)
+    except asyncio.CancelledError:
+        reserving.add_done_callback(lambda task: _release_abandoned(call, reservation, task))
+        raise
+    if failed is not None:
+        raise limits.reject(failed)
+    call.reservation = reservation
+
+
+def _release_abandoned(
+    call: GatewayCall, reservation: limits.Reservation, task: asyncio.Task
+) -> None:
+    """The counters were raised after the client left: give the request's share back."""
+    if task.cancelled() or task.exception() is not None or task.result() is not None:
+        return
+    call.reservation = reservation
+    call.runtime.spawn(settle_limits(call, 0, Decimal(0)))
+
+
+async def settle_limits(call: GatewayCall, tokens: int, cost: Decimal) -> None:
+    if call.reservation is None:
+        return
+    try:
+        await limits.settle(call.runtime.limiter, call.reservation, tokens=tokens, cost=cost)
+    except Exception:
+        logger.exception("Could not settle the limits of request %s", call.request_id)

@@ -1,0 +1,99 @@
+"""What ``gateway.asgi.GatewayASGIHandler`` takes from Django's ASGI handler.
+
+The lean handler subclasses ``django.core.handlers.asgi.ASGIHandler`` and replaces its
+``handle`` and ``load_middleware``, calling the rest by name. A Django release that
+renames, re-signs or changes these internals breaks the gateway quietly, so these tests
+fail first, naming what to re-read in Django before the version range is widened.
+"""
+
+import inspect
+import re
+
+import django
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import BaseHandler
+from django.core.handlers.exception import convert_exception_to_response
+from django.http import HttpRequest
+
+from gateway.asgi import GatewayASGIHandler
+
+# The Django versions GatewayASGIHandler was checked against, [lowest, next major).
+CHECKED_FROM = (5, 2)
+CHECKED_BELOW = (6, 0)
+
+RECHECK = (
+    "Django {version} is outside the range GatewayASGIHandler (gateway/asgi.py) was "
+    "checked against. Re-read django/core/handlers/asgi.py (ASGIHandler.handle, "
+    "create_request, read_body, run_get_response, send_response, listen_for_disconnect) "
+    "and base.py (load_middleware, _get_response_async), compare with the lean "
+    "handler, run tests/gateway and bench/gateway.py, then widen CHECKED_BELOW here."
+)
+
+# name -> (parameters after self, is a coroutine function)
+RELIED_ON = {
+    "create_request": (["scope", "body_file"], False),
+    "read_body": (["receive"], True),
+    "run_get_response": (["request"], True),
+    "send_response": (["response", "send"], True),
+    "listen_for_disconnect": (["receive"], True),
+    "load_middleware": (["is_async"], False),
+    "_get_response_async": (["request"], True),
+}
+
+
+def test_django_version_is_in_the_checked_range():
+    version = django.VERSION[:2]
+    assert CHECKED_FROM <= version < CHECKED_BELOW, RECHECK.format(version=django.__version__)
+
+
+def test_the_handler_methods_it_calls_keep_their_signatures():
+    for name, (parameters, is_coroutine) in RELIED_ON.items():
+        method = getattr(ASGIHandler, name, None)
+        assert method is not None, f"ASGIHandler.{name} is gone. " + RECHECK.format(
+            version=django.__version__
+        )
+        found = list(inspect.signature(method).parameters)[1:]
+        assert found == parameters, (
+            f"ASGIHandler.{name}{inspect.signature(method)} changed (was {parameters}). "
+            + RECHECK.format(version=django.__version__)
+        )
+        assert inspect.iscoroutinefunction(method) is is_coroutine, (
+            f"ASGIHandler.{name} is {'no longer' if is_coroutine else 'now'} a coroutine. "
+            + RECHECK.format(version=django.__version__)
+        )
+
+
+def test_the_module_functions_it_calls_keep_their_signatures():
+    assert list(inspect.signature(get_script_prefix).parameters) == ["scope"]
+    assert list(inspect.signature(convert_exception_to_response).parameters) == ["get_response"]
+
+
+def test_load_middleware_sets_what_the_base_handler_reads():
+    """The override sets the attributes Django's response path reads; a new one there
+    would be missing on the lean handler."""
+    source = inspect.getsource(BaseHandler)
+    for attribute in (
+        "_view_middleware",
+        "_template_response_middleware",
+        "_exception_middleware",
+        "_middleware_chain",
+    ):
+        assert f"self.{attribute}" in source, RECHECK.format(version=django.__version__)
+    handler = GatewayASGIHandler()
+    read = {a[len("self.") :] for a in _self_attributes(BaseHandler._get_response_async)}
+    read |= {a[len("self.") :] for a in _self_attributes(BaseHandler.get_response_async)}
+    missing = {a for a in read if a.startswith("_") and not hasattr(handler, a)}
+    assert not missing, f"The lean handler lacks {sorted(missing)}. " + RECHECK.format(
+        version=django.__version__
+    )
+
+
+def test_a_request_body_set_by_the_handler_is_the_one_views_read():
+    """The handler reads the body itself and stores it in ``_body`` and ``_stream``."""
+    request = HttpRequest()
+    request._body = b'{"model": "m"}'
+    assert request.body == b'{"model": "m"}', RECHECK.format(version=django.__version__)
+
+
+def _self_attributes(function) -> set[str]:
+    return set(re.findall(r"self\.[A-Za-z_]+", inspect.getsource(function)))
