@@ -70,7 +70,7 @@ def organization_delete(*, organization: Organization) -> None:
 
 
 def _owner_count(organization: Organization) -> int:
-    return Membership.objects.filter(organization=organization, role=Role.OWNER).count()
+    return Membership.objects.for_org(organization).filter(role=Role.OWNER).count()
 
 
 def _check_owner_rules(*, actor: Membership, target_role: str | None, new_role: str | None):
@@ -84,7 +84,7 @@ def _check_owner_rules(*, actor: Membership, target_role: str | None, new_role: 
 def membership_add(*, actor: Membership, user: User, role: str) -> Membership:
     _check_owner_rules(actor=actor, target_role=None, new_role=role)
     organization = actor.organization
-    if Membership.objects.filter(organization=organization, user=user).exists():
+    if Membership.objects.for_org(organization).filter(user=user).exists():
         raise ValidationError({"user": "This user is already a member of the organization."})
     return Membership.objects.create(organization=organization, user=user, role=role)
 
@@ -94,9 +94,9 @@ def membership_change_role(*, actor: Membership, membership: Membership, role: s
     _check_owner_rules(actor=actor, target_role=membership.role, new_role=role)
     # Lock the organization's owner rows so two concurrent demotions cannot both pass.
     list(
-        Membership.objects.select_for_update().filter(
-            organization=membership.organization, role=Role.OWNER
-        )
+        Membership.objects.for_org(membership.organization)
+        .filter(role=Role.OWNER)
+        .select_for_update()
     )
     demoting_owner = membership.role == Role.OWNER and role != Role.OWNER
     if demoting_owner and _owner_count(membership.organization) <= 1:
@@ -113,9 +113,9 @@ def membership_remove(*, actor: Membership, membership: Membership) -> None:
     if membership.pk != actor.pk:
         _check_owner_rules(actor=actor, target_role=membership.role, new_role=None)
     list(
-        Membership.objects.select_for_update().filter(
-            organization=membership.organization, role=Role.OWNER
-        )
+        Membership.objects.for_org(membership.organization)
+        .filter(role=Role.OWNER)
+        .select_for_update()
     )
     if membership.role == Role.OWNER and _owner_count(membership.organization) <= 1:
         raise ValidationError(
@@ -394,7 +394,9 @@ def environment_client_keys_sync(
     """
     now = now or timezone.now()
     digests = {hash_client_key(raw): raw for raw in (k.strip() for k in raw_keys) if raw}
-    existing = {key.key_hash: key for key in ClientKey.objects.filter(key_hash__in=digests)}
+    # Every organization's keys: a listed key that belongs to another one is a conflict.
+    listed = ClientKey.objects.across_tenants(reason="API_KEYS matched by digest")
+    existing = {key.key_hash: key for key in listed.filter(key_hash__in=digests)}
     created = conflicts = 0
     for digest, raw in digests.items():
         key = existing.get(digest)

@@ -104,7 +104,7 @@ class OrganizationViewSet(viewsets.ModelViewSet):
     @cached_property
     def roles(self) -> dict[int, str]:
         return dict(
-            Membership.objects.filter(user=self.request.user).values_list("organization_id", "role")
+            Membership.objects.of_user(self.request.user).values_list("organization_id", "role")
         )
 
     def get_serializer_context(self):
