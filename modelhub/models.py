@@ -15,8 +15,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import models, router
 from django.db.models import Q
 from django.utils import timezone
 
@@ -25,6 +26,57 @@ from modelhub.redaction import scrub_for_credential
 
 class TenancyError(RuntimeError):
     """Raised when tenant data is queried without an organization."""
+
+
+class AcrossTenantsMixin:
+    """The one named escape hatch out of organization scoping.
+
+    Reads that span every organization on purpose (staff panels, rollup rebuilds, the
+    gateway's lookup of a key by its digest, the public catalog) start here instead of at
+    ``.objects.all()``, so they are easy to find and each says why in ``reason``
+    (``tests/modelhub/test_tenant_scoping.py`` fails on unnamed ones).
+    """
+
+    def across_tenants(self, *, reason: str):
+        if not reason or not reason.strip():
+            raise TenancyError("Say why a read crosses organizations: across_tenants(reason=...).")
+        return self.all()
+
+
+class ConstraintErrorsOnFields:
+    """Reports a violated unique constraint under the field a person would change, with a
+    message that says so.
+
+    Django reports a constraint over several fields (the slug together with its owner) as
+    an error of the whole row; the API and admin forms are clearer when it names the
+    field. ``constraint_errors`` maps a constraint's name (or a unique field's name) to
+    ``(field, message)``.
+    """
+
+    constraint_errors: dict[str, tuple[str, str]] = {}
+
+    def unique_error_message(self, model_class, unique_check):
+        if len(unique_check) == 1 and unique_check[0] in self.constraint_errors:
+            return ValidationError(self.constraint_errors[unique_check[0]][1], code="unique")
+        return super().unique_error_message(model_class, unique_check)
+
+    def validate_constraints(self, exclude=None):
+        using = router.db_for_write(self.__class__, instance=self)
+        errors: dict[str, list] = {}
+        for model_class, constraints in self.get_constraints():
+            for constraint in constraints:
+                try:
+                    constraint.validate(model_class, self, exclude=exclude, using=using)
+                except ValidationError as exc:
+                    if constraint.name in self.constraint_errors:
+                        field, message = self.constraint_errors[constraint.name]
+                        errors.setdefault(field, []).append(ValidationError(message, code="unique"))
+                    elif exc.code == "unique" and len(constraint.fields) == 1:
+                        errors.setdefault(constraint.fields[0], []).append(exc)
+                    else:
+                        errors.setdefault(NON_FIELD_ERRORS, []).extend(exc.error_list)
+        if errors:
+            raise ValidationError(errors)
 
 
 # Prices are USD per token: a billionth of a dollar per token and below is common
@@ -48,7 +100,22 @@ class Role(models.TextChoices):
     MEMBER = "member", "Member"
 
 
-class Organization(models.Model):
+class OrgScopedQuerySet(AcrossTenantsMixin, models.QuerySet):
+    """Queryset of tenant-owned rows; every read of tenant data starts at ``for_org``."""
+
+    def for_org(self, organization: Organization | None):
+        if organization is None:
+            raise TenancyError("Tenant data queried without an organization.")
+        return self.filter(organization=organization)
+
+
+class MembershipQuerySet(OrgScopedQuerySet):
+    def of_user(self, user):
+        """A user's memberships, in every organization: how the active one is found."""
+        return self.filter(user=user)
+
+
+class Organization(ConstraintErrorsOnFields, models.Model):
     """A tenant: a team that owns credentials, client keys, rules and metrics."""
 
     name = models.CharField(max_length=200, help_text="Display name of the organization.")
@@ -62,6 +129,8 @@ class Organization(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="organizations"
     )
+
+    constraint_errors = {"slug": ("slug", "An organization with this slug already exists.")}
 
     class Meta:
         db_table = "organizations"
@@ -90,6 +159,8 @@ class Membership(models.Model):
         auto_now_add=True, help_text="When the user joined the organization."
     )
 
+    objects = MembershipQuerySet.as_manager()
+
     class Meta:
         db_table = "memberships"
         constraints = [
@@ -99,15 +170,6 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.organization} ({self.role})"
-
-
-class OrgScopedQuerySet(models.QuerySet):
-    """Queryset of tenant-owned rows; every read of tenant data starts at ``for_org``."""
-
-    def for_org(self, organization: Organization | None):
-        if organization is None:
-            raise TenancyError("Tenant data queried without an organization.")
-        return self.filter(organization=organization)
 
 
 class OrganizationOwned(models.Model):
@@ -132,7 +194,7 @@ class ApiFormat(models.TextChoices):
     OTHER = "other", "Other"
 
 
-class CatalogQuerySet(models.QuerySet):
+class CatalogQuerySet(AcrossTenantsMixin, models.QuerySet):
     """Catalog rows: global ones (no organization) plus an organization's private ones."""
 
     organization_path = "organization"
@@ -153,7 +215,7 @@ class CatalogQuerySet(models.QuerySet):
         return self.filter(**{f"{self.organization_path}__isnull": True})
 
 
-class Provider(models.Model):
+class Provider(ConstraintErrorsOnFields, models.Model):
     """A company or endpoint that serves models.
 
     Global rows (``organization`` null) are maintained by the catalog sync and staff;
@@ -230,6 +292,11 @@ class Provider(models.Model):
 
     objects = CatalogQuerySet.as_manager()
 
+    constraint_errors = {
+        "uniq_provider_slug_per_org": ("slug", "A provider with this slug already exists here."),
+        "uniq_global_provider_slug": ("slug", "A provider with this slug already exists here."),
+    }
+
     class Meta:
         db_table = "providers"
         ordering = ["name"]
@@ -269,7 +336,7 @@ class ModelQuerySet(CatalogQuerySet):
         return self.filter(is_active=True, provider__is_active=True)
 
 
-class Model(models.Model):
+class Model(ConstraintErrorsOnFields, models.Model):
     """A model as one provider sells it; ``provider_model_id`` is the name sent upstream."""
 
     provider = models.ForeignKey(
@@ -382,6 +449,13 @@ class Model(models.Model):
 
     objects = ModelQuerySet.as_manager()
 
+    constraint_errors = {
+        "uniq_model_per_provider": (
+            "provider_model_id",
+            "This provider already has a model with this id.",
+        )
+    }
+
     class Meta:
         db_table = "models"
         ordering = ["model_name", "id"]
@@ -425,7 +499,7 @@ class HealthStatus(models.TextChoices):
     UNHEALTHY = "unhealthy", "Unhealthy"
 
 
-class ProviderCredential(OrganizationOwned):
+class ProviderCredential(ConstraintErrorsOnFields, OrganizationOwned):
     """An organization's secret for one provider ("API key" in the management API).
 
     The secret is stored only as a Fernet token (see ``modelhub.crypto``) and is never
@@ -515,6 +589,10 @@ class ProviderCredential(OrganizationOwned):
     )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the row was created.")
     updated_at = models.DateTimeField(auto_now=True, help_text="When the row was last changed.")
+
+    constraint_errors = {
+        "uniq_credential_name": ("name", "A credential with this name exists for this provider.")
+    }
 
     class Meta:
         db_table = "provider_credentials"
@@ -619,7 +697,7 @@ class RoutingStrategy(models.TextChoices):
     WEIGHTED = "weighted", "Weighted random"
 
 
-class RoutingRule(OrganizationOwned):
+class RoutingRule(ConstraintErrorsOnFields, OrganizationOwned):
     """Matches requests and yields an ordered plan of target models.
 
     ``match_model`` is the requested model or alias the rule answers to (``*`` and ``?``
@@ -665,6 +743,8 @@ class RoutingRule(OrganizationOwned):
     is_active = models.BooleanField(default=True, help_text="Inactive rules are ignored.")
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the row was created.")
     updated_at = models.DateTimeField(auto_now=True, help_text="When the row was last changed.")
+
+    constraint_errors = {"uniq_rule_name": ("name", "A rule with this name already exists.")}
 
     class Meta:
         db_table = "routing_rules"

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import date, timedelta
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
 
 from modelhub import selectors
 from modelhub.models import Membership, Model, ProviderCredential
 from modelhub.svg_charts import Bar, bar_chart, percent_bar
+from modelhub.tenancy import OrganizationNotFound, find_membership, user_memberships
 
 SESSION_KEY = "dashboard_organization"
 DAYS = 30
@@ -22,17 +23,19 @@ def active_membership(request) -> Membership | None:
 
     An organization the user is not in is a 404, like a missing one.
     """
-    memberships = Membership.objects.filter(user=request.user).select_related("organization")
     wanted = request.GET.get("org")
     if wanted:
-        membership = memberships.filter(organization__slug=wanted).first()
-        if membership is None:
-            raise Http404("No such organization.")
+        membership = find_membership(request.user, wanted)
     else:
+        membership = None
         remembered = request.session.get(SESSION_KEY)
-        membership = (
-            memberships.filter(organization__slug=remembered).first() if remembered else None
-        ) or memberships.order_by("organization__name").first()
+        if remembered:
+            # The user may have left it since; then the first one is shown.
+            with suppress(OrganizationNotFound):
+                membership = find_membership(request.user, remembered)
+        membership = membership or (
+            user_memberships(request.user).order_by("organization__name").first()
+        )
     if membership is not None:
         request.session[SESSION_KEY] = membership.organization.slug
     return membership
@@ -54,11 +57,7 @@ def _daily_bars(daily: list[dict], start: date, days: int, key: str, fmt: str) -
 def dashboard(request):
     """Spend, traffic, latency and credential health of one organization, last 30 days."""
     membership = active_membership(request)
-    memberships = (
-        Membership.objects.filter(user=request.user)
-        .select_related("organization")
-        .order_by("organization__name")
-    )
+    memberships = user_memberships(request.user).order_by("organization__name")
     context = {"memberships": memberships, "membership": membership, "days": DAYS}
     if membership is None:
         return render(request, "dashboard/index.html", context)

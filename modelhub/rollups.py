@@ -136,7 +136,8 @@ def rebuild(
     For operators after an import or a manual fix of metric rows; the database groups
     the requests, Python only hands the grouped rows back.
     """
-    metrics = ModelMetric.objects.all()
+    # Every organization's, unless one is named (narrowed below).
+    metrics = ModelMetric.objects.across_tenants(reason="rebuild of the rollups")
     usage = MetricDaily.objects.all()
     latency = MetricDailyLatency.objects.all()
     if organization is not None:

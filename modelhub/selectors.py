@@ -104,8 +104,11 @@ def equivalent_models(references: Sequence[Model], queryset: QuerySet[Model]) ->
         contains = Q(pk__in=[])
         for name in names:
             contains |= Q(provider_model_id__icontains=name)
+        # Candidate ids only, from every organization's models: ``queryset`` (the
+        # caller's scope) decides which of them are returned.
         candidate_ids.update(
-            Model.objects.filter(contains)
+            Model.objects.across_tenants(reason="equivalent candidates, scoped below")
+            .filter(contains)
             .filter(provider_model_id__iregex=normalised_name_regex(names))
             .order_by()
             .values_list("id", flat=True)[:MAX_EQUIVALENTS]
@@ -116,14 +119,16 @@ def equivalent_models(references: Sequence[Model], queryset: QuerySet[Model]) ->
     spellings |= {spelling.lower() for spelling in spellings}
     if spellings:
         candidate_ids.update(
-            Model.objects.filter(hugging_face_id__in=spellings)
+            Model.objects.across_tenants(reason="equivalent candidates, scoped below")
+            .filter(hugging_face_id__in=spellings)
             .order_by()
             .values_list("id", flat=True)[:MAX_EQUIVALENTS]
         )
     slugs = {m.canonical_slug for m in references if m.canonical_slug}
     if slugs:
         candidate_ids.update(
-            Model.objects.filter(canonical_slug__in=slugs)
+            Model.objects.across_tenants(reason="equivalent candidates, scoped below")
+            .filter(canonical_slug__in=slugs)
             .order_by()
             .values_list("id", flat=True)[:MAX_EQUIVALENTS]
         )
@@ -397,7 +402,9 @@ def latency_by_provider(organization, first_day, last_day) -> list[dict]:
         .order_by("-requests", "provider_pk")
     )
     slugs = dict(
-        Provider.objects.filter(pk__in=[g["provider_pk"] for g in groups]).values_list("pk", "slug")
+        Provider.objects.visible_to(organization)
+        .filter(pk__in=[g["provider_pk"] for g in groups])
+        .values_list("pk", "slug")
     )
     buckets: dict[int, dict[int, int]] = {}
     for row in (

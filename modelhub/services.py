@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, ForeignKey
 from django.utils import timezone
+from django.utils.text import slugify
 
 from modelhub import rollups
 from modelhub.crypto import encrypt_secret, generate_client_key, hash_client_key, mask_secret
@@ -39,8 +40,14 @@ from modelhub.redaction import scrub_for_credential
 
 
 @transaction.atomic
-def organization_create(*, name: str, slug: str, owner: User) -> Organization:
-    organization = Organization.objects.create(name=name, slug=slug)
+def organization_create(*, name: str, owner: User, slug: str = "") -> Organization:
+    """Create an organization with ``owner`` as its owner; without a slug, the name's
+    slug is used."""
+    organization = Organization(name=name, slug=slug or slugify(name)[:100])
+    if not organization.slug:
+        raise ValidationError({"slug": "Give a slug: the name has no letters to derive one."})
+    organization.full_clean()
+    organization.save()
     Membership.objects.create(organization=organization, user=owner, role=Role.OWNER)
     return organization
 
@@ -65,7 +72,7 @@ def organization_delete(*, organization: Organization) -> None:
 
 
 def _owner_count(organization: Organization) -> int:
-    return Membership.objects.filter(organization=organization, role=Role.OWNER).count()
+    return Membership.objects.for_org(organization).filter(role=Role.OWNER).count()
 
 
 def _check_owner_rules(*, actor: Membership, target_role: str | None, new_role: str | None):
@@ -79,7 +86,7 @@ def _check_owner_rules(*, actor: Membership, target_role: str | None, new_role: 
 def membership_add(*, actor: Membership, user: User, role: str) -> Membership:
     _check_owner_rules(actor=actor, target_role=None, new_role=role)
     organization = actor.organization
-    if Membership.objects.filter(organization=organization, user=user).exists():
+    if Membership.objects.for_org(organization).filter(user=user).exists():
         raise ValidationError({"user": "This user is already a member of the organization."})
     return Membership.objects.create(organization=organization, user=user, role=role)
 
@@ -89,9 +96,9 @@ def membership_change_role(*, actor: Membership, membership: Membership, role: s
     _check_owner_rules(actor=actor, target_role=membership.role, new_role=role)
     # Lock the organization's owner rows so two concurrent demotions cannot both pass.
     list(
-        Membership.objects.select_for_update().filter(
-            organization=membership.organization, role=Role.OWNER
-        )
+        Membership.objects.for_org(membership.organization)
+        .filter(role=Role.OWNER)
+        .select_for_update()
     )
     demoting_owner = membership.role == Role.OWNER and role != Role.OWNER
     if demoting_owner and _owner_count(membership.organization) <= 1:
@@ -108,15 +115,77 @@ def membership_remove(*, actor: Membership, membership: Membership) -> None:
     if membership.pk != actor.pk:
         _check_owner_rules(actor=actor, target_role=membership.role, new_role=None)
     list(
-        Membership.objects.select_for_update().filter(
-            organization=membership.organization, role=Role.OWNER
-        )
+        Membership.objects.for_org(membership.organization)
+        .filter(role=Role.OWNER)
+        .select_for_update()
     )
     if membership.role == Role.OWNER and _owner_count(membership.organization) <= 1:
         raise ValidationError(
             {"detail": "The last owner cannot leave; add another owner or delete the organization."}
         )
     membership.delete()
+
+
+# --- Catalog: providers and models -------------------------------------------------------
+# The gateway caches plans and model lists built from these rows; a global row (no
+# organization) concerns every organization, hence publish_tenant_change(None).
+
+
+def provider_create(
+    *, organization: Organization | None, name: str, slug: str, **fields
+) -> Provider:
+    """Add a provider: an organization's private one, or a global one (``organization``
+    None). The slug is unique per owner (the model's constraints say so)."""
+    provider = Provider(organization=organization, name=name, slug=slug, **fields)
+    provider.full_clean()
+    provider.save()
+    publish_tenant_change(provider.organization_id)
+    return provider
+
+
+def provider_update(*, provider: Provider, **fields) -> Provider:
+    for name, value in fields.items():
+        setattr(provider, name, value)
+    provider.full_clean()
+    provider.save()
+    publish_tenant_change(provider.organization_id)
+    return provider
+
+
+def provider_delete(*, provider: Provider) -> None:
+    """Delete a provider with its models and the credentials for it."""
+    organization_id = provider.organization_id
+    provider.delete()
+    publish_tenant_change(organization_id)
+
+
+def model_create(*, provider: Provider, provider_model_id: str, model_name: str, **fields) -> Model:
+    """Add a model to a provider; ``provider_model_id`` is unique per provider."""
+    model = Model(
+        provider=provider, provider_model_id=provider_model_id, model_name=model_name, **fields
+    )
+    model.full_clean()
+    model.save()
+    publish_tenant_change(provider.organization_id)
+    return model
+
+
+def model_update(*, model: Model, **fields) -> Model:
+    owner_before = model.provider.organization_id
+    for name, value in fields.items():
+        setattr(model, name, value)
+    model.full_clean()
+    model.save()
+    # A model moved to another provider leaves the old owner's lists as well.
+    for organization_id in {owner_before, model.provider.organization_id}:
+        publish_tenant_change(organization_id)
+    return model
+
+
+def model_delete(*, model: Model) -> None:
+    organization_id = model.provider.organization_id
+    model.delete()
+    publish_tenant_change(organization_id)
 
 
 # --- Provider credentials ----------------------------------------------------------------
@@ -198,19 +267,6 @@ def provider_credential_add_usage(
         used_tokens=F("used_tokens") + tokens,
         used_cost=F("used_cost") + cost,
         last_used_at=now,
-    )
-
-
-def provider_credential_record_usage(
-    *, credential: ProviderCredential, tokens: int, cost: Decimal, now: datetime | None = None
-) -> None:
-    """Add one request's usage to the credential's counters."""
-    provider_credential_add_usage(
-        credential_id=credential.pk,
-        period=credential.quota_period,
-        tokens=tokens,
-        cost=cost,
-        now=now,
     )
 
 
@@ -340,7 +396,9 @@ def environment_client_keys_sync(
     """
     now = now or timezone.now()
     digests = {hash_client_key(raw): raw for raw in (k.strip() for k in raw_keys) if raw}
-    existing = {key.key_hash: key for key in ClientKey.objects.filter(key_hash__in=digests)}
+    # Every organization's keys: a listed key that belongs to another one is a conflict.
+    listed = ClientKey.objects.across_tenants(reason="API_KEYS matched by digest")
+    existing = {key.key_hash: key for key in listed.filter(key_hash__in=digests)}
     created = conflicts = 0
     for digest, raw in digests.items():
         key = existing.get(digest)
@@ -400,7 +458,7 @@ def routing_rule_save(
     rule = rule or RoutingRule(organization=organization)
     for name, value in fields.items():
         setattr(rule, name, value)
-    rule.full_clean(exclude=["organization"])
+    rule.full_clean()
     rule.save()
     if targets is not None:
         rule.targets.all().delete()

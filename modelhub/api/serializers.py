@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.utils.text import slugify
 from rest_framework import serializers
 
 from modelhub import outbound, selectors
@@ -78,24 +77,6 @@ class OrganizationSerializer(serializers.ModelSerializer):
     def get_role(self, organization) -> str | None:
         roles = self.context.get("roles") or {}
         return roles.get(organization.pk)
-
-    def validate(self, attrs):
-        if self.instance is None and not attrs.get("slug"):
-            attrs["slug"] = slugify(attrs.get("name", ""))[:100]
-            if not attrs["slug"]:
-                raise serializers.ValidationError(
-                    {"slug": "Give a slug: the name has no letters to derive one."}
-                )
-        slug = attrs.get("slug")
-        if slug:
-            taken = Organization.objects.filter(slug=slug)
-            if self.instance is not None:
-                taken = taken.exclude(pk=self.instance.pk)
-            if taken.exists():
-                raise serializers.ValidationError(
-                    {"slug": "An organization with this slug already exists."}
-                )
-        return attrs
 
 
 class MemberSerializer(serializers.ModelSerializer):
@@ -177,7 +158,7 @@ class ProviderSerializer(serializers.ModelSerializer):
             "needs_moderated", "is_active", "is_global", "last_synced_at", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["id", "last_synced_at", "created_at", "updated_at"]
-        # Uniqueness per owner is checked in validate(), where the owner is known.
+        # Uniqueness per owner is the model's constraint, checked by the service.
         validators: list = []
 
     def to_representation(self, instance):
@@ -205,16 +186,7 @@ class ProviderSerializer(serializers.ModelSerializer):
             )
         if self.instance is not None and is_global != self.instance.is_global:
             raise serializers.ValidationError({"is_global": "A provider cannot change owner."})
-        owner = None if is_global else organization
-        slug = attrs.get("slug", self.instance.slug if self.instance else None)
-        clash = Provider.objects.filter(slug=slug, organization=owner)
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError(
-                {"slug": "A provider with this slug already exists here."}
-            )
-        attrs["organization"] = owner
+        attrs["organization"] = None if is_global else organization
         return attrs
 
 
@@ -269,20 +241,6 @@ class ModelSerializer(serializers.ModelSerializer):
 
     def validate_supported_parameters(self, value):
         return _string_list(value, "supported_parameters")
-
-    def validate(self, attrs):
-        provider = attrs.get("provider", self.instance.provider if self.instance else None)
-        model_id = attrs.get(
-            "provider_model_id", self.instance.provider_model_id if self.instance else None
-        )
-        clash = Model.objects.filter(provider=provider, provider_model_id=model_id)
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError(
-                {"provider_model_id": "This provider already has a model with this id."}
-            )
-        return attrs
 
 
 def _string_list(value, name):
@@ -414,17 +372,6 @@ class ProviderCredentialSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         if self.instance is None and "secret" not in attrs:
             raise serializers.ValidationError({"secret": "This field is required."})
-        provider = attrs.get("provider", self.instance.provider if self.instance else None)
-        name = attrs.get("name", self.instance.name if self.instance else None)
-        clash = ProviderCredential.objects.filter(
-            organization=self.context["organization"], provider=provider, name=name
-        )
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError(
-                {"name": "A credential with this name exists for this provider."}
-            )
         return attrs
 
 
@@ -648,12 +595,6 @@ class RoutingRuleSerializer(serializers.ModelSerializer):
         return value
 
     def validate(self, attrs):
-        name = attrs.get("name", self.instance.name if self.instance else None)
-        clash = RoutingRule.objects.for_org(self.context["organization"]).filter(name=name)
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError({"name": "A rule with this name already exists."})
         conditions = attrs.get("conditions") or {}
         low, high = conditions.get("min_input_tokens"), conditions.get("max_input_tokens")
         if low is not None and high is not None and low > high:

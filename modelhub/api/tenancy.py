@@ -2,14 +2,15 @@
 
 :class:`OrganizationScopedViewSet` resolves the request's active organization and
 membership, checks the caller's role against one declaration (:data:`METHOD_ROLES`,
-narrowed per action with ``action_roles``), and hands subclasses ``self.organization``
-to scope their queryset. :class:`ScopedRelatedField` scopes every primary-key field of
+narrowed per action with ``action_roles``), and scopes the subclass's declared
+``queryset`` to the organization (``scope``: its own rows or the ones it sees). Subclasses
+cannot override ``get_queryset``; they narrow the scoped queryset in
+``safely_get_queryset``. :class:`ScopedRelatedField` scopes every primary-key field of
 input the same way: an id that belongs to another organization is "does not exist".
 """
 
 from __future__ import annotations
 
-import re
 from functools import cached_property
 
 from drf_spectacular.types import OpenApiTypes
@@ -18,6 +19,7 @@ from rest_framework import exceptions, permissions, serializers, viewsets
 
 from modelhub.api.openapi import AutoSchema
 from modelhub.models import Membership, Organization, Role
+from modelhub.tenancy import find_membership, user_memberships
 
 ORGANIZATION_HEADER = "X-Organization"
 
@@ -35,14 +37,9 @@ METHOD_ROLES = {
     "DELETE": Role.ADMIN,
 }
 
-
-SLUG = re.compile(r"[-a-zA-Z0-9_]+")
-
-
-def is_slug(value: str) -> bool:
-    """Whether ``value`` could be an organization's slug. Anything else (a NUL byte, say,
-    which PostgreSQL refuses in a query) is simply not found, without asking the database."""
-    return bool(SLUG.fullmatch(value)) and len(value) <= 100
+# What ``scope`` may say: the organization's own rows, or every row it sees (the global
+# catalog and its private rows).
+SCOPES = {"own": "for_org", "visible": "visible_to"}
 
 
 def has_role(membership: Membership, required: str) -> bool:
@@ -55,14 +52,10 @@ def resolve_membership(request) -> Membership:
     ``X-Organization: <slug>`` picks it; without the header the user's only membership
     is used. An organization the user is not in is a 404, like a missing one.
     """
-    memberships = Membership.objects.select_related("organization").filter(user=request.user)
     slug = request.headers.get(ORGANIZATION_HEADER, "").strip()
     if slug:
-        membership = memberships.filter(organization__slug=slug).first() if is_slug(slug) else None
-        if membership is None:
-            raise exceptions.NotFound(f"Organization '{slug}' not found.")
-        return membership
-    found = list(memberships[:21])
+        return find_membership(request.user, slug)
+    found = list(user_memberships(request.user)[:21])
     if not found:
         raise exceptions.ValidationError(
             {
@@ -81,14 +74,35 @@ def resolve_membership(request) -> Membership:
     return found[0]
 
 
+def required_role(view, request) -> str:
+    """The role an action needs: ``action_roles`` of the view, else :data:`METHOD_ROLES`."""
+    roles = getattr(view, "action_roles", {})
+    if view.action in roles:
+        return roles[view.action]
+    return METHOD_ROLES.get(request.method, Role.OWNER)
+
+
 class RolePermission(permissions.BasePermission):
-    """Allows a method when the caller's role in the organization reaches the required one."""
+    """Every role check of the API: the caller's role in the organization must reach the
+    one the action needs (``action_roles``, else :data:`METHOD_ROLES`).
+
+    A view without an organization for the request (``membership`` None: listing or
+    creating one's organizations) needs no role. ``other_member_roles`` raises the bar
+    for actions on another member's membership than the caller's own (anyone may leave;
+    removing others is for admins).
+    """
 
     message = "Your role in this organization does not allow this action."
 
     def has_permission(self, request, view) -> bool:
         membership = view.membership
-        return has_role(membership, view.required_role(request))
+        return membership is None or has_role(membership, required_role(view, request))
+
+    def has_object_permission(self, request, view, obj) -> bool:
+        others = getattr(view, "other_member_roles", {})
+        if view.action in others and isinstance(obj, Membership):
+            return obj.pk == view.membership.pk or has_role(view.membership, others[view.action])
+        return True
 
 
 class OrganizationHeaderSchema(AutoSchema):
@@ -106,14 +120,35 @@ class OrganizationHeaderSchema(AutoSchema):
 
 
 class OrganizationScopedViewSet(viewsets.GenericViewSet):
-    """Base of every org-scoped endpoint: resolves the organization and checks roles."""
+    """Base of every org-scoped endpoint: resolves the organization, checks roles and
+    scopes the declared ``queryset`` (``scope = "own"`` applies ``for_org``,
+    ``"visible"`` applies ``visible_to``).
+
+    ``get_queryset`` is this class's alone (defining it in a subclass is a TypeError):
+    scoping cannot be forgotten or bypassed. Subclasses narrow the scoped queryset in
+    :meth:`safely_get_queryset`.
+    """
 
     permission_classes = [permissions.IsAuthenticated, RolePermission]
     schema = OrganizationHeaderSchema()
     action_roles: dict[str, str] = {}
+    scope = "own"
     # Any path segment reaches the view, so a malformed id ("1.5") is the API's JSON 404
     # rather than the URL resolver's HTML page.
     lookup_value_regex = "[^/]+"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for klass in cls.__mro__:
+            if klass is OrganizationScopedViewSet:
+                break
+            if "get_queryset" in vars(klass):
+                raise TypeError(
+                    f"{klass.__name__} defines get_queryset; {cls.__name__} must declare "
+                    "`queryset` and `scope` and narrow them in safely_get_queryset()."
+                )
+        if cls.scope not in SCOPES:
+            raise TypeError(f"{cls.__name__}.scope must be one of {sorted(SCOPES)}.")
 
     @cached_property
     def membership(self) -> Membership:
@@ -123,14 +158,19 @@ class OrganizationScopedViewSet(viewsets.GenericViewSet):
     def organization(self) -> Organization:
         return self.membership.organization
 
-    def required_role(self, request) -> str:
-        if self.action in self.action_roles:
-            return self.action_roles[self.action]
-        return METHOD_ROLES.get(request.method, Role.OWNER)
-
     @property
     def is_schema_generation(self) -> bool:
         return getattr(self, "swagger_fake_view", False)
+
+    def get_queryset(self):
+        if self.is_schema_generation:
+            return self.queryset.none()
+        scoped = getattr(self.queryset, SCOPES[self.scope])(self.organization)
+        return self.safely_get_queryset(scoped)
+
+    def safely_get_queryset(self, queryset):
+        """Narrow the queryset, already scoped to the organization, for an action."""
+        return queryset
 
     def get_serializer_context(self):
         context = super().get_serializer_context()

@@ -1,19 +1,15 @@
 """Viewsets of the management API under ``/api/modelhub/``.
 
 Every org-scoped viewset derives from :class:`OrganizationScopedViewSet`, which resolves
-the active organization and checks roles; each one only declares its queryset (always
-starting from ``for_org`` or ``visible_to``), serializers and filters, and calls services.
+the active organization, checks roles and scopes the queryset each one declares (with
+``scope``); each one declares serializers and filters, and calls services.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.db.models import Count, Prefetch
-from django.http import Http404
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -27,13 +23,7 @@ from rest_framework.response import Response
 
 from modelhub import selectors, services
 from modelhub.api import examples, filters, serializers
-from modelhub.api.tenancy import (
-    METHOD_ROLES,
-    OrganizationScopedViewSet,
-    has_role,
-    is_slug,
-)
-from modelhub.invalidation import publish_tenant_change
+from modelhub.api.tenancy import OrganizationScopedViewSet, RolePermission
 from modelhub.models import (
     ClientKey,
     HealthStatus,
@@ -49,6 +39,7 @@ from modelhub.models import (
 )
 from modelhub.quotas import current_usage, quota_states
 from modelhub.routing import RouteRequest, evaluate
+from modelhub.tenancy import find_membership
 
 ERRORS = {
     400: OpenApiResponse(description="Invalid input; the body says which field and why."),
@@ -89,7 +80,7 @@ class OrganizationViewSet(viewsets.ModelViewSet):
     """Organizations the caller belongs to; the role comes from the caller's membership."""
 
     serializer_class = serializers.OrganizationSerializer
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, RolePermission]
     lookup_field = "slug"
     lookup_value_regex = "[^/]+"
     action_roles = {"destroy": Role.OWNER}
@@ -103,9 +94,17 @@ class OrganizationViewSet(viewsets.ModelViewSet):
         return Organization.objects.filter(memberships__user=self.request.user).order_by("name")
 
     @cached_property
+    def membership(self) -> Membership | None:
+        """The caller's membership in the organization of the URL; None for the list and
+        create, which concern no one organization."""
+        if self.lookup_field not in self.kwargs:
+            return None
+        return find_membership(self.request.user, self.kwargs[self.lookup_field])
+
+    @cached_property
     def roles(self) -> dict[int, str]:
         return dict(
-            Membership.objects.filter(user=self.request.user).values_list("organization_id", "role")
+            Membership.objects.of_user(self.request.user).values_list("organization_id", "role")
         )
 
     def get_serializer_context(self):
@@ -115,22 +114,12 @@ class OrganizationViewSet(viewsets.ModelViewSet):
         return context
 
     def get_object(self):
-        if not is_slug(self.kwargs[self.lookup_field]):
-            raise Http404("No Organization matches the given query.")
-        organization = super().get_object()
-        required = self.action_roles.get(self.action) or METHOD_ROLES.get(self.request.method)
-        membership = Membership(organization=organization, role=self.roles[organization.pk])
-        if not has_role(membership, required):
-            raise exceptions.PermissionDenied(
-                "Your role in this organization does not allow this action."
-            )
-        return organization
+        # The role was checked (RolePermission) when the membership was found.
+        return self.membership.organization
 
     def perform_create(self, serializer):
         serializer.instance = services.organization_create(
-            name=serializer.validated_data["name"],
-            slug=serializer.validated_data["slug"],
-            owner=self.request.user,
+            owner=self.request.user, **serializer.validated_data
         )
         self.roles[serializer.instance.pk] = Role.OWNER
 
@@ -153,29 +142,18 @@ class MemberViewSet(
 ):
     """Members of the organization named in the URL."""
 
+    queryset = Membership.objects.select_related("user").order_by("created_at", "id")
     serializer_class = serializers.MemberSerializer
-    # Members may remove themselves (leave); removing others needs admin (checked below).
+    # Members may remove themselves (leave); removing others needs admin.
     action_roles = {"destroy": Role.MEMBER}
+    other_member_roles = {"destroy": Role.ADMIN}
     search_fields = ["user__username", "user__email"]
     ordering_fields = ["created_at", "role"]
     filterset_fields = ["role"]
 
     @cached_property
     def membership(self) -> Membership:
-        return get_object_or_404(
-            Membership.objects.select_related("organization"),
-            organization__slug=self.kwargs["organization_slug"],
-            user=self.request.user,
-        )
-
-    def get_queryset(self):
-        if self.is_schema_generation:
-            return Membership.objects.none()
-        return (
-            Membership.objects.filter(organization=self.organization)
-            .select_related("user")
-            .order_by("created_at", "id")
-        )
+        return find_membership(self.request.user, self.kwargs["organization_slug"])
 
     def get_serializer_class(self):
         if self.action == "create":
@@ -233,8 +211,6 @@ class MemberViewSet(
     )
     def destroy(self, request, *args, **kwargs):
         target = self.get_object()
-        if target.pk != self.membership.pk and not has_role(self.membership, Role.ADMIN):
-            raise exceptions.PermissionDenied("Only admins and owners remove other members.")
         self._service(services.membership_remove, membership=target)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -253,21 +229,6 @@ class CatalogWriteMixin:
                 "Global catalog rows are maintained by the catalog sync and are read-only."
             )
 
-    # The gateway caches plans and model lists built from these rows; a global row
-    # (owner None) concerns every organization.
-    def perform_create(self, serializer):
-        super().perform_create(serializer)
-        publish_tenant_change(self.owner_of(serializer.instance))
-
-    def perform_update(self, serializer):
-        super().perform_update(serializer)
-        publish_tenant_change(self.owner_of(serializer.instance))
-
-    def perform_destroy(self, instance):
-        owner = self.owner_of(instance)
-        super().perform_destroy(instance)
-        publish_tenant_change(owner)
-
 
 @extend_schema_view(
     list=extend_schema(summary="List global providers and the organization's own"),
@@ -276,6 +237,8 @@ class CatalogWriteMixin:
 class ProviderViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Providers: the global catalog plus the active organization's private endpoints."""
 
+    queryset = Provider.objects.all()
+    scope = "visible"
     serializer_class = serializers.ProviderSerializer
     filterset_class = filters.ProviderFilter
     search_fields = ["name", "slug", "description"]
@@ -285,10 +248,16 @@ class ProviderViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScop
     def owner_of(self, provider):
         return provider.organization_id
 
-    def get_queryset(self):
-        if self.is_schema_generation:
-            return Provider.objects.none()
-        return Provider.objects.visible_to(self.organization)
+    def perform_create(self, serializer):
+        serializer.instance = services.provider_create(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.provider_update(
+            provider=serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        services.provider_delete(provider=instance)
 
 
 @extend_schema_view(
@@ -300,6 +269,8 @@ class ProviderViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScop
 class ModelViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Models of the providers the organization sees; prices are USD per token."""
 
+    queryset = Model.objects.select_related("provider")
+    scope = "visible"
     serializer_class = serializers.ModelSerializer
     filterset_class = filters.ModelFilter
     search_fields = ["model_name", "provider_model_id", "canonical_slug", "author"]
@@ -318,10 +289,16 @@ class ModelViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedV
     def owner_of(self, model):
         return model.provider.organization_id
 
-    def get_queryset(self):
-        if self.is_schema_generation:
-            return Model.objects.none()
-        return Model.objects.visible_to(self.organization).select_related("provider")
+    def perform_create(self, serializer):
+        serializer.instance = services.model_create(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.model_update(
+            model=serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        services.model_delete(model=instance)
 
     @extend_schema(
         summary="Estimate the cost of a request",
@@ -368,16 +345,12 @@ class ModelViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedV
 class ProviderCredentialViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Provider credentials ("API keys"): encrypted at rest, shown only as a masked hint."""
 
+    queryset = ProviderCredential.objects.select_related("provider")
     serializer_class = serializers.ProviderCredentialSerializer
     filterset_class = filters.ProviderCredentialFilter
     search_fields = ["name", "provider__slug", "secret_hint"]
     ordering_fields = ["name", "priority", "created_at", "last_used_at", "health_status"]
     ordering = ["provider_id", "priority", "id"]
-
-    def get_queryset(self):
-        if self.is_schema_generation:
-            return ProviderCredential.objects.none()
-        return ProviderCredential.objects.for_org(self.organization).select_related("provider")
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
@@ -469,16 +442,12 @@ class ProviderCredentialViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet
 class ClientKeyViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Keys that applications send to the gateway; the full key is shown once, at creation."""
 
+    queryset = ClientKey.objects.all()
     serializer_class = serializers.ClientKeySerializer
     filterset_class = filters.ClientKeyFilter
     search_fields = ["name", "prefix"]
     ordering_fields = ["name", "created_at", "last_used_at", "expires_at"]
     ordering = ["-created_at", "-id"]
-
-    def get_queryset(self):
-        if self.is_schema_generation:
-            return ClientKey.objects.none()
-        return ClientKey.objects.for_org(self.organization)
 
     @extend_schema(
         summary="Create a client key",
@@ -497,12 +466,9 @@ class ClientKeyViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
         return Response(body, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer):
-        try:
-            serializer.instance = services.client_key_update(
-                client_key=serializer.instance, **serializer.validated_data
-            )
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError(exc.message_dict)
+        serializer.instance = services.client_key_update(
+            client_key=serializer.instance, **serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.client_key_delete(client_key=instance)
@@ -528,6 +494,9 @@ class ClientKeyViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
 class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Routing rules: which requests they match and the ordered targets they yield."""
 
+    queryset = RoutingRule.objects.prefetch_related(
+        Prefetch("targets", queryset=RoutingTarget.objects.order_by("position", "id"))
+    )
     serializer_class = serializers.RoutingRuleSerializer
     filterset_class = filters.RoutingRuleFilter
     search_fields = ["name", "match_model", "description"]
@@ -535,23 +504,12 @@ class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
     ordering = ["priority", "id"]
     action_roles = {"evaluate": Role.MEMBER}
 
-    def get_queryset(self):
-        if self.is_schema_generation:
-            return RoutingRule.objects.none()
-        return RoutingRule.objects.for_org(self.organization).prefetch_related(
-            Prefetch("targets", queryset=RoutingTarget.objects.order_by("position", "id"))
-        )
-
     def _save(self, serializer, rule=None):
         data = dict(serializer.validated_data)
         targets = data.pop("targets", None)
-        try:
-            with transaction.atomic():
-                serializer.instance = services.routing_rule_save(
-                    organization=self.organization, rule=rule, targets=targets, **data
-                )
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError(exc.message_dict)
+        serializer.instance = services.routing_rule_save(
+            organization=self.organization, rule=rule, targets=targets, **data
+        )
 
     def perform_create(self, serializer):
         self._save(serializer)
@@ -609,25 +567,18 @@ class ModelMetricViewSet(
 ):
     """Per-request metrics and the reports built from them (aggregated in the database)."""
 
+    # The credential's secret scrubs stored error text (visible_error_message).
+    queryset = ModelMetric.objects.select_related("credential")
     serializer_class = serializers.ModelMetricSerializer
     filterset_class = filters.ModelMetricFilter
     search_fields = ["requested_model", "served_model", "request_id"]
     ordering_fields = ["created_at", "cost", "latency_ms", "total_tokens"]
     ordering = ["-created_at", "-id"]
 
-    def get_queryset(self):
-        if self.is_schema_generation:
-            return ModelMetric.objects.none()
-        # The credential's secret scrubs stored error text (visible_error_message).
-        return ModelMetric.objects.for_org(self.organization).select_related("credential")
-
     def perform_create(self, serializer):
-        try:
-            serializer.instance = services.metric_create(
-                organization=self.organization, **serializer.validated_data
-            )
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError(exc.message_dict)
+        serializer.instance = services.metric_create(
+            organization=self.organization, **serializer.validated_data
+        )
 
     def _range(self):
         data = serializers.DateRangeSerializer(data=self.request.query_params)

@@ -19,15 +19,18 @@ def operator_panels():
     runs = list(
         SyncRun.objects.select_related("provider").order_by("-started_at", "-id")[:RECENT_RUNS]
     )
+    credentials = ProviderCredential.objects.across_tenants(reason="staff panel")
     health = {status: 0 for status in HealthStatus.values}
-    for row in ProviderCredential.objects.values("health_status").annotate(n=Count("id")):
+    for row in credentials.values("health_status").annotate(n=Count("id")):
         health[row["health_status"]] = row["n"]
     unhealthy = list(
-        ProviderCredential.objects.exclude(health_status=HealthStatus.HEALTHY)
+        credentials.exclude(health_status=HealthStatus.HEALTHY)
         .select_related("organization", "provider")
         .order_by("-last_failure_at", "id")[:RECENT_RUNS]
     )
-    catalog = Model.objects.aggregate(models=Count("id"), last_synced=Max("last_synced_at"))
+    catalog = Model.objects.across_tenants(reason="staff panel").aggregate(
+        models=Count("id"), last_synced=Max("last_synced_at")
+    )
     return {
         "runs": runs,
         "health": health,

@@ -290,15 +290,23 @@ def test_period_bounds(period, now, start, end):
     assert period_bounds(period, as_utc(now)) == (as_utc(start), as_utc(end))
 
 
-def test_record_usage_rolls_the_period_over(org, provider):
+def test_add_usage_rolls_the_period_over(org, provider):
     credential = make_credential(org, provider, quota_period=QuotaPeriod.DAY, quota_tokens=100)
     day1 = datetime(2025, 3, 10, 9, tzinfo=UTC)
     ProviderCredential.objects.filter(pk=credential.pk).update(period_started_at=day1)
-    services.provider_credential_record_usage(
-        credential=credential, tokens=60, cost=Decimal("0.5"), now=day1 + timedelta(hours=1)
+    services.provider_credential_add_usage(
+        credential_id=credential.pk,
+        period=credential.quota_period,
+        tokens=60,
+        cost=Decimal("0.5"),
+        now=day1 + timedelta(hours=1),
     )
-    services.provider_credential_record_usage(
-        credential=credential, tokens=50, cost=Decimal("0.25"), now=day1 + timedelta(hours=2)
+    services.provider_credential_add_usage(
+        credential_id=credential.pk,
+        period=credential.quota_period,
+        tokens=50,
+        cost=Decimal("0.25"),
+        now=day1 + timedelta(hours=2),
     )
     credential.refresh_from_db()
     assert (credential.used_requests, credential.used_tokens) == (2, 110)
@@ -308,8 +316,12 @@ def test_record_usage_rolls_the_period_over(org, provider):
     assert current_usage(credential, next_day) == (0, 0, Decimal(0))
     assert exhausted_quota(credential, next_day) is None
 
-    services.provider_credential_record_usage(
-        credential=credential, tokens=7, cost=Decimal("0.01"), now=next_day
+    services.provider_credential_add_usage(
+        credential_id=credential.pk,
+        period=credential.quota_period,
+        tokens=7,
+        cost=Decimal("0.01"),
+        now=next_day,
     )
     credential.refresh_from_db()
     assert (credential.used_requests, credential.used_tokens) == (1, 7)

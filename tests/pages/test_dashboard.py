@@ -168,7 +168,12 @@ def test_credential_health_and_quota_bars(client, org, owner, catalog):
         name="main",
         quota_requests=200,
     )
-    services.provider_credential_record_usage(credential=credential, tokens=10, cost=Decimal("0.1"))
+    services.provider_credential_add_usage(
+        credential_id=credential.pk,
+        period=credential.quota_period,
+        tokens=10,
+        cost=Decimal("0.1"),
+    )
     services.provider_credential_record_failure(
         credential=credential, error="HTTP 503 upstream down"
     )

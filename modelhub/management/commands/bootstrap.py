@@ -50,7 +50,7 @@ class Command(BaseCommand):
                 name=slug.replace("-", " ").title(), slug=slug, owner=user
             )
             self.stdout.write(f"Created organization '{slug}' owned by '{username}'.")
-        elif not Membership.objects.filter(organization=organization, user=user).exists():
+        elif not Membership.objects.for_org(organization).filter(user=user).exists():
             Membership.objects.create(organization=organization, user=user, role=Role.OWNER)
 
         self._client_keys(organization)
