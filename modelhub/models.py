@@ -28,7 +28,7 @@ class TenancyError(RuntimeError):
     """Raised when tenant data is queried without an organization."""
 
 
-class AcrossTenantsMixin:
+class AcrossTenantsMixin(models.QuerySet):
     """The one named escape hatch out of organization scoping.
 
     Reads that span every organization on purpose (staff panels, rollup rebuilds, the

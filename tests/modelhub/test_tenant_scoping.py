@@ -47,13 +47,13 @@ USE = re.compile(r"\b(" + "|".join(SCOPED_MODELS) + r")\.objects\s*\.\s*(\w+)")
 ALLOWED_USES = {
     ("gateway/auth.py", "ClientKey"): "a client key is found by its digest, before any "
     "organization is known",
-    ("gateway/accounting.py", "ClientKey"): "last_used_at of the key that made the request, "
-    "by its id",
-    ("gateway/limits.py", "ProviderCredential"): "quota counters of the credential the plan "
-    "chose, by its id",
-    ("sync/services.py", "Model"): "the catalog sync reads and writes global models",
-    ("sync/services.py", "Provider"): "the catalog sync writes global providers by id",
+    ("sync/pipeline.py", "Model"): "the catalog sync reads and writes global models",
+    ("sync/pipeline.py", "Provider"): "the catalog sync writes global providers by id",
+    ("sync/selectors.py", "Model"): "the sync status counts global models",
+    ("sync/snapshots.py", "Model"): "a snapshot loads only into an empty global catalog",
     ("sync/bulk.py", "Model"): "the catalog sync writes global models by id",
+    ("modelhub/services.py", "ClientKey"): "last_used_at of the keys that made gateway "
+    "requests, by their ids",
     ("modelhub/services.py", "ProviderCredential"): "usage and health counters of a "
     "credential the caller holds, written by its id",
 }
