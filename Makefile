@@ -8,6 +8,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SNAPSHOT := sync/snapshots/catalog.json.gz
 TEST_ENV := DJANGO_SETTINGS_MODULE=config.settings.test
+# pytest-xdist workers for `make test` (a number, or "auto": one per core). Each worker
+# has its own test database and Redis database (see config/settings/test.py).
+PYTEST_WORKERS ?= auto
 
 .PHONY: install run serve migrate bootstrap test lint format schema worker beat bench clean
 
@@ -33,7 +36,7 @@ run: install
 test: install lint
 	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check .
