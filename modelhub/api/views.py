@@ -188,7 +188,7 @@ class MemberViewSet(
         try:
             return function(actor=self.membership, **kwargs)
         except PermissionError as exc:
-            raise exceptions.PermissionDenied(str(exc))
+            raise exceptions.PermissionDenied(str(exc)) from exc
 
     @extend_schema(
         summary="Add a member",
@@ -502,7 +502,7 @@ class ClientKeyViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
                 client_key=serializer.instance, **serializer.validated_data
             )
         except DjangoValidationError as exc:
-            raise exceptions.ValidationError(exc.message_dict)
+            raise exceptions.ValidationError(exc.message_dict) from exc
 
     def perform_destroy(self, instance):
         services.client_key_delete(client_key=instance)
@@ -551,7 +551,7 @@ class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
                     organization=self.organization, rule=rule, targets=targets, **data
                 )
         except DjangoValidationError as exc:
-            raise exceptions.ValidationError(exc.message_dict)
+            raise exceptions.ValidationError(exc.message_dict) from exc
 
     def perform_create(self, serializer):
         self._save(serializer)
@@ -627,7 +627,7 @@ class ModelMetricViewSet(
                 organization=self.organization, **serializer.validated_data
             )
         except DjangoValidationError as exc:
-            raise exceptions.ValidationError(exc.message_dict)
+            raise exceptions.ValidationError(exc.message_dict) from exc
 
     def _range(self):
         data = serializers.DateRangeSerializer(data=self.request.query_params)
