@@ -11,7 +11,7 @@ import responses
 from modelhub import outbound
 from modelhub.models import MetricDaily, MetricDailyLatency, RoutingTarget
 from sync.fetch import FetchError, fetch_page
-from tests.modelhub.factories import make_model, make_provider, make_rule
+from tests.support.builders import make_model, make_provider, make_rule
 
 
 @pytest.mark.django_db

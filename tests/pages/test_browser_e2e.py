@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from modelhub import services
 from modelhub.models import Model, Provider, User
-from tests.conftest import REQUIRE_SERVICES
+from tests.support.environment import REQUIRE_SERVICES
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
