@@ -34,10 +34,6 @@ from tests.support.builders import (
 # field, up to 700 cases for one update, which would triple the run for few new finds.
 MAX_EXAMPLES = 100
 
-# One test item per API operation, all under the same node id: one xdist worker runs them
-# all (``--dist loadgroup``), so none is scheduled or reported twice.
-pytestmark = pytest.mark.xdist_group("schemathesis")
-
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application).include(path_regex=r"^/api/")
 
 
