@@ -8,6 +8,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SNAPSHOT := sync/snapshots/catalog.json.gz
 TEST_ENV := DJANGO_SETTINGS_MODULE=config.settings.test
+# pytest-xdist workers for `make test` (a number, or "auto": one per core). Each worker
+# has its own test database and Redis database (see config/settings/test.py).
+PYTEST_WORKERS ?= auto
+# Schemathesis gives its cases (one per API operation) one node id, and xdist then runs
+# only one of them: this module runs in a serial pytest of its own.
+SCHEMATHESIS_TESTS := tests/modelhub/test_schemathesis.py
 
 .PHONY: install run serve migrate bootstrap test lint typecheck format schema worker beat bench clean
 
@@ -33,7 +39,8 @@ run: install
 test: install lint typecheck
 	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --ignore=$(SCHEMATHESIS_TESTS)
+	$(BIN)/pytest $(SCHEMATHESIS_TESTS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -92,7 +92,7 @@ def _templates(spec, extract_items):
             continue
         try:
             items = extract_items(spec, wrapper["response"])
-        except Exception:  # noqa: BLE001 - not a model list
+        except Exception:  # not a model list
             continue
         rank = (wrapper.get("list_url") != spec.list_url, path.stem != spec.slug)
         candidates.append((rank, wrapper["response"], items))

@@ -47,7 +47,9 @@ def _query_for_selectors(get: QueryDict, page: int) -> QueryDict:
             try:
                 query[name] = str(Decimal(raw) / PER_MILLION)
             except InvalidOperation:
-                raise InvalidParameter(f"'Max input price' must be a number, not '{raw}'.")
+                raise InvalidParameter(
+                    f"'Max input price' must be a number, not '{raw}'."
+                ) from None
     query["limit"] = str(PAGE_SIZE)
     query["offset"] = str((page - 1) * PAGE_SIZE)
     query.pop("page", None)
@@ -116,7 +118,7 @@ def browse_model(request, provider_slug: str, model_id: str):
             provider_name, model_name, gateway=provider_slug, include_huggingface=True
         )
     except (responses.ModelNotFound, responses.UnknownGateway):
-        raise Http404("No such model in the catalog.")
+        raise Http404("No such model in the catalog.") from None
     data = body["data"]
     endpoints = [
         {

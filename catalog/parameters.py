@@ -68,7 +68,7 @@ def parse_int(query, name: str, *, default: int | None, minimum: int, maximum: i
     try:
         value = int(raw.strip())
     except ValueError:
-        raise InvalidParameter(f"'{name}' must be an integer, not '{raw[:50]}'.")
+        raise InvalidParameter(f"'{name}' must be an integer, not '{raw[:50]}'.") from None
     if value < minimum or value > maximum:
         raise InvalidParameter(
             f"'{name}' must be between {minimum} and {maximum}, not {str(value)[:50]}."
@@ -83,7 +83,7 @@ def parse_decimal(query, name: str) -> Decimal | None:
     try:
         value = Decimal(raw.strip())
     except InvalidOperation:
-        raise InvalidParameter(f"'{name}' must be a number, not '{raw[:50]}'.")
+        raise InvalidParameter(f"'{name}' must be a number, not '{raw[:50]}'.") from None
     if not value.is_finite() or value < 0 or value > MAX_PRICE:
         raise InvalidParameter(
             f"'{name}' must be a number from 0 to {MAX_PRICE}, not '{raw[:50]}'."

@@ -24,7 +24,7 @@ class GatewayError(Exception):
         message: str,
         *,
         status: int | None = None,
-        type: str | None = None,  # noqa: A002 - the field is called "type" in OpenAI's shape
+        type: str | None = None,
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
@@ -107,7 +107,7 @@ class ServiceUnavailable(GatewayError):
     code = "no_healthy_upstream"
 
 
-def upstream_error_body(status: int, message: str, *, type: str, code: str | None = None) -> bytes:  # noqa: A002
+def upstream_error_body(status: int, message: str, *, type: str, code: str | None = None) -> bytes:
     return json.dumps(
         {"error": {"message": message, "type": type, "param": None, "code": code}}
     ).encode()

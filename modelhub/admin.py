@@ -97,7 +97,7 @@ class ProviderForm(forms.ModelForm):
             try:
                 outbound.check_url(value)
             except outbound.OutboundURLRefused as exc:
-                raise forms.ValidationError(exc.message, code="outbound_policy")
+                raise forms.ValidationError(exc.message, code="outbound_policy") from exc
         return value
 
 

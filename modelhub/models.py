@@ -783,6 +783,10 @@ class RoutingTarget(models.Model):
         db_table = "routing_targets"
         ordering = ["rule_id", "position", "id"]
 
+    def __str__(self) -> str:
+        # Ids, not names: admin lists print many of these and must not query for each.
+        return f"#{self.position}: model {self.model_id} (weight {self.weight})"
+
 
 # --- Metrics and sync ------------------------------------------------------------------
 
@@ -1002,6 +1006,9 @@ class MetricDaily(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.day} organization {self.organization_id}: {self.requests} requests"
+
 
 class MetricDailyLatency(models.Model):
     """Per organization, day and provider: how many successful requests fell in each
@@ -1021,6 +1028,12 @@ class MetricDailyLatency(models.Model):
                 name="uniq_metric_daily_latency",
             )
         ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.day} organization {self.organization_id} provider {self.provider_pk}: "
+            f"{self.count} in bucket {self.bucket}"
+        )
 
 
 class LimitCounter(models.Model):

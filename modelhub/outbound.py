@@ -200,7 +200,7 @@ def check_url(url: str, *, allow_private: bool | None = None) -> OutboundTarget:
     except ValueError:
         raise OutboundURLRefused(
             "it is not a valid URL (check the brackets around an IPv6 address)"
-        )
+        ) from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise OutboundURLRefused("only http:// and https:// URLs can be called")
@@ -213,7 +213,7 @@ def check_url(url: str, *, allow_private: bool | None = None) -> OutboundTarget:
     try:
         port = parts.port
     except ValueError:
-        raise OutboundURLRefused("its port must be a number from 1 to 65535")
+        raise OutboundURLRefused("its port must be a number from 1 to 65535") from None
     if port == 0:
         raise OutboundURLRefused("its port must be a number from 1 to 65535")
     host = (parts.hostname or "").lower()
@@ -224,13 +224,15 @@ def check_url(url: str, *, allow_private: bool | None = None) -> OutboundTarget:
         try:
             address: IPAddress | None = ipaddress.IPv6Address(host.replace("%25", "%"))
         except ValueError:
-            raise OutboundURLRefused("its host is not a valid IPv6 address")
+            raise OutboundURLRefused("its host is not a valid IPv6 address") from None
     else:
         name = host[:-1] if host.endswith(".") else host
         try:
             address = parse_ipv4(name)
         except ValueError:
-            raise OutboundURLRefused("its host is neither a host name nor an IPv4 address")
+            raise OutboundURLRefused(
+                "its host is neither a host name nor an IPv4 address"
+            ) from None
         if address is None and not _valid_hostname(name):
             raise OutboundURLRefused("its host is not a valid host name")
     if address is not None:

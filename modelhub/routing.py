@@ -383,7 +383,7 @@ def _order(
             candidate.observed_latency_ms = latencies.get(candidate.model.pk)
         candidates.sort(key=lambda c: (c.observed_latency_ms is None, c.observed_latency_ms or 0.0))
     elif plan.strategy == RoutingStrategy.WEIGHTED:
-        plan.candidates = weighted_order(candidates, rng or random.Random())  # noqa: S311
+        plan.candidates = weighted_order(candidates, rng or random.Random())
 
 
 def weighted_order(candidates: list[Candidate], rng: random.Random) -> list[Candidate]:

@@ -133,7 +133,7 @@ def fetch_page(
             f"{host} did not answer within {timeout}s ({error_classes(exc)})",
             transient=True,
             unreachable=True,
-        )
+        ) from None
     except requests.RequestException as exc:
         # Class names only: the exception text can hold the URL (the URL never holds the
         # key, but be sure), and the classes say what failed (DNS, refused, TLS).
@@ -141,7 +141,7 @@ def fetch_page(
             redact(f"cannot connect to {host} ({error_classes(exc)})", secret),
             transient=True,
             unreachable=True,
-        )
+        ) from None
     status = response.status_code
     if status in (401, 403):
         raise FetchError(f"HTTP {status}: the provider rejected the credentials")
@@ -158,7 +158,7 @@ def fetch_page(
             if "html" in content_type or response.content.lstrip()[:1] == b"<"
             else "invalid or truncated JSON"
         )
-        raise FetchError(f"the provider returned {kind} instead of a model list")
+        raise FetchError(f"the provider returned {kind} instead of a model list") from None
 
 
 def too_many_records(count: int, *, partial: bool = False) -> str:

@@ -132,7 +132,7 @@ def transform_records(
             if len(skipped) <= MAX_LOGGED_SKIPS:
                 logger.warning("sync %s: skipped record %s: %s", spec.slug, label, exc)
             continue
-        except Exception as exc:  # noqa: BLE001 - one odd record must not sink the list
+        except Exception as exc:  # one odd record must not sink the list
             label = _record_label(spec, raw, position)
             skipped.append(label)
             logger.warning(
@@ -315,7 +315,7 @@ def sync_provider(
         result.transient, result.unreachable = exc.transient, exc.unreachable
     except SyncAborted as exc:
         result.status, result.error = SyncStatus.FAILED, redact(str(exc), secret)
-    except Exception as exc:  # noqa: BLE001 - one provider's bug must not stop the others
+    except Exception as exc:  # one provider's bug must not stop the others
         logger.exception("sync %s: unexpected error", spec.slug)
         result.status = SyncStatus.FAILED
         result.error = redact(f"{type(exc).__name__}: {exc}", secret)[:2000]

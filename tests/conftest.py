@@ -6,12 +6,13 @@ import os
 
 import pytest
 from django.db import connection
-from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from modelhub.models import Membership, Organization, Role, User
+from tests.support.api import client_for, make_user
+from tests.support.environment import REQUIRE_SERVICES
 
-REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+# The gateway under uvicorn and its fake upstream serve tests in more than one package.
+pytest_plugins = ["tests.support.gateway"]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -56,10 +57,6 @@ def other_org(db) -> Organization:
     return Organization.objects.create(name="Globex", slug="globex")
 
 
-def make_user(username: str, **extra) -> User:
-    return User.objects.create_user(username=username, password="pw-" + username, **extra)
-
-
 @pytest.fixture
 def member_factory(db):
     """``member_factory(org, role)`` creates a user with that role in ``org``."""
@@ -88,16 +85,6 @@ def admin_user(org, member_factory) -> User:
 @pytest.fixture
 def member(org, member_factory) -> User:
     return member_factory(org, Role.MEMBER)
-
-
-def client_for(user: User | None, organization: Organization | None = None) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        token = RefreshToken.for_user(user).access_token
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    if organization is not None:
-        client.defaults["HTTP_X_ORGANIZATION"] = organization.slug
-    return client
 
 
 @pytest.fixture

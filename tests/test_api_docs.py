@@ -221,7 +221,7 @@ def test_request_examples_are_accepted_by_the_api(schema, org, admin_user, api_c
     """Every example a person sees in the docs is a body the API takes, once the ids
     point at the caller's own objects."""
     from modelhub.models import Model, Provider
-    from tests.conftest import make_user
+    from tests.support.api import make_user
 
     make_user("alice")
     provider = Provider.objects.create(

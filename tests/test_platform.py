@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.db import OperationalError, connection
 
 from modelhub.models import Membership, Model, Organization, Provider, Role, User
-from tests.conftest import REQUIRE_SERVICES
+from tests.support.environment import REQUIRE_SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_FILE = ROOT / "config" / "settings" / "base.py"

@@ -21,9 +21,8 @@ from django.core.management import call_command
 
 from modelhub.models import ClientKey, Model, Provider, ProviderCredential
 
-# The gateway under uvicorn and the loopback upstream of the gateway suite (importing its
-# conftest also gives SQLite the file database that threads need).
-from tests.gateway.conftest import gateway, gateway_settings, upstream  # noqa: F401
+# The gateway under uvicorn and the loopback upstream come from the tests.support.gateway
+# plugin (which also gives SQLite the file database that threads need).
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MARK = "<!-- first-call -->"
@@ -62,7 +61,7 @@ def bootstrapped(transactional_db, monkeypatch):
     call_command("bootstrap", stdout=io.StringIO())
 
 
-def test_first_call_in_five_minutes(bootstrapped, gateway, upstream, tmp_path):  # noqa: F811
+def test_first_call_in_five_minutes(bootstrapped, gateway, upstream, tmp_path):
     blocks = marked_blocks(README.read_text())
     shell = "\n".join(code for language, code in blocks if language == "sh")
     (python,) = [code for language, code in blocks if language == "python"]

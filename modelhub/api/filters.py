@@ -49,7 +49,7 @@ class _BoundedIsoDateTimeField(IsoDateTimeField):
             # The database adapter converts to UTC too; year 1 or 9999 may not survive it.
             return result.astimezone(UTC)
         except OverflowError:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
 
 
 class DateTimeFilter(filters.IsoDateTimeFilter):

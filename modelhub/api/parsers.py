@@ -18,4 +18,4 @@ class JSONParser(parsers.JSONParser):
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise ParseError("JSON parse error - the body is nested too deeply.")
+            raise ParseError("JSON parse error - the body is nested too deeply.") from None

@@ -173,7 +173,7 @@ class ProviderSerializer(serializers.ModelSerializer):
             try:
                 outbound.check_url(value)
             except outbound.OutboundURLRefused as exc:
-                raise serializers.ValidationError(exc.message)
+                raise serializers.ValidationError(exc.message) from exc
         return value
 
     def validate(self, attrs):
@@ -815,7 +815,7 @@ class DateRangeSerializer(serializers.Serializer):
                     "end": f"end is too early: without start, a report covers the "
                     f"{selectors.DEFAULT_REPORT_DAYS} days before end."
                 }
-            )
+            ) from None
         return attrs
 
 

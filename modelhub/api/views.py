@@ -166,7 +166,7 @@ class MemberViewSet(
         try:
             return function(actor=self.membership, **kwargs)
         except PermissionError as exc:
-            raise exceptions.PermissionDenied(str(exc))
+            raise exceptions.PermissionDenied(str(exc)) from exc
 
     @extend_schema(
         summary="Add a member",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import responses as responses_lib
 
-HF_API = "https://hf.example.test/api"
-OPENROUTER_API = "https://openrouter.example.test/api/v1"
-ADMIN_KEY = "admin-test-key"
+from tests.support.api import ADMIN_KEY
+from tests.support.recorded import HF_API, OPENROUTER_API
 
 
 @pytest.fixture(autouse=True)
@@ -35,11 +34,3 @@ def http():
     """Every outbound call is intercepted; an unregistered URL fails like an outage."""
     with responses_lib.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
-
-
-def hf_url(hugging_face_id: str) -> str:
-    return f"{HF_API}/models/{hugging_face_id}"
-
-
-def hf_calls(http) -> list[str]:
-    return [c.request.url for c in http.calls if c.request.url.startswith(HF_API)]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.catalog.helpers import make_model, make_provider
+from tests.support.builders import make_model, make_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ TEXT_PARAMETERS = ["q", "search", "modality", "input_modality", "output_modality
 
 @pytest.fixture
 def catalog_rows():
-    provider = make_provider("openrouter")
+    provider = make_provider(slug="openrouter")
     make_model(provider, "openai/gpt-4o", pricing_prompt="0.000001")
 
 

@@ -8,8 +8,9 @@ from django.utils import timezone
 
 from catalog import huggingface, tasks
 from modelhub.models import HuggingFaceMetrics
-from tests.catalog.conftest import ADMIN_KEY, hf_calls, hf_url
-from tests.catalog.helpers import hf_body, make_model, make_provider
+from tests.support.api import ADMIN_KEY
+from tests.support.builders import make_model, make_provider
+from tests.support.recorded import hf_body, hf_calls, hf_url
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ RECORDED = {
 
 
 def catalog_with(*hugging_face_ids):
-    provider = make_provider("hub")
+    provider = make_provider(slug="hub")
     for n, hugging_face_id in enumerate(hugging_face_ids):
         make_model(provider, f"m{n:03d}", hugging_face_id=hugging_face_id)
 

@@ -7,8 +7,8 @@ import requests
 
 from modelhub.cache import bump_catalog_version
 from modelhub.models import HuggingFaceMetrics, Model
-from tests.catalog.conftest import OPENROUTER_API
-from tests.catalog.helpers import fixture, make_model, make_provider
+from tests.support.builders import make_model, make_provider
+from tests.support.recorded import OPENROUTER_API, fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -59,12 +59,14 @@ def detail(client, path, query="", status=200):
 def llama(org):
     """One model offered by several providers, plus look-alikes that must not match."""
     make_provider(
-        "meta-llama",
+        slug="meta-llama",
         name="Meta",
         site_url="https://llama.meta.com",
         logo_url="https://llama.meta.com/logo.png",
     )
-    openrouter = make_provider("openrouter", name="OpenRouter", site_url="https://openrouter.ai")
+    openrouter = make_provider(
+        slug="openrouter", name="OpenRouter", site_url="https://openrouter.ai"
+    )
     common = {"canonical_slug": "meta-llama/llama-3.3-70b-instruct", "hugging_face_id": LLAMA_HF}
     make_model(
         openrouter,
@@ -87,25 +89,25 @@ def llama(org):
         **common,
     )
     make_model(
-        make_provider("deepinfra", name="DeepInfra"),
+        make_provider(slug="deepinfra", name="DeepInfra"),
         LLAMA_HF,
         hugging_face_id=LLAMA_HF,
         pricing_prompt=Decimal("0.00000023"),
         pricing_completion=Decimal("0.0000004"),
     )
-    make_model(make_provider("featherless", name="Featherless"), LLAMA_HF)
+    make_model(make_provider(slug="featherless", name="Featherless"), LLAMA_HF)
     make_model(
-        make_provider("groq", name="Groq"),
+        make_provider(slug="groq", name="Groq"),
         "llama-3.3-70b-versatile",
         hugging_face_id=LLAMA_HF,
         pricing_prompt=Decimal("0.00000059"),
         pricing_completion=Decimal("0.00000079"),
     )
-    make_model(make_provider("nebius", name="Nebius"), LLAMA_HF.lower())
-    together = make_provider("together", name="Together")
+    make_model(make_provider(slug="nebius", name="Nebius"), LLAMA_HF.lower())
+    together = make_provider(slug="together", name="Together")
     make_model(together, "meta-llama/Llama-3.3-70B-Instruct-Turbo")
     make_model(together, "meta-llama/Llama-3.1-8B-Instruct", hugging_face_id="x/other")
-    private = make_provider("acme-vllm", organization=org)
+    private = make_provider(slug="acme-vllm", organization=org)
     make_model(private, LLAMA_HF, hugging_face_id=LLAMA_HF)
 
 
@@ -187,8 +189,8 @@ def test_auto_detection(client, llama, path, source, model_id):
 
 def test_auto_detection_order(client, settings):
     for slug in ("zeta", "alpha", "deepinfra"):
-        make_model(make_provider(slug), "acme/m1.5")
-    acme = make_provider("acme")
+        make_model(make_provider(slug=slug), "acme/m1.5")
+    acme = make_provider(slug="acme")
     make_model(acme, "m1.5")
     order = []
     for _ in range(4):
@@ -207,9 +209,9 @@ def test_preference_order_is_a_setting(client, llama, settings):
 
 
 def test_model_names_with_slashes_dots_and_colons(client):
-    fireworks = make_provider("fireworks")
+    fireworks = make_provider(slug="fireworks")
     make_model(fireworks, "accounts/fireworks/models/llama-v3p1-8b-instruct")
-    openrouter = make_provider("openrouter")
+    openrouter = make_provider(slug="openrouter")
     make_model(openrouter, "~anthropic/claude-haiku-latest")
     make_model(openrouter, "openai/gpt-4o-mini:batch")
 

@@ -8,15 +8,18 @@ from django.test.utils import CaptureQueriesContext
 
 from modelhub.cache import bump_catalog_version
 from modelhub.models import HuggingFaceMetrics
-from tests.catalog.helpers import (
+from tests.support.builders import (
     PRICE_COLUMNS,
     load_openrouter,
     make_model,
     make_provider,
-    openrouter_records,
 )
+from tests.support.recorded import openrouter_records
 
 pytestmark = pytest.mark.django_db
+
+# The builder prices a model unless told otherwise; these rows have no price upstream.
+UNPRICED = {"pricing_prompt": None, "pricing_completion": None}
 
 ENVELOPE_KEYS = {
     "data",
@@ -125,7 +128,7 @@ def test_every_openrouter_record_comes_back_in_its_own_shape(client, openrouter_
 
 
 def test_price_strings(client):
-    provider = make_provider("p")
+    provider = make_provider(slug="p")
     make_model(
         provider,
         "a",
@@ -134,7 +137,7 @@ def test_price_strings(client):
         pricing_cache_read=Decimal("1.5E-7"),
         pricing_request=Decimal("-1"),
     )
-    make_model(provider, "b")
+    make_model(provider, "b", **UNPRICED)
     data = {m["id"]: m for m in get(client, "?include_huggingface=false")["data"]}
 
     assert data["a"]["pricing"] == {
@@ -147,7 +150,7 @@ def test_price_strings(client):
 
 
 def test_include_huggingface_adds_metrics_key(client):
-    provider = make_provider("p")
+    provider = make_provider(slug="p")
     make_model(provider, "with-hf", hugging_face_id="Qwen/Qwen2.5-7B-Instruct")
     make_model(provider, "without-hf")
     HuggingFaceMetrics.objects.create(
@@ -170,8 +173,8 @@ def test_include_huggingface_adds_metrics_key(client):
 
 @pytest.fixture
 def mixed_catalog(org):
-    openrouter = make_provider("openrouter", name="OpenRouter")
-    groq = make_provider("groq", name="Groq")
+    openrouter = make_provider(slug="openrouter", name="OpenRouter")
+    groq = make_provider(slug="groq", name="Groq")
     make_model(
         openrouter,
         "openai/gpt-4o",
@@ -203,6 +206,7 @@ def mixed_catalog(org):
         output_modalities=["text", "image"],
         context_length=32768,
         pricing_prompt=Decimal("0.0000003"),
+        pricing_completion=None,
         upstream_created_at="2025-08-26T00:00:00Z",
     )
     make_model(
@@ -212,14 +216,15 @@ def mixed_catalog(org):
         author="meta-llama",
         context_length=131072,
         pricing_prompt=Decimal("0.00000005"),
+        pricing_completion=None,
         supports_tools=True,
         supports_json_mode=True,
         hugging_face_id="meta-llama/Llama-3.1-8B-Instruct",
     )
-    make_model(groq, "whisper-large-v3", model_name="Whisper", modality="audio->text")
-    make_model(groq, "retired-model", is_active=False)
-    private = make_provider("acme-ollama", organization=org)
-    make_model(private, "llama3:8b", model_name="Private llama")
+    make_model(groq, "whisper-large-v3", model_name="Whisper", modality="audio->text", **UNPRICED)
+    make_model(groq, "retired-model", is_active=False, **UNPRICED)
+    private = make_provider(slug="acme-ollama", organization=org)
+    make_model(private, "llama3:8b", model_name="Private llama", **UNPRICED)
 
 
 @pytest.mark.parametrize(
@@ -324,7 +329,7 @@ def test_bad_parameters_are_400(client, mixed_catalog, query):
 
 
 def test_query_count_does_not_grow_with_page_size(client):
-    provider = make_provider("bulk")
+    provider = make_provider(slug="bulk")
     for n in range(60):
         hf_id = f"org/model-{n}"
         make_model(provider, f"model-{n:02d}", hugging_face_id=hf_id)
@@ -348,7 +353,7 @@ def test_query_count_does_not_grow_with_page_size(client):
 
 def test_list_is_cached_until_the_catalog_changes(client, mixed_catalog):
     assert get(client, "?include_huggingface=false")["total"] == 5
-    make_model(make_provider("new"), "fresh-model")
+    make_model(make_provider(slug="new"), "fresh-model")
     assert get(client, "?include_huggingface=false")["total"] == 5
     bump_catalog_version()
     assert get(client, "?include_huggingface=false")["total"] == 6

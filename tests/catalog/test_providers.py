@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.catalog.helpers import make_model, make_provider
+from tests.support.builders import make_model, make_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ PROVIDER_KEYS = {
 def providers(org):
     synced = datetime(2026, 8, 19, 12, 0, tzinfo=UTC)
     openai = make_provider(
-        "openai",
+        slug="openai",
         name="OpenAI",
         site_url="https://openai.com",
         privacy_policy_url="https://openai.com/privacy",
@@ -40,11 +40,11 @@ def providers(org):
     make_model(openai, "gpt-4o")
     make_model(openai, "gpt-4o-mini")
     make_model(openai, "gpt-3", is_active=False)
-    groq = make_provider("groq", name="Groq")
+    groq = make_provider(slug="groq", name="Groq")
     make_model(groq, "llama-3.1-8b-instant")
-    make_provider("anthropic", name="Anthropic", needs_moderated=True)
-    make_provider("retired", name="Retired", is_active=False)
-    make_provider("acme-private", name="Acme private", organization=org)
+    make_provider(slug="anthropic", name="Anthropic", needs_moderated=True)
+    make_provider(slug="retired", name="Retired", is_active=False)
+    make_provider(slug="acme-private", name="Acme private", organization=org)
     return {"openai": openai, "groq": groq}
 
 
@@ -133,7 +133,7 @@ def test_cached_until_the_catalog_changes(client, providers):
     from modelhub.cache import bump_catalog_version
 
     assert client.get("/catalog/providers").json()["total"] == 3
-    make_provider("mistral", name="Mistral")
+    make_provider(slug="mistral", name="Mistral")
     assert client.get("/catalog/providers").json()["total"] == 3  # served from the cache
     bump_catalog_version()
     assert client.get("/catalog/providers").json()["total"] == 4

@@ -1,73 +1,15 @@
-"""Fixtures of the gateway suite: a fake upstream, the gateway served by uvicorn, and an
-organization with providers, models, credentials and a client key.
-
-The gateway runs in a thread of the test process, so it uses pytest-django's test
-database (``transactional_db``: rows are committed and visible to its threads). On
-SQLite that database is a file: the shared-cache in-memory database fails concurrent
-writers with "table is locked" instead of letting them wait.
-"""
+"""Fixtures of the gateway suite: an organization with providers, models, credentials and
+a client key, and the real OpenAI SDK as its client. The gateway under uvicorn and the
+fake upstream come from ``tests.support.gateway``."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
-from decimal import Decimal
-
 import openai
 import pytest
-from django.conf import settings as django_settings
 
-from modelhub.models import ApiFormat, Model, ModelMetric, Provider
+from modelhub.models import ApiFormat, Model, Provider
 from modelhub.services import client_key_create, provider_credential_create
-from tests.gateway.fake_upstream import FakeUpstream, ServerThread
-
-_database = django_settings.DATABASES["default"]
-if _database["ENGINE"] == "django.db.backends.sqlite3":
-    _database.setdefault("TEST", {})
-    if not _database["TEST"].get("NAME"):
-        _database["TEST"]["NAME"] = os.path.join(
-            tempfile.gettempdir(), f"gateway-tests-{os.getpid()}.sqlite3"
-        )
-
-PROMPT_PRICE = Decimal("0.000001")
-COMPLETION_PRICE = Decimal("0.000002")
-
-
-@pytest.fixture(scope="session")
-def upstream():
-    fake = FakeUpstream()
-    server = ServerThread(fake).start()
-    fake.url = server.url
-    fake.server = server.server  # its connections, for faults that reset one
-    yield fake
-    server.stop()
-
-
-@pytest.fixture
-def gateway_settings(settings):
-    settings.GATEWAY_METRICS_FLUSH_SECONDS = 0.05
-    settings.GATEWAY_RETRY_BACKOFF = 0.01
-    settings.GATEWAY_RETRY_MAX_WAIT = 0.5
-    settings.GATEWAY_UPSTREAM_READ_TIMEOUT = 2.0
-    settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT = 1.0
-    settings.GATEWAY_KEY_CACHE_SECONDS = 0.3
-    settings.GATEWAY_PLAN_CACHE_SECONDS = 0.3
-    settings.GATEWAY_MODEL_LIST_CACHE_SECONDS = 0.3
-    settings.CREDENTIAL_FAILURE_THRESHOLD = 2
-    settings.CREDENTIAL_COOLDOWN_SECONDS = 1
-    return settings
-
-
-@pytest.fixture
-def gateway(transactional_db, gateway_settings, upstream):
-    """The project's ASGI application under uvicorn; yields its base URL."""
-    from config.asgi import application
-
-    upstream.reset()
-    server = ServerThread(application, lifespan="on").start()
-    yield server
-    server.stop()
+from tests.support.gateway import COMPLETION_PRICE, PROMPT_PRICE
 
 
 @pytest.fixture
@@ -145,18 +87,3 @@ def client_key(make_key):
 def client(gateway, client_key):
     """The real OpenAI SDK pointed at the gateway, without its own retries."""
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=client_key.raw_key, max_retries=0)
-
-
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("Condition not met in time.")
-
-
-def metrics_rows(count: int, **filters) -> list[ModelMetric]:
-    wait_for(lambda: ModelMetric.objects.filter(**filters).count() >= count)
-    return list(ModelMetric.objects.filter(**filters).order_by("id"))

@@ -11,12 +11,12 @@ what a request reserves now. CJK prompts: 300 characters guessed at 79 tokens, b
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
 import pytest
+from django.conf import settings as django_settings
 from django.db import transaction
 from django.db.models import F
 
@@ -25,8 +25,8 @@ from gateway.parse import output_bound, prompt_bound
 from gateway.upstreams import CHAT, EMBEDDINGS
 from modelhub.models import ApiFormat, LimitCounter, Model, ModelMetric, Provider
 from modelhub.services import provider_credential_create
-from tests.gateway.conftest import metrics_rows, wait_for
-from tests.gateway.fake_upstream import Action
+from tests.support.gateway import metrics_rows, wait_for
+from tests.support.upstream import Action
 
 BUDGET = Decimal("0.05")
 REQUESTS = 100
@@ -67,7 +67,8 @@ def limit_backend(request, gateway_settings):
     if request.param == "redis":
         import redis
 
-        gateway_settings.GATEWAY_LIMIT_REDIS_URL = os.environ.get("REDIS_URL", "")
+        # The settings' URL, not the environment's: under xdist each worker has its own.
+        gateway_settings.GATEWAY_LIMIT_REDIS_URL = gateway_settings.REDIS_URL
         redis.from_url(gateway_settings.GATEWAY_LIMIT_REDIS_URL).flushdb()
     gateway_settings.GATEWAY_LIMIT_BACKEND = request.param
     return request.param
@@ -163,7 +164,7 @@ def spend_counter(limit_backend: str, key_id: int) -> Decimal:
     if limit_backend == "redis":
         import redis
 
-        client = redis.from_url(os.environ["REDIS_URL"])
+        client = redis.from_url(django_settings.REDIS_URL)
         values = [int(client.get(key)) for key in client.scan_iter(prefix + "*")]
     else:
         values = LimitCounter.objects.filter(key__startswith=prefix).values_list("value", flat=True)

@@ -35,9 +35,9 @@ from modelhub.models import (
     RoutingRule,
 )
 from modelhub.services import routing_rule_save
-from tests.conftest import make_user
-from tests.gateway.conftest import wait_for
-from tests.gateway.fake_upstream import Action
+from tests.support.api import make_user
+from tests.support.gateway import wait_for
+from tests.support.upstream import Action
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
@@ -370,7 +370,9 @@ def second_gateway(transactional_db, gateway_settings):
         port = sock.getsockname()[1]
     before = _subscribers()
     environment = {
-        **os.environ,
+        # Not the xdist worker's name: REDIS_URL below is already the worker's database,
+        # and the settings would move it up by the worker's number once more.
+        **{name: value for name, value in os.environ.items() if name != "PYTEST_XDIST_WORKER"},
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": _database_url(),
         "REDIS_URL": django_settings.REDIS_URL,

@@ -10,7 +10,7 @@ import pytest
 
 from modelhub.models import ClientKey
 from modelhub.services import routing_rule_save
-from tests.gateway.conftest import COMPLETION_PRICE, PROMPT_PRICE, metrics_rows
+from tests.support.gateway import COMPLETION_PRICE, PROMPT_PRICE, metrics_rows
 
 pytestmark = pytest.mark.usefixtures("catalog")
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from modelhub.models import ClientKey
 from modelhub.services import client_key_revoke
-from tests.gateway.fake_upstream import Action
+from tests.support.upstream import Action
 
 pytestmark = pytest.mark.usefixtures("catalog")
 

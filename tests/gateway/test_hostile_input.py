@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from modelhub.models import ModelMetric
-from tests.gateway.conftest import metrics_rows
+from tests.support.gateway import metrics_rows
 
 pytestmark = pytest.mark.usefixtures("catalog")
 

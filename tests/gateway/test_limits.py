@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from decimal import Decimal
 
 import openai
 import pytest
 
 from modelhub.models import LimitCounter, ProviderCredential
-from tests.gateway.conftest import COMPLETION_PRICE, PROMPT_PRICE, metrics_rows
+from tests.support.gateway import COMPLETION_PRICE, PROMPT_PRICE, metrics_rows
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
@@ -22,7 +21,8 @@ REQUEST_COST = 10 * PROMPT_PRICE + 5 * COMPLETION_PRICE
 @pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.services)])
 def limit_backend(request, gateway_settings):
     if request.param == "redis":
-        gateway_settings.GATEWAY_LIMIT_REDIS_URL = os.environ.get("REDIS_URL", "")
+        # The settings' URL, not the environment's: under xdist each worker has its own.
+        gateway_settings.GATEWAY_LIMIT_REDIS_URL = gateway_settings.REDIS_URL
     gateway_settings.GATEWAY_LIMIT_BACKEND = request.param
     if request.param == "redis":
         import redis

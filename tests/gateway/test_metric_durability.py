@@ -34,8 +34,8 @@ from modelhub.models import (
     Provider,
     ProviderCredential,
 )
-from tests.conftest import client_for
-from tests.gateway.conftest import metrics_rows, wait_for
+from tests.support.api import client_for
+from tests.support.gateway import metrics_rows, wait_for
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -439,7 +439,7 @@ def quiet_gateway(gateway_settings, gateway):
     gateway_settings.GATEWAY_METRICS_FLUSH_SECONDS = 3600
     gateway.stop()
     from config.asgi import application
-    from tests.gateway.fake_upstream import ServerThread
+    from tests.support.upstream import ServerThread
 
     server = ServerThread(application, lifespan="on").start()
     yield server

@@ -13,7 +13,7 @@ import pytest
 from gateway import checks
 from modelhub.models import Model, Provider
 from modelhub.services import provider_credential_create
-from tests.gateway.fake_upstream import Action
+from tests.support.upstream import Action
 
 pytestmark = pytest.mark.usefixtures("catalog")
 

@@ -21,8 +21,8 @@ import pytest
 from gateway.upstreams import PolicyResolver
 from modelhub.models import ApiFormat, HealthStatus, Provider, ProviderCredential
 from modelhub.outbound import OutboundAddressRefused
-from tests.gateway.conftest import metrics_rows
-from tests.gateway.fake_upstream import Action
+from tests.support.gateway import metrics_rows
+from tests.support.upstream import Action
 
 pytestmark = pytest.mark.usefixtures("catalog")
 

@@ -9,8 +9,8 @@ import pytest
 
 from modelhub.models import HealthStatus, Provider, ProviderCredential
 from modelhub.services import routing_rule_save
-from tests.gateway.conftest import metrics_rows, wait_for
-from tests.gateway.fake_upstream import Action
+from tests.support.gateway import metrics_rows, wait_for
+from tests.support.upstream import Action
 
 pytestmark = pytest.mark.usefixtures("catalog")
 

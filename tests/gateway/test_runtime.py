@@ -10,7 +10,7 @@ import pytest
 
 from gateway.asgi import LifespanApplication
 from modelhub.models import ModelMetric
-from tests.gateway.fake_upstream import Action
+from tests.support.upstream import Action
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
@@ -46,7 +46,7 @@ def test_queued_rows_are_written_on_shutdown(gateway_settings, gateway, client_k
     gateway_settings.GATEWAY_METRICS_FLUSH_SECONDS = 3600
     gateway.stop()
     from config.asgi import application
-    from tests.gateway.fake_upstream import ServerThread
+    from tests.support.upstream import ServerThread
 
     server = ServerThread(application, lifespan="on").start()
     sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key=client_key.raw_key, max_retries=0)

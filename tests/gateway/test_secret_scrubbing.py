@@ -20,8 +20,8 @@ from gateway.upstreams import UpstreamCall
 from modelhub.models import Model, ModelMetric, Provider, ProviderCredential
 from modelhub.redaction import REDACTED
 from modelhub.services import provider_credential_create
-from tests.gateway.conftest import metrics_rows, wait_for
-from tests.gateway.fake_upstream import Action
+from tests.support.gateway import metrics_rows, wait_for
+from tests.support.upstream import Action
 
 API = "/api/modelhub"
 MESSAGES = [{"role": "user", "content": "hi"}]

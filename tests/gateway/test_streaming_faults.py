@@ -7,8 +7,8 @@ import openai
 import pytest
 
 from modelhub.models import ProviderCredential
-from tests.gateway.conftest import metrics_rows, wait_for
-from tests.gateway.fake_upstream import Action
+from tests.support.gateway import metrics_rows, wait_for
+from tests.support.upstream import Action
 
 pytestmark = pytest.mark.usefixtures("catalog")
 

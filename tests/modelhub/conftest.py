@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 
 from modelhub.models import Role
-from tests.conftest import client_for, make_user
-from tests.modelhub.factories import make_model, make_provider
-
-API = "/api/modelhub"
-ROLES = ["owner", "admin", "member", "non_member", "anonymous"]
+from tests.support.api import client_for, make_user
+from tests.support.builders import make_model, make_provider
 
 
 @pytest.fixture

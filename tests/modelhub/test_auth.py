@@ -8,8 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from tests.conftest import make_user
-from tests.modelhub.conftest import API
+from tests.support.api import API, make_user
 
 
 @pytest.fixture

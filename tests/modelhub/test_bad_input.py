@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.modelhub.conftest import API
-from tests.modelhub.factories import (
+from tests.support.api import API
+from tests.support.builders import (
     db_state,
     make_client_key,
     make_credential,
@@ -145,7 +145,7 @@ def assert_clean_error(response, statuses=(400,)):
 @pytest.mark.parametrize(("name", "action"), all_post_targets())
 def test_valid_payloads_work(name, action, objects, owner_client):
     """The baseline the junk below is built from is valid."""
-    from tests.conftest import make_user
+    from tests.support.api import make_user
 
     make_user("someone")
     url, payload = post_url_and_payload(objects, name, action)

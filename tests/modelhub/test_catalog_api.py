@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from modelhub.models import Model, Provider
-from tests.modelhub.conftest import API
-from tests.modelhub.factories import db_state, make_model, make_provider
+from tests.support.api import API
+from tests.support.builders import db_state, make_model, make_provider
 
 PROVIDERS = f"{API}/providers/"
 MODELS = f"{API}/models/"

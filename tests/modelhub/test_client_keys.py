@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 
 from modelhub.models import ClientKey
-from tests.modelhub.conftest import API
-from tests.modelhub.factories import db_state, make_client_key
+from tests.support.api import API
+from tests.support.builders import db_state, make_client_key
 
 KEYS = f"{API}/client-keys/"
 

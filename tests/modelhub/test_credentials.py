@@ -15,8 +15,8 @@ from modelhub.crypto import decrypt_secret, mask_secret
 from modelhub.models import HealthStatus, ProviderCredential, QuotaPeriod
 from modelhub.quotas import current_usage, exhausted_quota, period_bounds, quota_states
 from modelhub.redaction import MAX_ERROR_LENGTH
-from tests.modelhub.conftest import API
-from tests.modelhub.factories import make_credential, make_provider
+from tests.support.api import API
+from tests.support.builders import make_credential, make_provider
 
 KEYS = f"{API}/api-keys/"
 SECRET = "sk-live-Zq8pW3mN5vB7xC9kL1aa1b2"

@@ -22,9 +22,8 @@ from modelhub.models import (
     Role,
     RoutingRule,
 )
-from tests.conftest import make_user
-from tests.modelhub.conftest import API, ROLES
-from tests.modelhub.factories import (
+from tests.support.api import API, ROLES, make_user
+from tests.support.builders import (
     db_state,
     make_client_key,
     make_credential,

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from tests.conftest import make_user
+from tests.support.api import make_user
 
 TOKEN = "/api/auth/token/"
 LIMIT = 3

@@ -9,8 +9,8 @@ import pytest
 
 from modelhub import selectors
 from modelhub.models import ModelMetric
-from tests.modelhub.conftest import API
-from tests.modelhub.factories import (
+from tests.support.api import API
+from tests.support.builders import (
     make_client_key,
     make_credential,
     make_metric,

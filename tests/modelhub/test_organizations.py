@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from modelhub.models import Membership, Organization, Role
-from tests.conftest import make_user
-from tests.modelhub.conftest import API
-from tests.modelhub.factories import db_state
+from tests.support.api import API, make_user
+from tests.support.builders import db_state
 
 ORGS = f"{API}/organizations/"
 

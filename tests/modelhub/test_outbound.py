@@ -9,8 +9,8 @@ import pytest
 
 from modelhub.models import Provider, User
 from modelhub.outbound import OutboundURLRefused, address_refusal, check_url, parse_ipv4
-from tests.modelhub.conftest import API
-from tests.modelhub.factories import make_provider
+from tests.support.api import API
+from tests.support.builders import make_provider
 
 # (URL, allowed without GATEWAY_ALLOW_PRIVATE_UPSTREAMS, allowed with it)
 URLS = [

@@ -9,9 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from modelhub.models import Membership, Organization, Role
-from tests.conftest import make_user
-from tests.modelhub.conftest import API
-from tests.modelhub.factories import (
+from tests.support.api import API, make_user
+from tests.support.builders import (
     make_client_key,
     make_credential,
     make_metric,

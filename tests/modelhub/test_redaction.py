@@ -8,8 +8,8 @@ import pytest
 from modelhub import services
 from modelhub.models import ModelMetric, ProviderCredential
 from modelhub.redaction import MAX_ERROR_LENGTH, REDACTED, bounded, scrub, secret_variants
-from tests.modelhub.conftest import API
-from tests.modelhub.factories import make_credential, make_metric, make_provider
+from tests.support.api import API
+from tests.support.builders import make_credential, make_metric, make_provider
 
 SECRET = "sk-ant-api03-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 RANDOM_PART = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 
 from modelhub.models import ModelMetric, ProviderCredential, RoutingRule
 from modelhub.routing import Reason, RouteRequest, evaluate
-from tests.modelhub.conftest import API
-from tests.modelhub.factories import (
+from tests.support.api import API
+from tests.support.builders import (
     db_state,
     make_credential,
     make_metric,

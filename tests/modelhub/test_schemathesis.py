@@ -20,7 +20,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from config.wsgi import application
-from tests.modelhub.factories import (
+from tests.support.builders import (
     make_client_key,
     make_credential,
     make_metric,

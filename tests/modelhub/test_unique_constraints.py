@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from modelhub.models import Organization, Provider, RoutingRule
 from tests.modelhub.conftest import API
-from tests.modelhub.factories import make_credential, make_model, make_rule
+from tests.support.builders import make_credential, make_model, make_rule
 
 
 def test_taken_organization_slug_on_update(org, other_org, owner_client):

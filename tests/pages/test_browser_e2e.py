@@ -6,8 +6,6 @@ land in ``artifacts/screenshots/`` for people to look at after a run.
 
 from __future__ import annotations
 
-import os
-import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,20 +14,10 @@ from django.utils import timezone
 
 from modelhub import services
 from modelhub.models import Model, Provider, User
-from tests.conftest import REQUIRE_SERVICES
+from tests.support.browser import ARTIFACTS, BROWSER_GROUP, CHROMIUM, CHROMIUM_ARGS
+from tests.support.environment import REQUIRE_SERVICES
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = BROWSER_GROUP
 
 
 @pytest.fixture

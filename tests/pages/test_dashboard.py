@@ -154,7 +154,7 @@ def test_dashboard_empty_state_tells_what_to_do(client, org, owner):
 
 
 def test_dashboard_without_organization(client, db):
-    from tests.conftest import make_user
+    from tests.support.api import make_user
 
     html = login(client, make_user("loner")).get("/dashboard/").content.decode()
     assert "not in any organization" in html

@@ -8,8 +8,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES
-from tests.pages.test_browser_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import ARTIFACTS, BROWSER_GROUP, CHROMIUM, CHROMIUM_ARGS
+from tests.support.environment import REQUIRE_SERVICES
+
+pytestmark = BROWSER_GROUP
 
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 

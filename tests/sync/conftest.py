@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import responses
 
 from sync.registry import PROVIDERS, REGISTRY, ProviderSpec
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "providers"
-ADMIN_KEY = "test-admin-key-0123456789"
-
-
-def load_wrapper(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def load_response(name: str):
-    return load_wrapper(name)["response"]
+from tests.support.api import ADMIN_KEY
 
 
 @pytest.fixture(autouse=True)

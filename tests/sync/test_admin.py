@@ -9,8 +9,7 @@ from modelhub.models import Provider, SyncRun, User
 from sync import pipeline
 from sync.admin import sync_now
 from sync.registry import get_spec
-
-from .conftest import load_response
+from tests.support.recorded import load_response
 
 pytestmark = pytest.mark.django_db
 

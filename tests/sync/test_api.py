@@ -10,8 +10,8 @@ import responses
 from modelhub.models import Model, SyncRun
 from sync import locks, pipeline
 from sync.registry import REGISTRY, get_spec
-
-from .conftest import ADMIN_KEY, load_response
+from tests.support.api import ADMIN_KEY
+from tests.support.recorded import load_response
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from modelhub.models import Model, SyncRun
-
-from .conftest import load_response
+from tests.support.recorded import load_response
 
 pytestmark = pytest.mark.django_db
 

@@ -19,8 +19,7 @@ from modelhub.invalidation import tenant_changed
 from modelhub.models import Model, Provider, SyncRun, SyncStatus
 from sync import pipeline, policies, snapshots
 from sync.registry import get_spec
-
-from .conftest import load_response
+from tests.support.recorded import load_response
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,7 @@ from django.conf import settings
 from config.celery import app as celery_app
 from modelhub.models import Model, SyncRun, SyncStatus
 from sync import locks, tasks
-
-from .conftest import load_response
+from tests.support.recorded import load_response
 
 
 @pytest.fixture

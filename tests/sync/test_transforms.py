@@ -15,11 +15,12 @@ from sync.fetch import FetchError, extract_items
 from sync.pipeline import transform_records
 from sync.registry import PROVIDERS, REGISTRY, get_spec
 from sync.transforms import ModelRecord, Unit, convert_price, to_decimal
-
-from .conftest import FIXTURES, load_wrapper
+from tests.support.recorded import PROVIDER_FIXTURES, load_wrapper
 
 NOT_MODEL_LISTS = {"openrouter-providers.json", "fal-pricing.json"}
-MODEL_FILES = sorted(p.name for p in FIXTURES.glob("*.json") if p.name not in NOT_MODEL_LISTS)
+MODEL_FILES = sorted(
+    p.name for p in PROVIDER_FIXTURES.glob("*.json") if p.name not in NOT_MODEL_LISTS
+)
 
 
 def records_of(name: str) -> dict[str, ModelRecord]:

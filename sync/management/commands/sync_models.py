@@ -145,7 +145,7 @@ class Command(BaseCommand):
                     on_result=self._progress,
                 )
         except (ValueError, KeyError) as exc:
-            raise CommandError(f"Cannot read {path}: {exc}")
+            raise CommandError(f"Cannot read {path}: {exc}") from exc
 
     @contextmanager
     def _progress_bar(self, *, total: int | None):
