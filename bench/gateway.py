@@ -1,32 +1,50 @@
-"""Benchmark of the gateway against the upstream itself, nginx and LiteLLM's proxy.
+"""Benchmark of the gateway on its production configuration, against the upstream itself,
+nginx and LiteLLM's proxy, all measured in one run on the same machine.
 
-    .venv/bin/python bench/gateway.py [--workers 1] [--duration 20] [--skip-litellm]
+    .venv/bin/python bench/gateway.py                     # PostgreSQL and Redis of its own
+    DATABASE_URL=postgres://... REDIS_URL=redis://.../15 .venv/bin/python bench/gateway.py
+    .venv/bin/python bench/gateway.py --sqlite            # the embedded defaults, to compare
 
-Starts a fast mock upstream on loopback, then for each target (direct, the gateway under
-uvicorn with authentication, routing, limits and metrics on, nginx as a plain reverse
-proxy, LiteLLM's proxy) measures: non-streaming chat at concurrency 1 (p50, p99), at
-concurrency 64 for ``--duration`` seconds (requests per second), streaming at
-concurrency 32 and one at a time (time to first byte, with and without queueing), and
-1,000 streams held open at once (errors and resident memory per worker). Every target gets the same number of workers. Loopback only.
+Starts a fast mock upstream on loopback and, unless ``DATABASE_URL`` and ``REDIS_URL``
+name servers to use, a PostgreSQL (initdb into a temporary directory) and a Redis on free
+loopback ports, stopped at the end. The gateway runs as deployed: ``DJANGO_DEBUG=0``,
+PostgreSQL and Redis, Prometheus multiprocess metrics, a metric row and its daily rollups
+per request, and a client key with rpm, tpm and budget limits set high enough never to
+reject, so the limiter runs on every request. It is measured with one uvicorn worker and
+with two (which share the Redis limits and the database).
+
+For each target: non-streaming chat one request at a time (p50, p99), with 64
+connections for ``--duration`` seconds (requests per second), streams with 32 at once
+(time to first byte, streams per second), and 1,000 streams held open for five seconds
+(resident memory summed over the target's processes). After each phase it checks that
+the mock upstream received exactly the requests the client sent (no hidden retries) and,
+for the gateway, that the database holds one metric row per request (none lost).
+Loopback only; every phase is bounded in time and count, and the run stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import json
 import os
 import resource
+import secrets
+import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -34,6 +52,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LITELLM_VENV = ROOT / "bench" / ".litellm-venv"
 MESSAGES = [{"role": "user", "content": "Say hello in one word."}]
+METRICS_TOKEN = "bench-metrics-token-" + secrets.token_hex(8)
+HELD_STREAMS = 1000
+# Seconds to wait for the gateway's batched metric rows after a phase (it flushes every
+# GATEWAY_METRICS_FLUSH_SECONDS, one second by default).
+ROWS_WAIT_SECONDS = 15.0
 
 
 def free_port() -> int:
@@ -42,9 +65,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 60) -> None:
+def wait_port(port: int, timeout: float = 60, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"The process meant to listen on port {port} exited.")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -75,219 +100,418 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+# --- Services: PostgreSQL and Redis of the benchmark's own --------------------------------
+
+
+class Services:
+    """PostgreSQL and Redis on free loopback ports, as ``.ci/run`` starts them; stopped
+    by ``stop()``. PostgreSQL keeps its durable defaults (fsync, synchronous commit), as
+    deployed; Redis keeps nothing on disk."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.pg_data: Path | None = None
+        self.pg_bin: str | None = None
+        self.redis: subprocess.Popen | None = None
+
+    def _as_postgres(self, command: list[str]) -> list[str]:
+        # PostgreSQL refuses to run as root: run it as the user the package created.
+        if os.getuid() == 0:
+            return ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(command)]
+        return command
+
+    def start_postgres(self) -> str:
+        candidates = sorted(
+            glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2])
+        )
+        if not candidates:
+            raise SystemExit("PostgreSQL is not installed (apt-get install -y postgresql).")
+        self.pg_bin = candidates[-1]
+        port = free_port()
+        self.workdir.chmod(0o755)
+        data = self.workdir / "pgdata"
+        data.mkdir()
+        if os.getuid() == 0:
+            shutil.chown(data, "postgres", "postgres")
+        subprocess.run(
+            self._as_postgres(
+                [f"{self.pg_bin}/initdb", "-D", str(data), "-U", "postgres", "-A", "trust"]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        self.pg_data = data
+        options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        subprocess.run(
+            self._as_postgres(
+                [
+                    f"{self.pg_bin}/pg_ctl",
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(data / "server.log"),
+                    "-w",
+                    "-o",
+                    options,
+                    "start",
+                ]
+            ),  # fmt: skip
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [f"{self.pg_bin}/psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+             "-q", "-c", "CREATE DATABASE modelhub"],
+            check=True,
+        )  # fmt: skip
+        return f"postgres://postgres@127.0.0.1:{port}/modelhub"
+
+    def start_redis(self) -> str:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise SystemExit("Redis is not installed (apt-get install -y redis-server).")
+        port = free_port()
+        self.redis = subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=(self.workdir / "redis.log").open("w"),
+        )  # fmt: skip
+        wait_port(port, process=self.redis)
+        return f"redis://127.0.0.1:{port}/0"
+
+    def stop(self) -> None:
+        if self.pg_data is not None:
+            subprocess.run(
+                self._as_postgres(
+                    [f"{self.pg_bin}/pg_ctl", "-D", str(self.pg_data), "-m", "fast", "stop"]
+                ),
+                stdout=subprocess.DEVNULL,
+                check=False,
+            )
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait()
+
+
+# --- The gateway's database, read from outside --------------------------------------------
+
+
+def count_metric_rows(database_url: str, organization_id: int) -> int:
+    """Metric rows the gateway wrote for the benchmark's organization."""
+    sql = "SELECT count(*) FROM model_metrics WHERE organization_id = "
+    if database_url.startswith("sqlite:"):
+        with sqlite3.connect(urlsplit(database_url).path) as connection:
+            return connection.execute(sql + "?", (organization_id,)).fetchone()[0]
+    import psycopg
+
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as connection:
+        return connection.execute(sql + "%s", (organization_id,)).fetchone()[0]
+
+
+# --- Load ---------------------------------------------------------------------------------
+
+
 @dataclass
 class Target:
     name: str
     base_url: str
     model: str
+    hold_model: str
     headers: dict = field(default_factory=dict)
     process: subprocess.Popen | None = None
-    workers: int = 1
+    # Set for the gateway: how to count its metric rows, and where its /metrics is.
+    count_rows: Callable[[], int] | None = None
+    metrics_url: str | None = None
 
-    def worker_rss(self) -> float:
-        """Largest resident set among the target's processes (MB)."""
+    def rss(self) -> float:
+        """Resident memory summed over the target's processes (MB)."""
         if self.process is None:
             return 0.0
-        return max(rss_mb(pid) for pid in tree_pids(self.process.pid))
+        return sum(rss_mb(pid) for pid in tree_pids(self.process.pid))
 
 
 @dataclass
 class Result:
-    p50: float = 0.0
-    p99: float = 0.0
+    p50: float = float("nan")
+    p99: float = float("nan")
     rps: float = 0.0
-    ttfb: float = 0.0
-    ttfb_sequential: float = 0.0
-    stream_errors: int = 0
-    streams_ok: int = 0
+    client_cpu: float = 0.0
+    ttfb: float = float("nan")
+    streams_per_second: float = 0.0
+    held_ok: int = 0
     rss: float = 0.0
     errors: int = 0
+    checks_failed: list[str] = field(default_factory=list)
 
 
-async def one_request(session, target: Target, stream: bool = False, model: str | None = None):
-    body = {"model": model or target.model, "messages": MESSAGES}
-    if stream:
-        body["stream"] = True
-    started = time.perf_counter()
-    async with session.post(
-        target.base_url + "/chat/completions", json=body, headers=target.headers
-    ) as response:
-        if response.status != 200:
-            await response.read()
-            raise RuntimeError(f"HTTP {response.status}")
-        if not stream:
-            await response.read()
-            return time.perf_counter() - started, None
-        first = None
-        tail = b""
-        async for data in response.content.iter_any():
-            if first is None:
-                first = time.perf_counter() - started
-            tail = (tail + data)[-64:]
-        if b"[DONE]" not in tail:
-            raise RuntimeError("stream ended early")
-        return time.perf_counter() - started, first
+class Client:
+    """One aiohttp session (on uvloop) that counts what it sends."""
 
+    def __init__(self, target: Target, session: aiohttp.ClientSession, upstream_url: str):
+        self.target = target
+        self.session = session
+        self.upstream_url = upstream_url
+        self.sent = 0
+        self.errors = 0
 
-async def measure(target: Target, duration: float, sequential: int) -> Result:
-    result = Result()
-    connector = aiohttp.TCPConnector(limit=2000, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        for _ in range(200):
-            await one_request(session, target)
-        latencies = []
-        for _ in range(sequential):
-            latencies.append((await one_request(session, target))[0])
-        latencies.sort()
-        result.p50 = statistics.median(latencies) * 1000
-        result.p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-
-        done = 0
-        errors = 0
-        deadline = time.perf_counter() + duration
-
-        async def worker():
-            nonlocal done, errors
-            while time.perf_counter() < deadline:
-                try:
-                    await one_request(session, target)
-                    done += 1
-                except Exception:
-                    errors += 1
-
+    async def request(self, stream: bool = False, model: str | None = None):
+        """Time of the whole answer and, for a stream, of its first byte; None on error."""
+        body = {"model": model or self.target.model, "messages": MESSAGES}
+        if stream:
+            body["stream"] = True
+        self.sent += 1
         started = time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(64)])
-        result.rps = done / (time.perf_counter() - started)
-        result.errors = errors
+        try:
+            async with self.session.post(
+                self.target.base_url + "/chat/completions", json=body, headers=self.target.headers
+            ) as response:
+                if response.status != 200:
+                    await response.read()
+                    raise RuntimeError(f"HTTP {response.status}")
+                if not stream:
+                    await response.read()
+                    return time.perf_counter() - started, None
+                first = None
+                tail = b""
+                async for data in response.content.iter_any():
+                    if first is None:
+                        first = time.perf_counter() - started
+                    tail = (tail + data)[-64:]
+                if b"[DONE]" not in tail:
+                    raise RuntimeError("stream ended early")
+                return time.perf_counter() - started, first
+        except Exception:
+            self.errors += 1
+            return None
 
-        firsts = []
-        per_worker = 40
+    async def upstream_hits(self) -> int:
+        async with self.session.get(self.upstream_url + "/stats") as response:
+            return (await response.json())["requests"]
 
-        async def streamer():
-            for _ in range(per_worker):
-                try:
-                    firsts.append((await one_request(session, target, stream=True))[1])
-                except Exception:
-                    result.errors += 1
-
-        await asyncio.gather(*[streamer() for _ in range(32)])
-        result.ttfb = statistics.median(firsts) * 1000 if firsts else float("nan")
-
-        # The same streams one at a time: the time to first byte without queueing.
-        sequential_firsts = [
-            (await one_request(session, target, stream=True))[1] for _ in range(200)
-        ]
-        result.ttfb_sequential = statistics.median(sequential_firsts) * 1000
-
-    # 1,000 streams at once, each held open for about five seconds.
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        peak = 0.0
-
-        async def sample():
-            nonlocal peak
-            while True:
-                peak = max(peak, target.worker_rss())
-                await asyncio.sleep(0.25)
-
-        sampler = asyncio.create_task(sample())
-        outcomes = await asyncio.gather(
-            *[
-                one_request(
-                    session,
-                    target,
-                    stream=True,
-                    model=target.model.replace("bench-model", "hold-10-500"),
-                )
-                for _ in range(1000)
-            ],
-            return_exceptions=True,
+    async def dropped_rows(self) -> int | None:
+        """The gateway's count of metric rows it could not write (Prometheus)."""
+        if self.target.metrics_url is None:
+            return None
+        headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        async with self.session.get(self.target.metrics_url, headers=headers) as response:
+            text = await response.text()
+        return int(
+            sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("gateway_metric_rows_dropped_total")
+            )
         )
-        sampler.cancel()
-        result.stream_errors = sum(isinstance(o, BaseException) for o in outcomes)
-        result.streams_ok = 1000 - result.stream_errors
-        result.rss = peak
+
+
+class Phase:
+    """Checks, after a phase, that upstream calls and metric rows match requests sent."""
+
+    def __init__(self, client: Client, result: Result, name: str):
+        self.client, self.result, self.name = client, result, name
+
+    async def __aenter__(self):
+        self.sent = self.client.sent
+        self.errors = self.client.errors
+        self.hits = await self.client.upstream_hits()
+        counter = self.client.target.count_rows
+        self.rows = await asyncio.to_thread(counter) if counter else None
+        return self
+
+    async def __aexit__(self, *exc_info):
+        if exc_info[0] is not None:
+            return
+        sent = self.client.sent - self.sent
+        errors = self.client.errors - self.errors
+        self.result.errors += errors
+        hits = await self.client.upstream_hits() - self.hits
+        line = f"  {self.client.target.name:<12} {self.name:<9} sent {sent:>6}  errors {errors}"
+        ok = hits == sent
+        line += f"  upstream calls {hits}{'' if ok else ' MISMATCH'}"
+        counter = self.client.target.count_rows
+        if counter is not None:
+            deadline = time.monotonic() + ROWS_WAIT_SECONDS
+            while True:
+                rows = await asyncio.to_thread(counter) - self.rows
+                if rows >= sent or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+            dropped = await self.client.dropped_rows()
+            rows_ok = rows == sent
+            ok = ok and rows_ok
+            line += f"  metric rows {rows}{'' if rows_ok else ' MISMATCH'}  dropped {dropped}"
+        if not ok:
+            self.result.checks_failed.append(self.name)
+        print(line, flush=True)
+
+
+async def measure(target: Target, upstream_url: str, args) -> Result:
+    result = Result()
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        client = Client(target, session, upstream_url)
+        async with Phase(client, result, "warm-up"):
+            for _ in range(200):
+                await client.request()
+
+        # One at a time: the latency a request pays for passing through the target.
+        latencies = []
+        async with Phase(client, result, "c1"):
+            deadline = time.perf_counter() + args.duration
+            while len(latencies) < args.sequential and time.perf_counter() < deadline:
+                timing = await client.request()
+                if timing is not None:
+                    latencies.append(timing[0])
+        if latencies:
+            latencies.sort()
+            result.p50 = statistics.median(latencies) * 1000
+            result.p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000
+
+        async def loop(concurrency: int, stream: bool, sink: list):
+            deadline = time.perf_counter() + args.duration
+
+            async def worker():
+                while time.perf_counter() < deadline:
+                    timing = await client.request(stream=stream)
+                    if timing is not None:
+                        sink.append(timing[1] if stream else timing[0])
+
+            started = time.perf_counter()
+            await asyncio.gather(*[worker() for _ in range(concurrency)])
+            return time.perf_counter() - started
+
+        done: list = []
+        async with Phase(client, result, "c64"):
+            cpu = resource.getrusage(resource.RUSAGE_SELF)
+            elapsed = await loop(64, False, done)
+            used = resource.getrusage(resource.RUSAGE_SELF)
+            result.rps = len(done) / elapsed
+            result.client_cpu = (
+                (used.ru_utime - cpu.ru_utime + used.ru_stime - cpu.ru_stime) / elapsed * 100
+            )
+
+        firsts: list = []
+        async with Phase(client, result, "streams"):
+            elapsed = await loop(32, True, firsts)
+        result.ttfb = statistics.median(firsts) * 1000 if firsts else float("nan")
+        result.streams_per_second = len(firsts) / elapsed
+
+        # 1,000 streams at once, each held open for about five seconds.
+        async with Phase(client, result, "held"):
+            peak = 0.0
+
+            async def sample():
+                nonlocal peak
+                while True:
+                    peak = max(peak, target.rss())
+                    await asyncio.sleep(0.25)
+
+            sampler = asyncio.create_task(sample())
+            outcomes = await asyncio.gather(
+                *[client.request(stream=True, model=target.hold_model) for _ in range(HELD_STREAMS)]
+            )
+            sampler.cancel()
+            result.held_ok = sum(outcome is not None for outcome in outcomes)
+            result.rss = peak
     return result
 
 
 # --- Targets ------------------------------------------------------------------------------
 
 
-def start_gateway(upstream_port: int, workers: int, workdir: Path) -> Target:
-    port = free_port()
+@dataclass
+class GatewaySetup:
+    env: dict
+    key: str
+    organization_id: int
+    provider_slug: str
+
+
+def prepare_gateway(upstream_port: int, database_url: str, redis_url: str | None, workdir: Path):
+    """Migrate the database and create an organization, a provider pointing at the mock,
+    its models, a credential and a client key with limits; once for both gateway runs."""
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.base",
+        DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY="bench-secret-key-bench-secret-key-bench-secret-key",
         FIELD_ENCRYPTION_KEY="YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        DATABASE_URL=env.get("BENCH_DATABASE_URL", f"sqlite:///{workdir / 'gateway.sqlite3'}"),
-        PROMETHEUS_MULTIPROC_DIR=str(workdir / "prometheus"),
+        DJANGO_CONN_MAX_AGE="60",
+        DATABASE_URL=database_url,
+        METRICS_TOKEN=METRICS_TOKEN,
+        # The mock upstream listens on loopback, which production refuses by default.
+        GATEWAY_ALLOW_PRIVATE_UPSTREAMS="1",
         LOG_LEVEL="WARNING",
     )
-    (workdir / "prometheus").mkdir()
+    env.pop("REDIS_URL", None)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
     subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    # Unique names, so that a run against a given database leaves earlier runs' rows alone.
+    run = f"{os.getpid()}-{int(time.time())}"
+    provider_slug = f"bench-mock-{run}"
     setup = f"""
+import json
 from decimal import Decimal
 from modelhub.models import Organization, Provider, Model
 from modelhub.services import client_key_create, provider_credential_create
-org = Organization.objects.create(name="Bench", slug="bench")
-provider = Provider.objects.create(name="Mock", slug="mock", base_url="http://127.0.0.1:{upstream_port}/v1")
+org = Organization.objects.create(name="Bench {run}", slug="bench-{run}")
+provider = Provider.objects.create(name="Mock {run}", slug="{provider_slug}",
+                                   base_url="http://127.0.0.1:{upstream_port}/v1")
 for name in ("bench-model", "hold-10-500"):
     Model.objects.create(provider=provider, provider_model_id=name, model_name=name,
                          pricing_prompt=Decimal("0.0000001"), pricing_completion=Decimal("0.0000002"))
 provider_credential_create(organization=org, provider=provider, secret="sk-bench-0000000000", name="main")
 issued = client_key_create(organization=org, name="bench", rate_limit_rpm=10_000_000,
                            rate_limit_tpm=2_000_000_000, budget_amount=Decimal("1000000"))
-print(issued.raw_key)
+print(json.dumps({{"key": issued.raw_key, "organization": org.pk}}))
 """
-    key = (
-        subprocess.run(
-            [PYTHON, "manage.py", "shell", "-c", setup],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    output = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", setup],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    created = json.loads(output.strip().splitlines()[-1])
+    return GatewaySetup(env, created["key"], created["organization"], provider_slug)
+
+
+def start_gateway(setup: GatewaySetup, workers: int, workdir: Path, access_log: bool) -> Target:
+    port = free_port()
+    env = dict(setup.env)
+    # Each start gets an empty multiprocess directory, as the deployed command does.
+    prometheus = workdir / "prometheus"
+    prometheus.mkdir()
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(prometheus)
     command = [
-        PYTHON,
-        "-m",
-        "uvicorn",
-        "config.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--backlog",
-        "4096",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    wait_port(port)
+        PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
+        "--http", "httptools", "--log-level", "warning", "--backlog", "4096",
+    ]  # fmt: skip
+    if not access_log:
+        command.append("--no-access-log")
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=(workdir / "uvicorn.log").open("w"), stderr=None
+    )
+    wait_port(port, process=process)
+    database_url = setup.env["DATABASE_URL"]
     return Target(
-        "gateway",
+        f"gateway-{workers}w",
         f"http://127.0.0.1:{port}/v1",
-        "mock/bench-model",
-        {"Authorization": f"Bearer {key}"},
+        f"{setup.provider_slug}/bench-model",
+        f"{setup.provider_slug}/hold-10-500",
+        {"Authorization": f"Bearer {setup.key}"},
         process,
-        workers,
+        count_rows=lambda: count_metric_rows(database_url, setup.organization_id),
+        metrics_url=f"http://127.0.0.1:{port}/metrics",
     )
 
 
-def start_nginx(upstream_port: int, workers: int, workdir: Path) -> Target | None:
+def start_nginx(upstream_port: int, workdir: Path) -> Target | None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         print("nginx is not installed (apt-get install -y nginx); skipping it.")
@@ -296,7 +520,7 @@ def start_nginx(upstream_port: int, workers: int, workdir: Path) -> Target | Non
     conf = workdir / "nginx.conf"
     conf.write_text(
         f"""
-worker_processes {workers};
+worker_processes 1;
 pid {workdir}/nginx.pid;
 error_log {workdir}/nginx-error.log warn;
 daemon off;
@@ -317,20 +541,22 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering off;
+            # No second try on another attempt: one upstream call per request.
+            proxy_next_upstream off;
         }}
     }}
 }}
 """
     )
     process = subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir)])
-    wait_port(port)
-    return Target("nginx", f"http://127.0.0.1:{port}/v1", "bench-model", {}, process, workers)
+    wait_port(port, process=process)
+    return Target("nginx", f"http://127.0.0.1:{port}/v1", "bench-model", "hold-10-500", {}, process)
 
 
-def start_litellm(upstream_port: int, workers: int, workdir: Path) -> Target | None:
+def start_litellm(upstream_port: int, workdir: Path) -> Target | None:
     binary = LITELLM_VENV / "bin" / "litellm"
     if not binary.exists():
-        print(f"LiteLLM is not installed in {LITELLM_VENV}; skipping it.")
+        print(f"LiteLLM is not installed in {LITELLM_VENV}; skipping it (see bench/README.md).")
         return None
     port = free_port()
     config = workdir / "litellm.yaml"
@@ -358,24 +584,17 @@ def start_litellm(upstream_port: int, workers: int, workdir: Path) -> Target | N
         # Authentication on, as on the gateway: LiteLLM refuses to start without it.
         LITELLM_MASTER_KEY="sk-bench-master-key-0123456789abcdef",
     )
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
     process = subprocess.Popen(
-        [
-            str(binary),
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--num_workers",
-            str(workers),
-        ],
+        [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+         "--num_workers", "1"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=(workdir / "litellm.log").open("w"),
-    )
+    )  # fmt: skip
     try:
-        wait_port(port, timeout=180)
+        wait_port(port, timeout=180, process=process)
     except RuntimeError:
         process.kill()
         print(f"LiteLLM did not start; see {workdir / 'litellm.log'}")
@@ -384,9 +603,9 @@ def start_litellm(upstream_port: int, workers: int, workdir: Path) -> Target | N
         "litellm",
         f"http://127.0.0.1:{port}",
         "bench-model",
+        "hold-10-500",
         {"Authorization": "Bearer sk-bench-master-key-0123456789abcdef"},
         process,
-        workers,
     )
 
 
@@ -394,77 +613,141 @@ def stop(target: Target) -> None:
     if target.process is not None:
         target.process.send_signal(signal.SIGTERM)
         try:
-            target.process.wait(timeout=20)
+            target.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             target.process.kill()
+            target.process.wait()
+
+
+def run_target(target: Target | None, upstream_url: str, args, results: dict) -> None:
+    if target is None:
+        return
+    try:
+        results[target.name] = asyncio.run(measure(target, upstream_url, args))
+    finally:
+        stop(target)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--duration", type=float, default=20.0)
-    parser.add_argument("--sequential", type=int, default=2000)
-    parser.add_argument("--skip-litellm", action="store_true")
-    parser.add_argument("--skip-nginx", action="store_true")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of each timed phase (10)"
+    )
+    parser.add_argument(
+        "--sequential", type=int, default=2000, help="most requests of the c1 phase (2000)"
+    )
+    parser.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="run the gateway on a SQLite file without Redis (the embedded defaults)",
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="keep uvicorn's access log (off by default)"
+    )
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        default=["direct", "nginx", "litellm", "gateway-1w", "gateway-2w"],
+        choices=["direct", "nginx", "litellm", "gateway-1w", "gateway-2w"],
+    )
     args = parser.parse_args()
+    if "direct" not in args.targets:
+        args.targets.insert(0, "direct")
 
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    services = Services(workdir)
     upstream_port = free_port()
+    upstream_url = f"http://127.0.0.1:{upstream_port}"
     upstream = subprocess.Popen(
         [PYTHON, str(ROOT / "bench" / "mock_upstream.py"), str(upstream_port)]
     )
-    wait_port(upstream_port)
-    starters = [("gateway", start_gateway)]
-    if not args.skip_nginx:
-        starters.append(("nginx", start_nginx))
-    if not args.skip_litellm:
-        starters.append(("litellm", start_litellm))
     results: dict[str, Result] = {}
     try:
-        direct = Target(
-            "direct", f"http://127.0.0.1:{upstream_port}/v1", "bench-model", process=upstream
-        )
-        results["direct"] = asyncio.run(measure(direct, args.duration, args.sequential))
-        for name, start in starters:
+        wait_port(upstream_port, process=upstream)
+        setup = None
+        if any(name.startswith("gateway") for name in args.targets):
+            if args.sqlite:
+                database_url = f"sqlite:///{workdir / 'gateway.sqlite3'}"
+                redis_url = None
+            else:
+                database_url = os.environ.get("DATABASE_URL") or services.start_postgres()
+                redis_url = os.environ.get("REDIS_URL") or services.start_redis()
+            setup = prepare_gateway(upstream_port, database_url, redis_url, workdir)
+            where = urlsplit(database_url)
+            print(
+                f"gateway: database {where.scheme}://{where.hostname or ''}{where.path}, "
+                f"redis {redis_url or 'none (local memory, limits in the database)'}"
+            )
+        print("checks after each phase (requests sent, upstream calls, metric rows):")
+        for name in args.targets:
             target_dir = workdir / name
             target_dir.mkdir()
-            target = start(upstream_port, args.workers, target_dir)
-            if target is None:
-                continue
-            try:
-                results[name] = asyncio.run(measure(target, args.duration, args.sequential))
-            finally:
-                stop(target)
+            if name == "direct":
+                target = Target(
+                    "direct", upstream_url + "/v1", "bench-model", "hold-10-500", process=upstream
+                )
+            elif name == "nginx":
+                target = start_nginx(upstream_port, target_dir)
+            elif name == "litellm":
+                target = start_litellm(upstream_port, target_dir)
+            else:
+                workers = int(name.split("-")[1].rstrip("w"))
+                target = start_gateway(setup, workers, target_dir, args.access_log)
+            if name == "direct":
+                results["direct"] = asyncio.run(measure(target, upstream_url, args))
+            else:
+                run_target(target, upstream_url, args, results)
     finally:
         upstream.terminate()
         upstream.wait()
-    print_table(results, args.workers)
+        services.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_table(results, args)
 
 
-def print_table(results: dict[str, Result], workers: int) -> None:
+def print_table(results: dict[str, Result], args) -> None:
     direct = results["direct"]
-    litellm = results.get("litellm")
-    print(f"\nworkers per target: {workers}; loopback; CPUs: {os.cpu_count()}")
+    database = "SQLite, no Redis" if args.sqlite else "PostgreSQL and Redis"
+    print(
+        f"\nloopback; CPUs: {os.cpu_count()}; gateway on {database}; phases of {args.duration:g} s;"
+        f" load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"direct: p50 c1 {direct.p50:.2f} ms, TTFB p50 c32 {direct.ttfb:.2f} ms; "
+        "+ columns are added over these"
+    )
     header = (
-        f"{'target':<9}{'p50 ms':>8}{'p99 ms':>8}{'+p50 ms':>9}{'req/s c64':>11}{'x LiteLLM':>10}"
-        f"{'TTFB c32':>9}{'+TTFB':>7}{'TTFB c1':>8}{'+TTFB':>7}"
-        f"{'1000 streams':>14}{'RSS MB':>8}{'errors':>8}"
+        f"{'target':<12}{'+p50 c1':>9}{'p99 c1':>8}{'req/s c64':>11}{'client CPU':>11}"
+        f"{'+TTFB c32':>10}{'streams/s':>10}{'held ok':>11}{'RSS MB':>8}{'errors':>8}{'checks':>8}"
     )
     print(header)
     print("-" * len(header))
     for name, r in results.items():
-        ratio = f"{r.rps / litellm.rps:.1f}" if litellm and litellm.rps else "-"
+        checks = "ok" if not r.checks_failed else "FAILED"
         print(
-            f"{name:<9}{r.p50:>8.2f}{r.p99:>8.2f}{r.p50 - direct.p50:>9.2f}{r.rps:>11.0f}{ratio:>10}"
-            f"{r.ttfb:>9.2f}{r.ttfb - direct.ttfb:>7.2f}"
-            f"{r.ttfb_sequential:>8.2f}{r.ttfb_sequential - direct.ttfb_sequential:>7.2f}"
-            f"{f'{r.streams_ok} ok':>14}"
-            f"{r.rss:>8.0f}{r.errors + r.stream_errors:>8}"
+            f"{name:<12}{r.p50 - direct.p50:>9.2f}{r.p99:>8.2f}{r.rps:>11.0f}"
+            f"{r.client_cpu:>10.0f}%{r.ttfb - direct.ttfb:>10.2f}{r.streams_per_second:>10.0f}"
+            f"{f'{r.held_ok}/{HELD_STREAMS}':>11}{r.rss:>8.0f}{r.errors:>8}{checks:>8}"
         )
+    one, two = results.get("gateway-1w"), results.get("gateway-2w")
+    if one and two and one.rps and one.streams_per_second:
+        print(
+            f"gateway 2 workers / 1 worker: req/s x{two.rps / one.rps:.2f}, "
+            f"streams/s x{two.streams_per_second / one.streams_per_second:.2f}"
+        )
+    failed = {name: r.checks_failed for name, r in results.items() if r.checks_failed}
+    if failed:
+        print(f"checks FAILED (upstream calls or metric rows differ from requests): {failed}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 A bare asyncio HTTP/1.1 server: ``POST .../chat/completions`` answers a fixed completion,
 or with ``"stream": true`` a stream of chunks. The model name steers streams:
 ``hold-<n>-<ms>`` sends n chunks ``ms`` milliseconds apart (to hold streams open).
+``GET /stats`` answers ``{"requests": n}``, the completions requested so far, so the
+benchmark can tell whether a proxy in front sent more upstream calls than it received.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def chunk(content: str | None, finish: str | None = None, usage: dict | None = N
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+REQUESTS = 0
+
+
 class Handler(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
@@ -66,9 +71,19 @@ class Handler(asyncio.Protocol):
             if len(self.buffer) < end:
                 return
             body, self.buffer = self.buffer[head_end + 4 : end], self.buffer[end:]
-            self.respond(head.split(" ", 2)[1], body)
+            method, path, _ = head.split(" ", 2)
+            self.respond(method, path, body)
 
-    def respond(self, path, body):
+    def respond(self, method, path, body):
+        global REQUESTS
+        if method == "GET" and path == "/stats":
+            stats = json.dumps({"requests": REQUESTS}).encode()
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(stats), stats)
+            )
+            return
+        REQUESTS += 1
         request = json.loads(body) if body else {}
         if not request.get("stream"):
             self.transport.write(
