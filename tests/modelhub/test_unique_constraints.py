@@ -4,7 +4,7 @@ is a 400 naming the field to change, on create and on update alike."""
 from __future__ import annotations
 
 from modelhub.models import Organization, Provider, RoutingRule
-from tests.modelhub.conftest import API
+from tests.support.api import API
 from tests.support.builders import make_credential, make_model, make_rule
 
 
