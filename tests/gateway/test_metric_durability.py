@@ -27,7 +27,6 @@ from modelhub import rollups, services
 from modelhub.models import (
     ClientKey,
     MetricDaily,
-    MetricDailyLatency,
     Model,
     ModelMetric,
     Organization,
@@ -35,6 +34,7 @@ from modelhub.models import (
     ProviderCredential,
 )
 from tests.support.api import client_for
+from tests.support.builders import rollup_snapshot
 from tests.support.gateway import metrics_rows, wait_for
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -60,31 +60,6 @@ def usage(organization_id: int, **fields) -> UsageRecord:
         request_id="gen-" + uuid.uuid4().hex,
         **fields,
     )
-
-
-def rollup_snapshot():
-    usage_rows = sorted(
-        MetricDaily.objects.values_list(
-            "organization_id",
-            "day",
-            "provider_pk",
-            "model_pk",
-            "client_key_pk",
-            "served_model",
-            "requests",
-            "errors",
-            "total_tokens",
-            "cost",
-            "latency_sum_ms",
-            "successes",
-        )
-    )
-    latency_rows = sorted(
-        MetricDailyLatency.objects.values_list(
-            "organization_id", "day", "provider_pk", "bucket", "count"
-        )
-    )
-    return usage_rows, latency_rows
 
 
 @pytest.fixture

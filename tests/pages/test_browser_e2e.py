@@ -7,15 +7,17 @@ land in ``artifacts/screenshots/`` for people to look at after a run.
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from modelhub import services
 from modelhub.models import Model, Provider, User
-from tests.support.browser import ARTIFACTS, BROWSER_GROUP, CHROMIUM, CHROMIUM_ARGS
-from tests.support.environment import REQUIRE_SERVICES
+from tests.support.browser import (
+    ARTIFACTS,
+    BROWSER_GROUP,
+    launched_chromium,
+)
 
 pytestmark = BROWSER_GROUP
 
@@ -24,15 +26,8 @@ pytestmark = BROWSER_GROUP
 def browser(seeded):
     # Started after the data is in: Playwright's sync API runs an event loop in this
     # thread, and Django refuses ORM calls from a thread with a running loop.
-    if not Path(CHROMIUM).exists():
-        if REQUIRE_SERVICES:
-            pytest.fail(f"Chromium not found at {CHROMIUM}; .ci/run installs Debian's chromium")
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

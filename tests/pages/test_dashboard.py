@@ -11,6 +11,7 @@ from django.utils import timezone
 from modelhub import services
 from modelhub.models import Model, Provider, Role
 from modelhub.selectors import dashboard_summary
+from tests.support.builders import rollup_snapshot
 
 
 @pytest.fixture
@@ -209,7 +210,7 @@ def test_daily_series_and_range_are_whole_days(org, catalog):
 def test_rollups_match_a_rebuild_from_requests(org, other_org, catalog):
     """The rollups written with each batch equal those recomputed from the raw rows."""
     from modelhub import rollups
-    from modelhub.models import MetricDaily, MetricDailyLatency, ModelMetric
+    from modelhub.models import ModelMetric
 
     key = services.client_key_create(organization=org, name="k").client_key
     for i in range(40):
@@ -239,32 +240,7 @@ def test_rollups_match_a_rebuild_from_requests(org, other_org, catalog):
         for _ in range(5)
     )
 
-    def snapshot():
-        usage = sorted(
-            MetricDaily.objects.values_list(
-                "organization_id",
-                "day",
-                "provider_pk",
-                "model_pk",
-                "client_key_pk",
-                "served_model",
-                "requests",
-                "errors",
-                "total_tokens",
-                "cost",
-                "latency_sum_ms",
-                "successes",
-                "fallbacks",
-            )
-        )
-        latency = sorted(
-            MetricDailyLatency.objects.values_list(
-                "organization_id", "day", "provider_pk", "bucket", "count"
-            )
-        )
-        return usage, latency
-
-    written = snapshot()
+    written = rollup_snapshot()
     assert written[0] and written[1]
     rollups.rebuild()
-    assert snapshot() == written
+    assert rollup_snapshot() == written

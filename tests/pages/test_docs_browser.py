@@ -3,13 +3,15 @@ machine: every request that leaves loopback is recorded and refused."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.browser import ARTIFACTS, BROWSER_GROUP, CHROMIUM, CHROMIUM_ARGS
-from tests.support.environment import REQUIRE_SERVICES
+from tests.support.browser import (
+    ARTIFACTS,
+    BROWSER_GROUP,
+    launched_chromium,
+)
 
 pytestmark = BROWSER_GROUP
 
@@ -18,15 +20,8 @@ LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 @pytest.fixture
 def chromium(transactional_db):
-    if not Path(CHROMIUM).exists():
-        if REQUIRE_SERVICES:
-            pytest.fail(f"Chromium not found at {CHROMIUM}; .ci/run installs Debian's chromium")
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 def _guarded_page(browser):

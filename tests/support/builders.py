@@ -174,3 +174,32 @@ def db_state() -> dict:
     return {
         model.__name__: list(model.objects.order_by("pk").values()) for model in SNAPSHOT_MODELS
     }
+
+
+def rollup_snapshot() -> tuple[list, list]:
+    """Every daily rollup row, sorted: compare what the writer left with ``rebuild()``."""
+    from modelhub.models import MetricDaily, MetricDailyLatency
+
+    usage = sorted(
+        MetricDaily.objects.values_list(
+            "organization_id",
+            "day",
+            "provider_pk",
+            "model_pk",
+            "client_key_pk",
+            "served_model",
+            "requests",
+            "errors",
+            "total_tokens",
+            "cost",
+            "latency_sum_ms",
+            "successes",
+            "fallbacks",
+        )
+    )
+    latency = sorted(
+        MetricDailyLatency.objects.values_list(
+            "organization_id", "day", "provider_pk", "bucket", "count"
+        )
+    )
+    return usage, latency
