@@ -11,6 +11,7 @@ from rest_framework_simplejwt.views import TokenRefreshView, TokenVerifyView
 from config import docs, health
 from modelhub import pages
 from modelhub.login_throttle import TokenObtainView
+from sync.views import ProviderDiscoveryViewSet
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -18,6 +19,13 @@ urlpatterns = [
     path("api/auth/token/", TokenObtainView.as_view(), name="token_obtain_pair"),
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("api/auth/token/verify/", TokenVerifyView.as_view(), name="token_verify"),
+    # Served by the sync app (the management API's app may not import it), ahead of
+    # the management API's routes under the same prefix.
+    path(
+        "api/modelhub/providers/<str:pk>/discover/",
+        ProviderDiscoveryViewSet.as_view({"post": "discover"}),
+        name="provider-discover",
+    ),
     path("api/modelhub/", include("modelhub.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", docs.swagger_ui, name="swagger-ui"),

@@ -8,7 +8,8 @@ from celery import chord, shared_task
 from django.conf import settings
 from django.db import transaction
 
-from sync import locks, pipeline, policies
+from modelhub.models import Provider
+from sync import discovery, locks, pipeline, policies
 from sync.fetch import FetchError
 from sync.registry import all_specs, get_spec
 
@@ -93,3 +94,20 @@ def enqueue_provider_syncs(*, slugs: list[str], trigger: str) -> None:
     """Queue provider syncs once the caller's transaction commits (admin actions)."""
     for slug in slugs:
         transaction.on_commit(lambda slug=slug: sync_provider.delay(slug, trigger=trigger))
+
+
+@shared_task(name="sync.discover_provider", soft_time_limit=120, time_limit=180)
+def discover_provider(provider_id: int, organization_id: int) -> dict:
+    """Discover a private provider's models; a provider deleted since it was queued (or
+    no longer the organization's) is skipped quietly."""
+    if not Provider.objects.filter(pk=provider_id, organization_id=organization_id).exists():
+        logger.info(
+            "discover task: provider %s of organization %s is gone", provider_id, organization_id
+        )
+        return {"status": "gone"}
+    try:
+        result = discovery.discover_provider_models(provider_id, organization_id)
+    except discovery.DiscoveryError as exc:
+        logger.warning("discover task: provider %s: %s", provider_id, exc.message)
+        return {"status": "failed", "error": exc.message}
+    return {"status": "success", **result.as_dict()}

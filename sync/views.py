@@ -9,10 +9,15 @@ from __future__ import annotations
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from modelhub.admin_api import require_admin_api_key
-from modelhub.models import SyncStatus
-from sync import locks, pipeline, selectors
+from modelhub.api.tenancy import OrganizationScopedViewSet
+from modelhub.models import Provider, Role, SyncStatus
+from sync import discovery, locks, pipeline, selectors
 from sync.registry import get_spec
 
 TRUE_VALUES = {"true", "1", "yes"}
@@ -100,3 +105,57 @@ def sync_all(request):
 def status(request):
     """Totals, the last run of every provider, and the providers overdue for a sync."""
     return JsonResponse(selectors.sync_status())
+
+
+class DiscoveryCountsSerializer(serializers.Serializer):
+    created = serializers.IntegerField(help_text="Models the provider listed that were new.")
+    updated = serializers.IntegerField(help_text="Known models whose listed data changed.")
+    deactivated = serializers.IntegerField(
+        help_text="Models no longer listed, now inactive (never deleted)."
+    )
+    unchanged = serializers.IntegerField(help_text="Known models listed with the same data.")
+    total = serializers.IntegerField(help_text="Models in the provider's list.")
+
+
+class ProviderDiscoveryViewSet(OrganizationScopedViewSet):
+    """``POST /api/modelhub/providers/{id}/discover/``, served by the sync app.
+
+    The management API's app may not import the sync (import-linter), so the endpoint
+    lives here, under the providers' URL, on the management API's own base viewset: the
+    same scoping (another organization's provider is a 404) and roles (admins).
+    """
+
+    queryset = Provider.objects.all()
+    scope = "visible"
+    serializer_class = DiscoveryCountsSerializer
+    action_roles = {"discover": Role.ADMIN}
+
+    @extend_schema(
+        summary="Discover the models of a private provider (admins)",
+        description=(
+            "Fetches the provider's model list with the organization's credential "
+            "(`GET {base_url}/models`, or `/api/tags` for Ollama), adds new models, updates "
+            "changed ones and deactivates those no longer listed. On any fault (unreachable, "
+            "rejected credential, unreadable or empty list) nothing changes."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "id", int, OpenApiParameter.PATH, description="The private provider's id."
+            )
+        ],
+        request=None,
+        responses={200: DiscoveryCountsSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def discover(self, request, pk=None):
+        provider = self.get_object()
+        if provider.organization_id is None:
+            raise exceptions.PermissionDenied(
+                "Global providers are maintained by the catalog sync; discovery is for "
+                "the organization's private providers."
+            )
+        try:
+            result = discovery.discover_provider_models(provider.pk, self.organization.pk)
+        except discovery.DiscoveryError as exc:
+            return Response({"detail": exc.message}, status=exc.status)
+        return Response(DiscoveryCountsSerializer(result.as_dict()).data)
