@@ -461,3 +461,39 @@ def test_no_header_with_one_membership_uses_it(endpoint, role, org, member_facto
     response = client.get(endpoint.detail_url(org, obj.pk))
     assert response.status_code == 200
     assert response.json()["id"] == obj.pk
+
+
+# --- Discovery of a private provider's models (served by the sync app) -----------------
+
+
+def discover_url(provider_pk) -> str:
+    return f"{API}/providers/{provider_pk}/discover/"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_discover_role_allows_or_denies(role, org, caller):
+    # No credential: an allowed caller gets past the roles to discovery's own 400, and
+    # no request leaves the platform.
+    provider = make_provider(org, base_url="http://127.0.0.1:9/v1")
+    client = caller(role)
+    before = db_state()
+
+    response = client.post(discover_url(provider.pk))
+
+    expected = 400 if role in ("owner", "admin") else DENIED[role]
+    assert response.status_code == expected, response.content
+    assert "detail" in response.json()
+    assert db_state() == before
+
+
+def test_discover_foreign_provider_is_404_like_a_missing_one(org, other_org, owner_client):
+    foreign = make_provider(other_org, base_url="http://127.0.0.1:9/v1")
+    before = db_state()
+
+    response = owner_client.post(discover_url(foreign.pk))
+    missing = owner_client.post(discover_url(987654321))
+    malformed = owner_client.post(discover_url("1.5"))
+
+    assert response.status_code == missing.status_code == malformed.status_code == 404
+    assert response.json() == missing.json()
+    assert db_state() == before
