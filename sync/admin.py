@@ -1,4 +1,5 @@
-"""Django admin for the sync: the list of runs, and a "sync now" action on providers.
+"""Django admin for the sync: the list of runs, and "sync now" and "discover
+models" actions on providers.
 
 modelhub owns the Provider admin and must not import sync, so the action is added from
 here: admin modules are imported in INSTALLED_APPS order (modelhub before sync), and this
@@ -11,6 +12,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from modelhub.models import Provider, SyncRun
+from sync import discovery
 from sync.registry import get_spec
 from sync.tasks import enqueue_provider_syncs
 
@@ -62,6 +64,28 @@ def sync_now(modeladmin, request, queryset):
         )
 
 
+@admin.action(description="Discover models (of the selected private providers)")
+def discover_models(modeladmin, request, queryset):
+    """Run discovery now, provider by provider, and say what each one did; global
+    providers are left to the catalog sync."""
+    private = queryset.filter(organization__isnull=False)
+    skipped = queryset.count() - private.count()
+    for provider in private:
+        try:
+            result = discovery.discover_provider_models(provider.pk, provider.organization_id)
+        except discovery.DiscoveryError as exc:
+            modeladmin.message_user(request, f"{provider.slug}: {exc.message}", messages.ERROR)
+            continue
+        counts = ", ".join(f"{name} {value}" for name, value in result.as_dict().items())
+        modeladmin.message_user(request, f"{provider.slug}: {counts}.", messages.SUCCESS)
+    if skipped:
+        modeladmin.message_user(
+            request,
+            f"{skipped} global provider(s) skipped: the catalog sync maintains them.",
+            messages.WARNING,
+        )
+
+
 def _provider_admin_with_sync_action() -> None:
     registered = admin.site._registry.get(Provider)
     base = type(registered) if registered is not None else admin.ModelAdmin
@@ -69,7 +93,7 @@ def _provider_admin_with_sync_action() -> None:
         return
     if registered is not None:
         admin.site.unregister(Provider)
-    attrs = {"actions": [*(base.actions or ()), sync_now], "__module__": __name__}
+    attrs = {"actions": [*(base.actions or ()), sync_now, discover_models], "__module__": __name__}
     if registered is None:
         attrs.update(
             list_display=("name", "slug", "organization", "is_active", "last_synced_at"),

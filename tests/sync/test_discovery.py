@@ -6,7 +6,7 @@ import pytest
 import requests
 import responses
 
-from modelhub.models import ApiFormat, Model
+from modelhub.models import ApiFormat, Model, User
 from sync import tasks
 from tests.support.api import API, client_for
 from tests.support.builders import db_state, make_credential, make_model, make_provider
@@ -178,3 +178,20 @@ def test_task_discovers_and_skips_a_vanished_provider(org, private, http):
     private_pk = private.pk
     private.delete()
     assert tasks.discover_provider.apply(args=(private_pk, org.pk)).get() == {"status": "gone"}
+
+
+def test_admin_action_discovers_private_providers_and_skips_global_ones(client, private, http):
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw-root-123"))
+    global_provider = make_provider(None, slug="globalprov", base_url=BASE)
+    http.add(responses.GET, f"{BASE}/models", json=openai_list("m1", "m2"))
+    response = client.post(
+        "/admin/modelhub/provider/",
+        {"action": "discover_models", "_selected_action": [private.pk, global_provider.pk]},
+        follow=True,
+    )
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert "Vllm: created 2, updated 0, deactivated 0, unchanged 0, total 2." in content
+    assert "1 global provider(s) skipped" in content
+    assert active_ids(private) == {"m1", "m2"}
+    assert len(http.calls) == 1
