@@ -101,7 +101,7 @@ def check_destination(url: str) -> None:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except OSError:
         raise DiscoveryError(f"cannot resolve the provider's host {target.host}") from None
-    refusals = [outbound.address_refusal(info[4][0]) for info in infos]
+    refusals = [outbound.address_refusal(str(info[4][0])) for info in infos]
     if not infos or any(refusals):
         # Any refused address refuses the host: the HTTP client may pick any of them.
         raise DiscoveryError(
