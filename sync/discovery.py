@@ -20,7 +20,7 @@ from django.utils import timezone
 from modelhub import crypto, outbound
 from modelhub.cache import bump_catalog_version
 from modelhub.invalidation import publish_tenant_change
-from modelhub.models import ApiFormat, Provider, ProviderCredential
+from modelhub.models import ApiFormat, Organization, Provider, ProviderCredential
 from sync import bulk, pipeline
 from sync.fetch import FetchError, extract_items, fetch_page, redact, request_headers
 from sync.spec import ProviderSpec
@@ -111,11 +111,10 @@ def check_destination(url: str) -> None:
         )
 
 
-def _credential_secret(provider: Provider, organization_id: int) -> str:
+def _credential_secret(provider: Provider, organization: Organization) -> str:
     credential = (
-        ProviderCredential.objects.filter(
-            provider=provider, organization_id=organization_id, is_active=True
-        )
+        ProviderCredential.objects.for_org(organization)
+        .filter(provider=provider, is_active=True)
         .order_by("priority", "id")
         .first()
     )
@@ -136,11 +135,12 @@ def discover_provider_models(provider_id: int, organization_id: int) -> Discover
     Vanished models are deactivated, never deleted. An empty or unreadable list is an
     error, not "every model vanished".
     """
-    provider = Provider.objects.get(pk=provider_id, organization_id=organization_id)
+    organization = Organization.objects.get(pk=organization_id)
+    provider = Provider.objects.for_org(organization).get(pk=provider_id)
     spec = provider_spec(provider)
     url = spec.list_url
     check_destination(url)
-    secret = _credential_secret(provider, organization_id)
+    secret = _credential_secret(provider, organization)
     try:
         with requests.Session() as session:
             # Redirects would leave the checked destination.
@@ -159,14 +159,15 @@ def discover_provider_models(provider_id: int, organization_id: int) -> Discover
             f"Discovery failed: the provider listed no usable model ({len(raw_records)} "
             "records); no model was changed."
         )
-    return _upsert(provider_id=provider.pk, organization_id=organization_id, records=records)
+    return _upsert(provider_id=provider.pk, organization=organization, records=records)
 
 
-def _upsert(*, provider_id: int, organization_id: int, records) -> DiscoveryResult:
+def _upsert(*, provider_id: int, organization: Organization, records) -> DiscoveryResult:
     now = timezone.now()
     with transaction.atomic():
         # Serialises concurrent discoveries of one provider.
-        Provider.objects.select_for_update().filter(pk=provider_id).first()
+        providers = Provider.objects.for_org(organization).filter(pk=provider_id)
+        providers.select_for_update().first()
         plan = pipeline._plan(provider_id=provider_id, records=records, now=now)
         try:
             pipeline._guard(plan=plan, count=len(records))
@@ -179,8 +180,8 @@ def _upsert(*, provider_id: int, organization_id: int, records) -> DiscoveryResu
             unchanged=plan.unchanged,
             total=len(records),
         )
-        Provider.objects.filter(pk=provider_id).update(last_synced_at=now, updated_at=now)
+        providers.update(last_synced_at=now, updated_at=now)
         if result.created + result.updated + result.deactivated:
             transaction.on_commit(bump_catalog_version)
-            publish_tenant_change(organization_id)
+            publish_tenant_change(organization.pk)
     return result

@@ -8,7 +8,7 @@ from celery import chord, shared_task
 from django.conf import settings
 from django.db import transaction
 
-from modelhub.models import Provider
+from modelhub.models import Organization, Provider
 from sync import discovery, locks, pipeline, policies
 from sync.fetch import FetchError
 from sync.registry import all_specs, get_spec
@@ -100,7 +100,11 @@ def enqueue_provider_syncs(*, slugs: list[str], trigger: str) -> None:
 def discover_provider(provider_id: int, organization_id: int) -> dict:
     """Discover a private provider's models; a provider deleted since it was queued (or
     no longer the organization's) is skipped quietly."""
-    if not Provider.objects.filter(pk=provider_id, organization_id=organization_id).exists():
+    organization = Organization.objects.filter(pk=organization_id).first()
+    if (
+        organization is None
+        or not Provider.objects.for_org(organization).filter(pk=provider_id).exists()
+    ):
         logger.info(
             "discover task: provider %s of organization %s is gone", provider_id, organization_id
         )

@@ -52,6 +52,8 @@ ALLOWED_USES = {
     ("sync/selectors.py", "Model"): "the sync status counts global models",
     ("sync/snapshots.py", "Model"): "a snapshot loads only into an empty global catalog",
     ("sync/bulk.py", "Model"): "the catalog sync writes global models by id",
+    ("sync/views.py", "Provider"): "the discovery viewset declares its queryset; the base "
+    "viewset scopes it",
     ("modelhub/services.py", "ClientKey"): "last_used_at of the keys that made gateway "
     "requests, by their ids",
     ("modelhub/services.py", "ProviderCredential"): "usage and health counters of a "
