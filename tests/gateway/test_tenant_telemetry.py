@@ -98,6 +98,10 @@ def test_client_errors_are_told_from_provider_errors(gateway, client, upstream, 
     assert delta("client") == 2
     assert delta("provider") == 1
     assert delta("gateway") == 0
+    fallbacks = "gateway_organization_fallbacks_total"
+    assert value(after, fallbacks, organization="acme") > value(
+        before, fallbacks, organization="acme"
+    )
 
 
 def test_tenant_series_stay_behind_the_metrics_token(gateway, gateway_settings, client):
