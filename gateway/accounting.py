@@ -76,6 +76,9 @@ class UsageRecord:
     fallbacks_used: int = 0
     streamed: bool = False
     created_at: datetime = field(default_factory=timezone.now)
+    # The organization's slug for the per-tenant series: known from the key, so labelling
+    # a request needs no query.
+    organization_slug: str = ""
     # The credential's counters and the key's last use already hold this request (a
     # retried batch must not add them twice).
     usage_written: bool = False
@@ -137,6 +140,35 @@ def observe(record: UsageRecord) -> None:
         telemetry.TOKENS.labels(provider, model, "output").inc(record.output_tokens)
     if record.cost:
         telemetry.COST.labels(provider, model).inc(float(record.cost))
+    if record.organization_slug:
+        observe_organization(record)
+
+
+def observe_refusal(organization: str, endpoint: str, status: int) -> None:
+    """The per-tenant series of a request refused before it had a usage row: the
+    caller's own bad input, or the upstream's 4xx answer to it."""
+    telemetry.ORGANIZATION_REQUESTS.labels(organization, endpoint, f"{status // 100}xx").inc()
+    kind = telemetry.error_kind(status, "", 0)
+    if kind:
+        telemetry.ORGANIZATION_ERRORS.labels(organization, kind).inc()
+
+
+def observe_organization(record: UsageRecord) -> None:
+    """The per-tenant series of one finished request, labelled by the organization's slug."""
+    organization = record.organization_slug
+    status_class = f"{record.status_code // 100}xx"
+    telemetry.ORGANIZATION_REQUESTS.labels(organization, record.endpoint, status_class).inc()
+    if record.input_tokens:
+        telemetry.ORGANIZATION_TOKENS.labels(organization, "input").inc(record.input_tokens)
+    if record.output_tokens:
+        telemetry.ORGANIZATION_TOKENS.labels(organization, "output").inc(record.output_tokens)
+    if record.cost:
+        telemetry.ORGANIZATION_COST.labels(organization).inc(float(record.cost))
+    kind = telemetry.error_kind(record.status_code, record.error_type, record.attempts)
+    if kind:
+        telemetry.ORGANIZATION_ERRORS.labels(organization, kind).inc()
+    if record.fallbacks_used:
+        telemetry.ORGANIZATION_FALLBACKS.labels(organization).inc(record.fallbacks_used)
 
 
 # Why a metric row was not written: the ``reason`` label of
@@ -502,6 +534,7 @@ def new_record(call: GatewayCall) -> UsageRecord:
     plan = call.plan
     return UsageRecord(
         organization_id=call.key.organization.pk,
+        organization_slug=call.key.organization.slug,
         client_key_id=call.key.id,
         endpoint=call.endpoint.name,
         model_type=call.endpoint.model_type,

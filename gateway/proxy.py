@@ -39,7 +39,12 @@ async def handle(
     *,
     request_id: str | None = None,
 ) -> HttpResponseBase:
-    call = open_call(runtime, key, raw_body, endpoint, request_id=request_id)
+    try:
+        call = open_call(runtime, key, raw_body, endpoint, request_id=request_id)
+    except GatewayError as error:
+        # Refused before any usage row exists (bad input): still the tenant's own 4xx.
+        accounting.observe_refusal(key.organization.slug, endpoint.name, error.status)
+        raise
     record = accounting.new_record(call)
     try:
         call.plan = await plan.load_plan(call)
@@ -49,6 +54,9 @@ async def handle(
         await reserve.reserve_limits(call, candidates)
         candidate, answer = await attempt.attempt_candidates(call, candidates, record)
     except attempt.ClientErrorAnswer as refused:
+        accounting.observe_refusal(
+            key.organization.slug, endpoint.name, refused.response.status_code
+        )
         return refused.response
     except GatewayError as error:
         await accounting.account_error(call, record, error)

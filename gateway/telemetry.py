@@ -60,6 +60,56 @@ METRIC_ROWS_DROPPED = Counter(
     ["reason"],
 )
 
+# Per-tenant series. The ``organization`` label is the organization's slug (never a client
+# key or a private name), so each of these grows with the number of organizations times a
+# small fixed set of endpoints, status classes, directions and kinds: bounded by tenants.
+ORGANIZATION_REQUESTS = Counter(
+    "gateway_organization_requests_total",
+    "Gateway requests by organization, endpoint and status class (2xx, 4xx, 5xx).",
+    ["organization", "endpoint", "status_class"],
+)
+ORGANIZATION_TOKENS = Counter(
+    "gateway_organization_tokens_total",
+    "Tokens used by organization and direction (input or output).",
+    ["organization", "direction"],
+)
+ORGANIZATION_COST = Counter(
+    "gateway_organization_cost_usd_total",
+    "Cost in USD at the catalog's prices, by organization.",
+    ["organization"],
+)
+ORGANIZATION_ERRORS = Counter(
+    "gateway_organization_errors_total",
+    "Failed requests by organization and kind: client (the caller's own 4xx: bad input, "
+    "auth, rate limit or budget), provider (the upstream failed) or gateway (our own 5xx).",
+    ["organization", "kind"],
+)
+ORGANIZATION_FALLBACKS = Counter(
+    "gateway_organization_fallbacks_total",
+    "Fallbacks to a further candidate after a failed attempt, by organization.",
+    ["organization"],
+)
+
+ERROR_CLIENT = "client"
+ERROR_PROVIDER = "provider"
+ERROR_GATEWAY = "gateway"
+
+
+def error_kind(status: int, error_type: str, attempts: int) -> str | None:
+    """Whose failure a finished request is, or ``None`` for a success.
+
+    A 4xx of the gateway's own (bad input, missing key, rate limit, budget) is the
+    caller's; an ``upstream_*`` error or a 5xx after an upstream attempt is the provider's;
+    any other 5xx is the gateway's own.
+    """
+    if status < 400:
+        return None
+    if error_type.startswith("upstream_"):
+        return ERROR_PROVIDER
+    if status < 500:
+        return ERROR_CLIENT
+    return ERROR_PROVIDER if attempts else ERROR_GATEWAY
+
 
 # The label that stands for every organization's private providers and models: their
 # names are the tenant's business, and tenants can create them without bound.

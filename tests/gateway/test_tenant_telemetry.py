@@ -1,0 +1,116 @@
+"""Per-tenant series on ``/metrics``: labelled by the organization's slug, never by a
+client key, with failures told apart by whose they are."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelhub.services import client_key_create
+from tests.support.upstream import Action
+
+pytestmark = pytest.mark.usefixtures("catalog")
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+MODEL = "alpha/llama-3.1-8b"
+
+
+def scrape(gateway) -> tuple[str, dict]:
+    """The exposition text and its samples as ``{(name, sorted labels): value}``."""
+    text = httpx.get(f"{gateway.url}/metrics").text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    return text, samples
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def sdk(gateway, key) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key.raw_key, max_retries=0)
+
+
+def test_each_organizations_requests_tokens_and_cost(gateway, client, client_key, other_org):
+    other_key = client_key_create(organization=other_org, name="other")
+    _, before = scrape(gateway)
+    for _ in range(2):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    # The other organization has no credential of its own: its request fails, but it is
+    # still its own series.
+    with pytest.raises(openai.APIStatusError):
+        sdk(gateway, other_key).chat.completions.create(model=MODEL, messages=MESSAGES)
+    text, after = scrape(gateway)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    requests = "gateway_organization_requests_total"
+    assert (
+        delta(requests, organization="acme", endpoint="chat.completions", status_class="2xx") == 2
+    )
+    assert (
+        delta(requests, organization="globex", endpoint="chat.completions", status_class="2xx") == 0
+    )
+    assert delta("gateway_organization_tokens_total", organization="acme", direction="input") == 20
+    assert delta("gateway_organization_tokens_total", organization="acme", direction="output") == 10
+    # 10 prompt tokens at 0.000001 and 5 completion tokens at 0.000002, twice.
+    assert delta("gateway_organization_cost_usd_total", organization="acme") == pytest.approx(4e-5)
+    assert delta("gateway_organization_cost_usd_total", organization="globex") == 0
+    assert (
+        sum(
+            v - value(before, *k[:1], **dict(k[1]))
+            for k, v in after.items()
+            if k[0] == requests and dict(k[1])["organization"] == "globex"
+        )
+        == 1
+    )
+    assert client_key.raw_key not in text
+    assert other_key.raw_key not in text
+    assert client_key.raw_key[:12] not in text
+
+
+def test_client_errors_are_told_from_provider_errors(gateway, client, upstream, make_key):
+    limited = sdk(gateway, make_key(name="limited", rate_limit_rpm=1))
+    _, before = scrape(gateway)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=[])
+    limited.chat.completions.create(model=MODEL, messages=MESSAGES)
+    with pytest.raises(openai.RateLimitError):
+        limited.chat.completions.create(model=MODEL, messages=MESSAGES)
+    upstream.script("llama-3.1-8b", Action("status", status=500), Action("status", status=500))
+    upstream.script("meta/llama-3.1-8b", Action("status", status=500))
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert failed.value.status_code >= 500
+    _, after = scrape(gateway)
+
+    def delta(kind):
+        labels = {"organization": "acme", "kind": kind}
+        name = "gateway_organization_errors_total"
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("client") == 2
+    assert delta("provider") == 1
+    assert delta("gateway") == 0
+    fallbacks = "gateway_organization_fallbacks_total"
+    assert value(after, fallbacks, organization="acme") > value(
+        before, fallbacks, organization="acme"
+    )
+
+
+def test_tenant_series_stay_behind_the_metrics_token(gateway, gateway_settings, client):
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    gateway_settings.METRICS_TOKEN = "metrics-tenant-token"
+    url = f"{gateway.url}/metrics"
+    refused = httpx.get(url)
+    assert refused.status_code == 401
+    assert "acme" not in refused.text
+    allowed = httpx.get(url, headers={"Authorization": "Bearer metrics-tenant-token"})
+    assert 'gateway_organization_requests_total{endpoint="chat.completions"' in allowed.text
+    assert 'organization="acme"' in allowed.text
