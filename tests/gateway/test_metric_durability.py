@@ -580,7 +580,7 @@ def test_deletions_racing_the_periodic_flush_succeed(org, other_org, tenants, ga
 
 
 def test_the_database_applies_the_usage_tables_on_delete(transactional_db):
-    """On PostgreSQL the constraints carry the action themselves (see migration 0006);
+    """On PostgreSQL the constraints carry the action themselves (see migration 0007);
     an AlterField on one of these keys would quietly take it away again."""
     if connection.vendor != "postgresql":
         pytest.skip("SQLite runs one writer at a time: the constraints keep Django's default")
