@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from gateway.dialect import OPENAI, Dialect
 from gateway.request_ids import new_request_id
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class GatewayCall:
     candidates_tried: int = 0
     reservation: Reservation | None = None
     plan: RoutingPlan | None = None
+    # The client protocol the request arrived in (``gateway.dialect``).
+    dialect: Dialect = OPENAI
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)

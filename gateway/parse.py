@@ -15,6 +15,7 @@ from django.conf import settings
 from gateway import anthropic
 from gateway.auth import ClientKeyInfo
 from gateway.call import GatewayCall
+from gateway.dialect import OPENAI, Dialect
 from gateway.errors import InvalidRequest
 from gateway.upstreams import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
 from modelhub.models import ApiFormat, Model
@@ -58,7 +59,7 @@ def is_storable_text(value: str) -> bool:
     return True
 
 
-def parse_body(raw: bytes, endpoint: Endpoint) -> dict:
+def parse_body(raw: bytes, endpoint: Endpoint, dialect: Dialect = OPENAI) -> dict:
     try:
         body = json.loads(raw or b"")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -72,6 +73,7 @@ def parse_body(raw: bytes, endpoint: Endpoint) -> dict:
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     if too_deep(body):
         raise InvalidRequest(TOO_DEEP, code="invalid_json")
+    body = dialect.chat_body(body)
     models = body.get("models")
     if models is not None and (
         not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)
@@ -208,9 +210,10 @@ def open_call(
     endpoint: Endpoint,
     *,
     request_id: str | None = None,
+    dialect: Dialect = OPENAI,
 ) -> GatewayCall:
     """The request as the later stages see it, or an ``InvalidRequest``."""
-    body = parse_body(raw_body, endpoint)
+    body = parse_body(raw_body, endpoint, dialect)
     options = body.get("stream_options")
     input_tokens, output_tokens = estimate_tokens(body, endpoint)
     call = GatewayCall(
@@ -224,6 +227,7 @@ def open_call(
         fallback_models=tuple(m for m in (body.get("models") or ()) if m != body["model"]),
         estimated_input_tokens=input_tokens,
         estimated_output_tokens=output_tokens,
+        dialect=dialect,
     )
     if request_id is not None:
         call.request_id = request_id

@@ -23,6 +23,7 @@ from django.http.response import HttpResponseBase
 
 from gateway import accounting, attempt, health, plan, relay, reserve, stream
 from gateway.auth import ClientKeyInfo
+from gateway.dialect import OPENAI, Dialect
 from gateway.errors import GatewayError
 from gateway.parse import open_call
 from gateway.upstreams import Endpoint
@@ -38,9 +39,10 @@ async def handle(
     endpoint: Endpoint,
     *,
     request_id: str | None = None,
+    dialect: Dialect = OPENAI,
 ) -> HttpResponseBase:
     try:
-        call = open_call(runtime, key, raw_body, endpoint, request_id=request_id)
+        call = open_call(runtime, key, raw_body, endpoint, request_id=request_id, dialect=dialect)
     except GatewayError as error:
         # Refused before any usage row exists (bad input): still the tenant's own 4xx.
         accounting.observe_refusal(key.organization.slug, endpoint.name, error.status)
@@ -57,7 +59,7 @@ async def handle(
         accounting.observe_refusal(
             key.organization.slug, endpoint.name, refused.response.status_code
         )
-        return refused.response
+        return dialect.client_error(refused.response)
     except GatewayError as error:
         await accounting.account_error(call, record, error)
         raise

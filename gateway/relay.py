@@ -39,6 +39,7 @@ async def relay_answer(
         payload = anthropic.chat_response(payload, model=candidate.model.provider_model_id)
         data = json.dumps(payload).encode()
     tokens, cost = charge(record, candidate, *usage_numbers(payload.get("usage")))
+    data = call.dialect.answer(call, candidate, payload, data)
     response = HttpResponse(data, content_type="application/json")
     gateway_headers(response, call, candidate)
     response["X-Gateway-Cost"] = format(cost, "f")

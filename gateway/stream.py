@@ -64,6 +64,8 @@ async def relay_stream(
         translator = anthropic.StreamTranslator(
             model=candidate.model.provider_model_id, include_usage=call.include_usage
         )
+    # A foreign dialect gets the chat chunks decoded, to render as its own events.
+    renderer = call.dialect.stream_renderer(call, candidate)
     usage: dict | None = None
     chunks = 0
     done = False
@@ -81,18 +83,21 @@ async def relay_stream(
                         continue
                     if translator is not None:
                         for chunk in translator.feed(json.loads(data)):
-                            out.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                            if renderer is not None:
+                                out.extend(renderer.chunk(chunk))
+                            else:
+                                out.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
                         if translator.finished:
-                            out.append(DONE_EVENT)
                             usage = anthropic.usage_of(translator.usage)
+                            out.extend(renderer.end(usage) if renderer else (DONE_EVENT,))
                             done = True
                             break
                         continue
                     if data == b"[DONE]":
-                        out.append(DONE_EVENT)
+                        out.extend(renderer.end(usage) if renderer else (DONE_EVENT,))
                         done = True
                         break
-                    if b'"usage"' in data or b'"error"' in data:
+                    if renderer is not None or b'"usage"' in data or b'"error"' in data:
                         payload = json.loads(data)
                         if payload.get("error"):
                             message, _ = upstream_error(500, data, stream.upstream)
@@ -101,6 +106,9 @@ async def relay_stream(
                             usage = payload["usage"]
                             if not payload.get("choices") and not call.include_usage:
                                 continue
+                        if renderer is not None:
+                            out.extend(renderer.chunk(payload))
+                            continue
                     out.append(event + b"\n\n")
                 if out:
                     if record.time_to_first_token_ms is None:
@@ -122,7 +130,7 @@ async def relay_stream(
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             error = f"The upstream stream broke: {exc.__class__.__name__}"
         if error is not None:
-            yield _error_event(error)
+            yield b"".join(renderer.error(error)) if renderer else _error_event(error)
     except (asyncio.CancelledError, GeneratorExit):
         disconnected = True
         raise

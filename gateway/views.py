@@ -15,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from gateway import proxy, runtime, telemetry
 from gateway.auth import authenticate
+from gateway.dialect import OPENAI, Dialect
 from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, ModelNotFound
 from gateway.selectors import model_list
 from gateway.upstreams import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
@@ -34,17 +35,24 @@ def _method_not_allowed(allowed: str) -> HttpResponse:
     return response
 
 
-async def _completion(request: HttpRequest, endpoint: Endpoint) -> HttpResponseBase:
+async def _completion(
+    request: HttpRequest, endpoint: Endpoint, dialect: Dialect = OPENAI
+) -> HttpResponseBase:
     if request.method != "POST":
         return _method_not_allowed("POST")
     state = runtime.current()
     try:
         key = await authenticate(state, request.headers)
         return await proxy.handle(
-            state, key, request.body, endpoint, request_id=getattr(request, "request_id", None)
+            state,
+            key,
+            request.body,
+            endpoint,
+            request_id=getattr(request, "request_id", None),
+            dialect=dialect,
         )
     except GatewayError as error:
-        return error.as_response()
+        return dialect.error_response(error)
 
 
 @csrf_exempt

@@ -1,0 +1,74 @@
+"""Dialects: the client protocols the gateway speaks, at the edge of the pipeline.
+
+Every request runs through the stages as one internal request, an OpenAI chat (or
+completions, embeddings) body. A dialect is what a foreign client protocol needs on top:
+it turns its request into that body before parsing, and the chat answers (a completion,
+a stream of chunks, an error) back into its own shape. OpenAI's own protocol is the base
+class and translates nothing, so its answers and stream events pass through as the
+upstream sent them, byte for byte.
+
+A dialect's translation code lives in one module per foreign format (``gateway.anthropic``
+for Anthropic's Messages, which also serves the outbound direction); the stages only call
+the methods below on ``call.dialect``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Protocol
+
+from django.http import HttpResponse
+
+if TYPE_CHECKING:
+    from gateway.call import GatewayCall
+    from gateway.errors import GatewayError
+    from modelhub.routing import Candidate
+
+
+class StreamRenderer(Protocol):
+    """Turns a stream of chat chunks into a dialect's events, as they arrive."""
+
+    def chunk(self, chunk: dict) -> list[bytes]:
+        """The events for one ``chat.completion.chunk`` (server-sent events, framed)."""
+
+    def end(self, usage: dict | None) -> list[bytes]:
+        """The closing events once the upstream finished; ``usage`` as OpenAI reports it."""
+
+    def error(self, message: str) -> list[bytes]:
+        """The events that end a stream that broke after its first event."""
+
+
+class Dialect:
+    """OpenAI's protocol: the internal one, nothing to translate."""
+
+    name = "openai"
+
+    def chat_body(self, body: dict) -> dict:
+        """The internal request for a client's parsed JSON body; raise ``InvalidRequest``
+        (or another ``GatewayError``) for a body the dialect cannot express."""
+        return body
+
+    def answer(self, call: GatewayCall, candidate: Candidate, payload: dict, data: bytes) -> bytes:
+        """The client's answer for a chat completion ``payload`` (``data`` is its JSON)."""
+        return data
+
+    def stream_renderer(self, call: GatewayCall, candidate: Candidate) -> StreamRenderer | None:
+        """None relays the upstream's chat chunks unchanged."""
+        return None
+
+    def error_response(self, error: GatewayError) -> HttpResponse:
+        """The client's answer for a request the gateway refused or could not serve."""
+        return error.as_response()
+
+    def client_error(self, response: HttpResponse) -> HttpResponse:
+        """An upstream's refusal of the caller's own request (a 4xx), as passed on."""
+        return response
+
+
+OPENAI = Dialect()
+
+
+def sse(payload: dict, event: str | None = None) -> bytes:
+    """One server-sent event carrying ``payload`` as JSON, with an event name if given."""
+    data = b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"event: " + event.encode() + b"\n" + data if event else data
