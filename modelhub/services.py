@@ -75,25 +75,19 @@ def _owner_count(organization: Organization) -> int:
     return Membership.objects.for_org(organization).filter(role=Role.OWNER).count()
 
 
-def _check_owner_rules(*, actor: Membership, target_role: str | None, new_role: str | None):
-    """Only owners grant, change or remove the owner role."""
-    touches_owner = Role.OWNER in (target_role, new_role)
-    if touches_owner and actor.role != Role.OWNER:
-        raise PermissionError("Only owners can manage owners.")
+# Who may grant which role is the API's permission (modelhub.api.tenancy.RolePermission);
+# these services keep what holds whoever calls them: an organization always has an owner.
 
 
 @transaction.atomic
-def membership_add(*, actor: Membership, user: User, role: str) -> Membership:
-    _check_owner_rules(actor=actor, target_role=None, new_role=role)
-    organization = actor.organization
+def membership_add(*, organization: Organization, user: User, role: str) -> Membership:
     if Membership.objects.for_org(organization).filter(user=user).exists():
         raise ValidationError({"user": "This user is already a member of the organization."})
     return Membership.objects.create(organization=organization, user=user, role=role)
 
 
 @transaction.atomic
-def membership_change_role(*, actor: Membership, membership: Membership, role: str) -> Membership:
-    _check_owner_rules(actor=actor, target_role=membership.role, new_role=role)
+def membership_change_role(*, membership: Membership, role: str) -> Membership:
     # Lock the organization's owner rows so two concurrent demotions cannot both pass.
     list(
         Membership.objects.for_org(membership.organization)
@@ -111,9 +105,7 @@ def membership_change_role(*, actor: Membership, membership: Membership, role: s
 
 
 @transaction.atomic
-def membership_remove(*, actor: Membership, membership: Membership) -> None:
-    if membership.pk != actor.pk:
-        _check_owner_rules(actor=actor, target_role=membership.role, new_role=None)
+def membership_remove(*, membership: Membership) -> None:
     list(
         Membership.objects.for_org(membership.organization)
         .filter(role=Role.OWNER)

@@ -82,27 +82,65 @@ def required_role(view, request) -> str:
     return METHOD_ROLES.get(request.method, Role.OWNER)
 
 
+def _requested_role(request) -> object:
+    data = request.data
+    return data.get("role") if hasattr(data, "get") else None
+
+
 class RolePermission(permissions.BasePermission):
     """Every role check of the API: the caller's role in the organization must reach the
     one the action needs (``action_roles``, else :data:`METHOD_ROLES`).
 
     A view without an organization for the request (``membership`` None: listing or
-    creating one's organizations) needs no role. ``other_member_roles`` raises the bar
-    for actions on another member's membership than the caller's own (anyone may leave;
-    removing others is for admins).
+    creating one's organizations) needs no role. On memberships, two more rules:
+    ``other_member_roles`` raises the bar for actions on another member's membership than
+    the caller's own (anyone may leave; removing others is for admins), and only owners
+    grant, change or remove the owner role (``manages_roles`` views).
     """
 
     message = "Your role in this organization does not allow this action."
 
     def has_permission(self, request, view) -> bool:
         membership = view.membership
-        return membership is None or has_role(membership, required_role(view, request))
+        if membership is None:
+            return True
+        if not has_role(membership, required_role(view, request)):
+            return False
+        if getattr(view, "manages_roles", False) and _requested_role(request) == Role.OWNER:
+            return self._owner(membership)
+        return True
 
     def has_object_permission(self, request, view, obj) -> bool:
+        if not isinstance(obj, Membership):
+            return True
+        own = obj.pk == view.membership.pk
         others = getattr(view, "other_member_roles", {})
-        if view.action in others and isinstance(obj, Membership):
-            return obj.pk == view.membership.pk or has_role(view.membership, others[view.action])
+        if view.action in others and not own and not has_role(view.membership, others[view.action]):
+            return False
+        if getattr(view, "manages_roles", False) and obj.role == Role.OWNER:
+            leaving = own and view.action == "destroy"
+            return leaving or self._owner(view.membership)
         return True
+
+    def _owner(self, membership: Membership) -> bool:
+        if membership.role != Role.OWNER:
+            self.message = "Only owners can manage owners."
+            return False
+        return True
+
+
+class GlobalRowPermission(permissions.BasePermission):
+    """Rows of the global catalog (``view.owner_of(obj)`` is None) cannot be changed or
+    deleted but by staff: the catalog sync maintains them. Actions that only read a row
+    (a cost estimate, say) stay open."""
+
+    message = "Global catalog rows are maintained by the catalog sync and are read-only."
+    WRITES = ("update", "partial_update", "destroy")
+
+    def has_object_permission(self, request, view, obj) -> bool:
+        if view.action not in self.WRITES or request.user.is_staff:
+            return True
+        return view.owner_of(obj) is not None
 
 
 class OrganizationHeaderSchema(AutoSchema):

@@ -17,13 +17,13 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import exceptions, mixins, permissions, status, viewsets
+from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from modelhub import selectors, services
 from modelhub.api import examples, filters, serializers
-from modelhub.api.tenancy import OrganizationScopedViewSet, RolePermission
+from modelhub.api.tenancy import GlobalRowPermission, OrganizationScopedViewSet, RolePermission
 from modelhub.models import (
     ClientKey,
     HealthStatus,
@@ -147,6 +147,7 @@ class MemberViewSet(
     # Members may remove themselves (leave); removing others needs admin.
     action_roles = {"destroy": Role.MEMBER}
     other_member_roles = {"destroy": Role.ADMIN}
+    manages_roles = True
     search_fields = ["user__username", "user__email"]
     ordering_fields = ["created_at", "role"]
     filterset_fields = ["role"]
@@ -162,12 +163,6 @@ class MemberViewSet(
             return serializers.MemberUpdateSerializer
         return serializers.MemberSerializer
 
-    def _service(self, function, **kwargs):
-        try:
-            return function(actor=self.membership, **kwargs)
-        except PermissionError as exc:
-            raise exceptions.PermissionDenied(str(exc)) from exc
-
     @extend_schema(
         summary="Add a member",
         request=serializers.MemberCreateSerializer,
@@ -177,8 +172,8 @@ class MemberViewSet(
     def create(self, request, *args, **kwargs):
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = self._service(
-            services.membership_add,
+        membership = services.membership_add(
+            organization=self.organization,
             user=data.validated_data["user"],
             role=data.validated_data["role"],
         )
@@ -193,8 +188,8 @@ class MemberViewSet(
         target = self.get_object()
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = self._service(
-            services.membership_change_role, membership=target, role=data.validated_data["role"]
+        membership = services.membership_change_role(
+            membership=target, role=data.validated_data["role"]
         )
         return Response(serializers.MemberSerializer(membership).data)
 
@@ -211,34 +206,23 @@ class MemberViewSet(
     )
     def destroy(self, request, *args, **kwargs):
         target = self.get_object()
-        self._service(services.membership_remove, membership=target)
+        services.membership_remove(membership=target)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- Catalog ------------------------------------------------------------------------------
 
 
-class CatalogWriteMixin:
-    """Global catalog rows are read-only to everyone but staff."""
-
-    def check_object_permissions(self, request, obj):
-        super().check_object_permissions(request, obj)
-        writes = self.action in ("update", "partial_update", "destroy")
-        if writes and not request.user.is_staff and self.owner_of(obj) is None:
-            raise exceptions.PermissionDenied(
-                "Global catalog rows are maintained by the catalog sync and are read-only."
-            )
-
-
 @extend_schema_view(
     list=extend_schema(summary="List global providers and the organization's own"),
     create=extend_schema(summary="Add a private provider (admins)", examples=examples.PROVIDER),
 )
-class ProviderViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedViewSet):
+class ProviderViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Providers: the global catalog plus the active organization's private endpoints."""
 
     queryset = Provider.objects.all()
     scope = "visible"
+    permission_classes = [*OrganizationScopedViewSet.permission_classes, GlobalRowPermission]
     serializer_class = serializers.ProviderSerializer
     filterset_class = filters.ProviderFilter
     search_fields = ["name", "slug", "description"]
@@ -266,11 +250,12 @@ class ProviderViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScop
         summary="Add a model to a private provider (admins)", examples=examples.MODEL
     ),
 )
-class ModelViewSet(CatalogWriteMixin, viewsets.ModelViewSet, OrganizationScopedViewSet):
+class ModelViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
     """Models of the providers the organization sees; prices are USD per token."""
 
     queryset = Model.objects.select_related("provider")
     scope = "visible"
+    permission_classes = [*OrganizationScopedViewSet.permission_classes, GlobalRowPermission]
     serializer_class = serializers.ModelSerializer
     filterset_class = filters.ModelFilter
     search_fields = ["model_name", "provider_model_id", "canonical_slug", "author"]

@@ -218,6 +218,7 @@ def test_admin_cannot_add_an_owner(org, admin_user, api_client):
         members_url(org), {"username": "newcomer", "role": "owner"}, format="json"
     )
     assert response.status_code == 403
+    assert response.json()["detail"] == "Only owners can manage owners."
     assert db_state() == before
     assert not Membership.objects.filter(user=newcomer).exists()
 
