@@ -22,8 +22,10 @@ def exception_handler(exc, context):
 def _django_errors(exc: DjangoValidationError) -> dict:
     """Field errors stay lists; errors about the whole request become one ``detail`` string,
     the shape every other error of the API has."""
-    errors = dict(exc.message_dict) if hasattr(exc, "error_dict") else {"detail": exc.messages}
-    general = errors.pop("detail", []) + errors.pop(NON_FIELD_ERRORS, [])
+    errors: dict[str, list[str] | str] = (
+        dict(exc.message_dict) if hasattr(exc, "error_dict") else {"detail": exc.messages}
+    )
+    general = [*errors.pop("detail", []), *errors.pop(NON_FIELD_ERRORS, [])]
     if general:
         errors["detail"] = " ".join(general)
     return errors

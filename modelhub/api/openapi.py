@@ -21,9 +21,10 @@ from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
 # Names of the security schemes (declared in SPECTACULAR_SETTINGS["APPEND_COMPONENTS"]).
-CLIENT_KEY_AUTH = [{"clientKey": []}, {"clientKeyHeader": []}]
-ADMIN_KEY_AUTH = [{"adminKey": []}]
-NO_AUTH: list = []
+SecurityRequirement = list[dict[str, list[str]]]
+CLIENT_KEY_AUTH: SecurityRequirement = [{"clientKey": []}, {"clientKeyHeader": []}]
+ADMIN_KEY_AUTH: SecurityRequirement = [{"adminKey": []}]
+NO_AUTH: SecurityRequirement = []
 
 
 class DetailErrorSerializer(serializers.Serializer):

@@ -23,7 +23,7 @@ from modelhub.tenancy import find_membership, user_memberships
 
 ORGANIZATION_HEADER = "X-Organization"
 
-ROLE_RANK = {Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+ROLE_RANK: dict[str, int] = {Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 
 # Who may use which HTTP method: members read; admins and owners write. Views narrow
 # this per action (an organization's deletion is for owners only, say).
