@@ -229,7 +229,7 @@ def _upsert(
                 row["provider_id"] = provider.pk
         else:
             changed = {k: v for k, v in wanted.items() if getattr(provider, k) != v}
-            Provider.objects.filter(pk=provider.pk).update(
+            Provider.objects.global_rows().filter(pk=provider.pk).update(
                 last_synced_at=now, updated_at=now, **changed
             )
         result.provider_id = provider.pk

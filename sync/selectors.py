@@ -103,7 +103,7 @@ def sync_status() -> dict[str, Any]:
             continue
         if last_ok is None or (last_ok.finished_at or last_ok.started_at) < cutoff:
             stale.append(spec.slug)
-    models = Model.objects.filter(provider__organization__isnull=True)
+    models = Model.objects.global_rows()
     return {
         "interval_hours": settings.SYNC_INTERVAL_HOURS,
         "totals": {

@@ -43,7 +43,7 @@ def read_snapshot(*, path: Path) -> dict[str, list[ModelRecord]]:
 
 def catalog_has_models() -> bool:
     """Whether any global provider has models (a snapshot then only loads when forced)."""
-    return Model.objects.filter(provider__organization__isnull=True).exists()
+    return Model.objects.global_rows().exists()
 
 
 def load_snapshot(
