@@ -399,7 +399,7 @@ _STREAM = OpenApiResponse(
 
 
 def _completion_operation(path, operation_id, summary, request, response, example, stream=True):
-    responses = {(200, "application/json"): response}
+    responses: dict = {(200, "application/json"): response}
     if stream:
         responses[(200, "text/event-stream")] = _STREAM
     responses.update(_ERRORS)

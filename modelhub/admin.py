@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -25,8 +27,13 @@ from modelhub.models import (
     User,
 )
 
+if TYPE_CHECKING:
+    _AdminBase = admin.ModelAdmin
+else:
+    _AdminBase = object
 
-class PublishesTenantChanges:
+
+class PublishesTenantChanges(_AdminBase):
     """Saves and deletes made here reach every gateway worker's caches at once.
 
     ``changes_of(obj)`` names what the row concerns: ``(organization id or None for
@@ -194,7 +201,7 @@ class ProviderCredentialForm(forms.ModelForm):
         ]
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if self.instance.pk is None and not cleaned.get("secret"):
             self.add_error("secret", "A new credential needs a secret.")
         return cleaned

@@ -122,5 +122,6 @@ class TokenObtainView(TokenObtainPairView):
             if getattr(request, "axes_locked_out", False):
                 request._request.axes_locked_out = True
                 request._request.axes_credentials = getattr(request, "axes_credentials", None)
-        user_logged_in.send(sender=type(serializer.user), request=request, user=serializer.user)
+        user = serializer.user  # type: ignore[attr-defined]  # set by the serializer's validate()
+        user_logged_in.send(sender=type(user), request=request, user=user)
         return Response(serializer.validated_data, status=status.HTTP_200_OK)

@@ -11,7 +11,7 @@ every tenant's rows. The catalog (:class:`Provider`, :class:`Model`) also has gl
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -43,7 +43,13 @@ class AcrossTenantsMixin(models.QuerySet):
         return self.all()
 
 
-class ConstraintErrorsOnFields:
+if TYPE_CHECKING:
+    _ModelBase = models.Model
+else:
+    _ModelBase = object
+
+
+class ConstraintErrorsOnFields(_ModelBase):
     """Reports a violated unique constraint under the field a person would change, with a
     message that says so.
 
@@ -68,11 +74,13 @@ class ConstraintErrorsOnFields:
                 try:
                     constraint.validate(model_class, self, exclude=exclude, using=using)
                 except ValidationError as exc:
+                    # Unique constraints name their fields; other constraints have none.
+                    fields: list[str] = list(getattr(constraint, "fields", ()))
                     if constraint.name in self.constraint_errors:
                         field, message = self.constraint_errors[constraint.name]
                         errors.setdefault(field, []).append(ValidationError(message, code="unique"))
-                    elif exc.code == "unique" and len(constraint.fields) == 1:
-                        errors.setdefault(constraint.fields[0], []).append(exc)
+                    elif exc.code == "unique" and len(fields) == 1:
+                        errors.setdefault(fields[0], []).append(exc)
                     else:
                         errors.setdefault(NON_FIELD_ERRORS, []).extend(exc.error_list)
         if errors:

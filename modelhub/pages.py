@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
@@ -65,7 +65,7 @@ def dashboard(request):
     organization = membership.organization
     today = timezone.localdate()
     first_day = today - timedelta(days=DAYS - 1)
-    start = timezone.make_aware(timezone.datetime.combine(first_day, timezone.datetime.min.time()))
+    start = timezone.make_aware(datetime.combine(first_day, time.min))
     summary = selectors.dashboard_summary(
         organization=organization, start=start, end=timezone.now()
     )

@@ -64,7 +64,7 @@ class Operation:
             raise NotImplementedError
 
         name = re.sub(r"\W", "", (self.schema.get("operation_id") or self.path).title())
-        view = type(
+        view: type[APIView] = type(
             f"{name}DocumentedView",
             (APIView,),
             {

@@ -12,7 +12,9 @@ input the same way: an id that belongs to another organization is "does not exis
 from __future__ import annotations
 
 from functools import cached_property
+from typing import cast
 
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import exceptions, permissions, serializers, viewsets
@@ -201,9 +203,10 @@ class OrganizationScopedViewSet(viewsets.GenericViewSet):
         return getattr(self, "swagger_fake_view", False)
 
     def get_queryset(self):
+        declared = cast(QuerySet, type(self).queryset)
         if self.is_schema_generation:
-            return self.queryset.none()
-        scoped = getattr(self.queryset, SCOPES[self.scope])(self.organization)
+            return declared.none()
+        scoped = getattr(declared, SCOPES[self.scope])(self.organization)
         return self.safely_get_queryset(scoped)
 
     def safely_get_queryset(self, queryset):
@@ -211,7 +214,7 @@ class OrganizationScopedViewSet(viewsets.GenericViewSet):
         return queryset
 
     def get_serializer_context(self):
-        context = super().get_serializer_context()
+        context = dict(super().get_serializer_context())
         if not self.is_schema_generation and self.request.user.is_authenticated:
             context["organization"] = self.organization
         return context

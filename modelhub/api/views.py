@@ -7,7 +7,9 @@ the active organization, checks roles and scopes the queryset each one declares 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import cached_property
+from typing import cast
 
 from django.db.models import Count, Prefetch
 from drf_spectacular.types import OpenApiTypes
@@ -36,6 +38,7 @@ from modelhub.models import (
     Role,
     RoutingRule,
     RoutingTarget,
+    User,
 )
 from modelhub.quotas import current_usage, quota_states
 from modelhub.routing import RouteRequest, evaluate
@@ -91,7 +94,12 @@ class OrganizationViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Organization.objects.none()
-        return Organization.objects.filter(memberships__user=self.request.user).order_by("name")
+        return Organization.objects.filter(memberships__user=self.user).order_by("name")
+
+    @property
+    def user(self) -> User:
+        # IsAuthenticated has run: never the anonymous user here.
+        return cast(User, self.request.user)
 
     @cached_property
     def membership(self) -> Membership | None:
@@ -108,18 +116,19 @@ class OrganizationViewSet(viewsets.ModelViewSet):
         )
 
     def get_serializer_context(self):
-        context = super().get_serializer_context()
+        context = dict(super().get_serializer_context())
         if not getattr(self, "swagger_fake_view", False):
             context["roles"] = self.roles
         return context
 
     def get_object(self):
-        # The role was checked (RolePermission) when the membership was found.
-        return self.membership.organization
+        # The role was checked (RolePermission) when the membership was found; a detail
+        # URL always names an organization.
+        return cast(Membership, self.membership).organization
 
     def perform_create(self, serializer):
         serializer.instance = services.organization_create(
-            owner=self.request.user, **serializer.validated_data
+            owner=self.user, **serializer.validated_data
         )
         self.roles[serializer.instance.pk] = Role.OWNER
 
@@ -361,7 +370,8 @@ class ProviderCredentialViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet
     )
     @action(detail=False, methods=["get"])
     def usage_summary(self, request):
-        rows, totals = [], {"requests": 0, "tokens": 0, "cost": 0}
+        rows: list[dict] = []
+        totals: dict[str, int | Decimal] = {"requests": 0, "tokens": 0, "cost": Decimal(0)}
         for credential in self.filter_queryset(self.get_queryset()):
             requests, tokens, cost = current_usage(credential)
             rows.append(
@@ -446,7 +456,8 @@ class ClientKeyViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
         issued = services.client_key_create(
             organization=self.organization, created_by=request.user, **data.validated_data
         )
-        issued.client_key.key = issued.raw_key
+        # Shown this once, by ClientKeyCreatedSerializer.key; never stored.
+        issued.client_key.key = issued.raw_key  # type: ignore[attr-defined]
         body = serializers.ClientKeyCreatedSerializer(issued.client_key).data
         return Response(body, status=status.HTTP_201_CREATED)
 
