@@ -577,23 +577,19 @@ def _money(value: Decimal) -> str:
 def unsupported_parameters(model: Model, parameters: Iterable[str]) -> list[str]:
     """The request parameters ``model`` is not known to support.
 
-    A parameter is supported when the model's ``supported_parameters`` lists it, or when
-    the capability column behind it (tools, JSON mode) is set. A model whose catalog entry
-    lists no parameters is judged on those columns alone: its other parameters are
-    unknown, not refused.
+    A model whose catalog entry lists its ``supported_parameters`` is judged by that list.
+    Most providers publish none: such a model is judged by the capability columns behind
+    some parameters (tools, JSON mode), and its other parameters are unknown, not refused.
     """
     listed = set(model.supported_parameters or ())
-    missing = []
-    for parameter in sorted(parameters):
-        if parameter in listed:
-            continue
-        capability = PARAMETER_CAPABILITIES.get(parameter)
-        if capability is not None:
-            if not getattr(model, capability):
-                missing.append(parameter)
-        elif listed:
-            missing.append(parameter)
-    return missing
+    if listed:
+        return sorted(set(parameters) - listed)
+    return sorted(
+        parameter
+        for parameter in parameters
+        if parameter in PARAMETER_CAPABILITIES
+        and not getattr(model, PARAMETER_CAPABILITIES[parameter])
+    )
 
 
 def _credential_problem(credential: ProviderCredential, now: datetime) -> tuple[str, str] | None:
