@@ -254,7 +254,7 @@ def provider_preferences(body: dict) -> ProviderPreferences | None:
                 code="unknown_parameter",
             )
     given = {key: item for key, item in value.items() if item is not None}
-    return ProviderPreferences.build(
+    preferences = ProviderPreferences.build(
         order=_slug_list("order", given["order"]) if "order" in given else None,
         only=_slug_list("only", given["only"]) if "only" in given else None,
         ignore=_slug_list("ignore", given["ignore"]) if "ignore" in given else None,
@@ -276,6 +276,8 @@ def provider_preferences(body: dict) -> ProviderPreferences | None:
             else None
         ),
     )
+    # No preference at all shares the cached plans of requests without the object.
+    return None if preferences == ProviderPreferences() else preferences
 
 
 def request_parameters(body: dict) -> frozenset[str]:

@@ -4,7 +4,8 @@ Pure domain logic, called by the gateway on every request and by the management 
 ``evaluate`` action. Its query count is constant: one query for the organization's
 rules (with their targets), one to resolve requested names to catalog models when no
 rule matched (and one for models equivalent to them), one for the credentials of every
-provider involved, and one for observed latencies when the strategy needs them.
+provider involved, and one for observed latencies (or throughputs) when the strategy or
+the request's ``sort`` preference needs them.
 
 A request may carry OpenRouter-style provider preferences (:class:`ProviderPreferences`).
 They apply on top of the organization's rules: they drop candidates (each drop is a

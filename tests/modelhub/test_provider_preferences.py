@@ -356,6 +356,24 @@ def test_the_fallback_models_of_a_request_follow_the_same_preferences(org, three
     }
 
 
+def test_preferences_keep_the_query_count_constant(org, three, django_assert_num_queries):
+    # As test_routing counts them without preferences; sorting by throughput reads the
+    # metrics once more, and the filters read nothing.
+    with django_assert_num_queries(6):
+        route(org)
+    with django_assert_num_queries(7):
+        plan = route(
+            org,
+            sort="throughput",
+            ignore=["x"],
+            max_price={"prompt": Decimal(10)},
+            data_collection="deny",
+            require_parameters=True,
+            parameters={"tools"},
+        )
+    assert providers(plan) == ["azure"]
+
+
 # --- The evaluate endpoint -------------------------------------------------------------------
 
 
