@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -190,7 +190,7 @@ class ProviderPreferences:
         ignore: Iterable[str] | None = None,
         allow_fallbacks: bool | None = None,
         sort: str | None = None,
-        max_price: dict[str, Decimal | None] | None = None,
+        max_price: Mapping[str, Decimal | None] | None = None,
         data_collection: str | None = None,
         require_parameters: bool | None = None,
     ) -> ProviderPreferences:
