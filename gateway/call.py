@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from gateway.limits import Reservation
     from gateway.runtime import Runtime
     from gateway.upstreams import Endpoint
-    from modelhub.routing import RoutingPlan
+    from modelhub.routing import ProviderPreferences, RoutingPlan
 
 
 @dataclass
@@ -37,6 +37,9 @@ class GatewayCall:
     fallback_models: tuple[str, ...]
     estimated_input_tokens: int
     estimated_output_tokens: int
+    # The body's ``provider`` object, and its parameters when require_parameters is set.
+    preferences: ProviderPreferences | None = None
+    parameters: frozenset[str] = frozenset()
     started: float = field(default_factory=time.perf_counter)
     deadline: float = field(
         default_factory=lambda: time.monotonic() + settings.GATEWAY_REQUEST_DEADLINE

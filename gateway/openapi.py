@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 
 from modelhub.api.openapi import CLIENT_KEY_AUTH, NO_AUTH, Operation
+from modelhub.api.serializers import ProviderPreferencesSerializer
 
 # --- Shared pieces ---------------------------------------------------------------------
 
@@ -44,80 +45,6 @@ class GatewayErrorSerializer(serializers.Serializer):
     error = GatewayErrorDetailSerializer(help_text="The error.")
 
 
-class ProviderMaxPriceSerializer(serializers.Serializer):
-    prompt = serializers.DecimalField(
-        max_digits=20,
-        decimal_places=6,
-        min_value=0,
-        required=False,
-        help_text="Highest price accepted per million prompt tokens, in USD.",
-    )
-    completion = serializers.DecimalField(
-        max_digits=20,
-        decimal_places=6,
-        min_value=0,
-        required=False,
-        help_text="Highest price accepted per million completion tokens, in USD.",
-    )
-    request = serializers.DecimalField(
-        max_digits=20,
-        decimal_places=6,
-        min_value=0,
-        required=False,
-        help_text="Highest price accepted per request, in USD.",
-    )
-    image = serializers.DecimalField(
-        max_digits=20,
-        decimal_places=6,
-        min_value=0,
-        required=False,
-        help_text="Highest price accepted per input image, in USD.",
-    )
-
-
-class ProviderPreferencesSerializer(serializers.Serializer):
-    """OpenRouter's provider preferences. Accepted and never sent upstream; routing does
-    not honour them yet (the organization's routing rules and the catalog decide), so a
-    request that carries them is served as if it did not."""
-
-    order = serializers.ListField(
-        child=serializers.CharField(),
-        required=False,
-        help_text="Provider slugs to try first, in this order.",
-    )
-    only = serializers.ListField(
-        child=serializers.CharField(),
-        required=False,
-        help_text="Provider slugs allowed to serve the request; no others.",
-    )
-    ignore = serializers.ListField(
-        child=serializers.CharField(),
-        required=False,
-        help_text="Provider slugs never to use for this request.",
-    )
-    allow_fallbacks = serializers.BooleanField(
-        required=False,
-        help_text="Whether providers outside `order` may serve when those in it fail.",
-    )
-    sort = serializers.ChoiceField(
-        choices=["price", "throughput", "latency"],
-        required=False,
-        help_text="Order the candidates by price, throughput or latency.",
-    )
-    max_price = ProviderMaxPriceSerializer(
-        required=False, help_text="Refuse providers dearer than these prices."
-    )
-    data_collection = serializers.ChoiceField(
-        choices=["allow", "deny"],
-        required=False,
-        help_text='"deny" keeps providers that may store or train on prompts out.',
-    )
-    require_parameters = serializers.BooleanField(
-        required=False,
-        help_text="Only providers that support every parameter of the request.",
-    )
-
-
 class GatewayFieldsSerializer(serializers.Serializer):
     """The fields every gateway request may carry besides OpenAI's."""
 
@@ -138,8 +65,11 @@ class GatewayFieldsSerializer(serializers.Serializer):
     provider = ProviderPreferencesSerializer(
         required=False,
         help_text=(
-            "OpenRouter-style provider preferences: accepted, not sent upstream, not yet "
-            "used by routing."
+            "OpenRouter-style provider preferences (never sent upstream): which providers "
+            "may serve the request and in what order, on top of the organization's "
+            "routing rules. An unknown key or a wrong type is a 400 naming it; preferences "
+            "that leave no provider are a 404 (code no_provider_left) that says what each "
+            "one dropped."
         ),
     )
     user = serializers.CharField(
@@ -379,7 +309,10 @@ _ERRORS = {
     400: OpenApiResponse(GatewayErrorSerializer, description="Bad request body."),
     401: OpenApiResponse(GatewayErrorSerializer, description="Missing, wrong or revoked key."),
     403: OpenApiResponse(GatewayErrorSerializer, description="The key may not use this model."),
-    404: OpenApiResponse(GatewayErrorSerializer, description="No such model."),
+    404: OpenApiResponse(
+        GatewayErrorSerializer,
+        description="No such model, or no provider of it left after the provider preferences.",
+    ),
     429: OpenApiResponse(
         GatewayErrorSerializer,
         description="Rate limit or budget reached; Retry-After says when to come back.",

@@ -8,6 +8,8 @@ limits; the bounds (``prompt_bound``, ``output_bound``) are what a budget reserv
 from __future__ import annotations
 
 import json
+import math
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -19,6 +21,14 @@ from gateway.dialect import OPENAI, Dialect
 from gateway.errors import InvalidRequest
 from gateway.upstreams import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
 from modelhub.models import ApiFormat, Model
+from modelhub.routing import (
+    DATA_COLLECTION_CHOICES,
+    MAX_PRICE_COLUMNS,
+    PARAMETER_ALIASES,
+    PREFERENCE_SORTS,
+    REQUEST_PARAMETERS,
+    ProviderPreferences,
+)
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -130,6 +140,165 @@ def parse_body(raw: bytes, endpoint: Endpoint, dialect: Dialect = OPENAI) -> dic
     return body
 
 
+# --- Provider preferences (OpenRouter's ``provider`` object) --------------------------------
+
+PREFERENCE_KEYS = (
+    "order",
+    "only",
+    "ignore",
+    "allow_fallbacks",
+    "sort",
+    "max_price",
+    "data_collection",
+    "require_parameters",
+)
+# Bounds of a slug list: more providers than any catalog has, slugs as long as the column.
+MAX_PREFERENCE_SLUGS = 50
+MAX_SLUG_LENGTH = 100
+
+
+def _preference_error(key: str, message: str, code: str = "invalid_value") -> InvalidRequest:
+    return InvalidRequest(message, param=f"provider.{key}", code=code)
+
+
+def _slug_list(key: str, value: object) -> list[str]:
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_PREFERENCE_SLUGS
+        or not all(
+            isinstance(slug, str)
+            and slug.strip()
+            and len(slug) <= MAX_SLUG_LENGTH
+            and is_storable_text(slug)
+            for slug in value
+        )
+    ):
+        raise _preference_error(
+            key,
+            f"'provider.{key}' must be a list of at most {MAX_PREFERENCE_SLUGS} provider "
+            'slugs, e.g. ["openai", "azure"].',
+        )
+    return value
+
+
+def _boolean(key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _preference_error(key, f"'provider.{key}' must be true or false.")
+    return value
+
+
+def _choice(key: str, value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        allowed = ", ".join(f'"{choice}"' for choice in choices)
+        raise _preference_error(key, f"'provider.{key}' must be one of {allowed}.")
+    return value
+
+
+def _max_price(value: object) -> dict[str, Decimal]:
+    if not isinstance(value, dict):
+        raise _preference_error(
+            "max_price",
+            "'provider.max_price' must be an object such as "
+            '{"prompt": 1.5, "completion": 2} (USD per million tokens).',
+        )
+    prices = {}
+    for key, price in value.items():
+        name = f"max_price.{key[:100]}"
+        if key not in MAX_PRICE_COLUMNS:
+            known = ", ".join(MAX_PRICE_COLUMNS)
+            raise _preference_error(
+                name,
+                f"Unknown key 'provider.{name}'; max_price takes {known}.",
+                code="unknown_parameter",
+            )
+        if price is None:
+            continue
+        amount = None
+        if isinstance(price, (int, float)) and not isinstance(price, bool):
+            if math.isfinite(price):
+                amount = Decimal(str(price))
+        elif isinstance(price, str) and len(price) <= 40:
+            try:
+                amount = Decimal(price.strip())
+            except InvalidOperation:
+                amount = None
+        if amount is None or not amount.is_finite() or amount < 0:
+            raise _preference_error(
+                name, f"'provider.{name}' must be a number of USD, zero or more."
+            )
+        prices[key] = amount
+    return prices
+
+
+def provider_preferences(body: dict) -> ProviderPreferences | None:
+    """The body's ``provider`` object checked and read, or None when it has none.
+
+    An unknown key or a value of the wrong type is a 400 naming it (``provider.sort``),
+    rather than preferences silently ignored; a null value means "not given".
+    """
+    value = body.get("provider")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            "'provider' must be an object of provider preferences, "
+            'e.g. {"only": ["openai"], "allow_fallbacks": false}.',
+            param="provider",
+            code="invalid_value",
+        )
+    for key in value:
+        if key not in PREFERENCE_KEYS:
+            key = key[:100]
+            raise _preference_error(
+                key,
+                f"Unknown key 'provider.{key}'; provider preferences take "
+                f"{', '.join(PREFERENCE_KEYS)}.",
+                code="unknown_parameter",
+            )
+    given = {key: item for key, item in value.items() if item is not None}
+    preferences = ProviderPreferences.build(
+        order=_slug_list("order", given["order"]) if "order" in given else None,
+        only=_slug_list("only", given["only"]) if "only" in given else None,
+        ignore=_slug_list("ignore", given["ignore"]) if "ignore" in given else None,
+        allow_fallbacks=(
+            _boolean("allow_fallbacks", given["allow_fallbacks"])
+            if "allow_fallbacks" in given
+            else None
+        ),
+        sort=_choice("sort", given["sort"], PREFERENCE_SORTS) if "sort" in given else None,
+        max_price=_max_price(given["max_price"]) if "max_price" in given else None,
+        data_collection=(
+            _choice("data_collection", given["data_collection"], DATA_COLLECTION_CHOICES)
+            if "data_collection" in given
+            else None
+        ),
+        require_parameters=(
+            _boolean("require_parameters", given["require_parameters"])
+            if "require_parameters" in given
+            else None
+        ),
+    )
+    # No preference at all shares the cached plans of requests without the object.
+    return None if preferences == ProviderPreferences() else preferences
+
+
+def request_parameters(body: dict) -> frozenset[str]:
+    """The generation parameters a body sets, by the names catalogs list them under
+    (``max_completion_tokens`` is ``max_tokens``; a JSON schema answer also needs
+    ``structured_outputs``)."""
+    names = set()
+    for key, value in body.items():
+        if value is None:
+            continue
+        name = PARAMETER_ALIASES.get(key, key)
+        if name in REQUEST_PARAMETERS:
+            names.add(name)
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        names.add("structured_outputs")
+    return frozenset(names)
+
+
 def _text_length(value: object) -> int:
     if isinstance(value, str):
         return len(value)
@@ -214,6 +383,7 @@ def open_call(
 ) -> GatewayCall:
     """The request as the later stages see it, or an ``InvalidRequest``."""
     body = parse_body(raw_body, endpoint, dialect)
+    preferences = provider_preferences(body)
     options = body.get("stream_options")
     input_tokens, output_tokens = estimate_tokens(body, endpoint)
     call = GatewayCall(
@@ -228,6 +398,13 @@ def open_call(
         estimated_input_tokens=input_tokens,
         estimated_output_tokens=output_tokens,
         dialect=dialect,
+        preferences=preferences,
+        # Only when asked for: the parameters are part of the plan cache key.
+        parameters=(
+            request_parameters(body)
+            if preferences is not None and preferences.require_parameters
+            else frozenset()
+        ),
     )
     if request_id is not None:
         call.request_id = request_id

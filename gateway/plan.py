@@ -1,8 +1,9 @@
 """Authorize and plan: the routing plan for a request and the candidates its key may use.
 
 Plans come from modelhub's evaluator and are cached briefly per organization and
-request shape; when no candidate is left, the error says why (not allowed, unknown,
-cooling down, over quota) so the client can act on it.
+request shape (its provider preferences included: they are part of the ``RouteRequest``
+key); when no candidate is left, the error says why (not allowed, unknown, cooling down,
+over quota, dropped by the provider preferences) so the client can act on it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,18 @@ from django.utils import timezone
 
 from gateway.call import GatewayCall
 from gateway.errors import ModelNotFound, PermissionDenied, RateLimited, ServiceUnavailable
-from modelhub.routing import Candidate, Reason, RouteRequest, RoutingPlan, active_rules, evaluate
+from modelhub.routing import (
+    PREFERENCE_REASONS,
+    Candidate,
+    Reason,
+    RouteRequest,
+    RoutingPlan,
+    active_rules,
+    evaluate,
+)
+
+# Reasons that pass: a credential back from its cooldown or a new quota period.
+TEMPORARY_REASONS = {Reason.CREDENTIAL_COOLING_DOWN, Reason.OVER_QUOTA, Reason.DUPLICATE}
 
 
 async def load_plan(call: GatewayCall) -> RoutingPlan:
@@ -22,6 +34,8 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
         model_type=call.endpoint.model_type,
         fallback_models=call.fallback_models,
         estimated_input_tokens=call.estimated_input_tokens,
+        preferences=call.preferences,
+        parameters=call.parameters,
     )
 
     async def load() -> RoutingPlan:
@@ -58,7 +72,10 @@ def usable_candidates(call: GatewayCall, plan: RoutingPlan) -> list[Candidate]:
             f"This API key is not allowed to use the model '{call.requested_model}'.",
             param="model",
         )
-    if reasons <= {Reason.CREDENTIAL_COOLING_DOWN, Reason.OVER_QUOTA, Reason.DUPLICATE}:
+    # What the provider preferences left may be only cooling down or over quota: then
+    # that is the answer (retry later), not the preferences.
+    other_reasons = reasons - PREFERENCE_REASONS
+    if other_reasons and other_reasons <= TEMPORARY_REASONS:
         if Reason.CREDENTIAL_COOLING_DOWN in reasons:
             ends = [
                 r.credential.cooldown_until
@@ -78,6 +95,13 @@ def usable_candidates(call: GatewayCall, plan: RoutingPlan) -> list[Candidate]:
             "Every provider credential for this model has used up its quota for the period.",
             retry_after=60,
             code="quota_exceeded",
+        )
+    if reasons & PREFERENCE_REASONS:
+        raise ModelNotFound(
+            f"No provider left for model '{call.requested_model}' after your provider "
+            f"preferences: {'; '.join(dict.fromkeys(r.detail.rstrip('.') for r in plan.rejected))}.",
+            param="provider",
+            code="no_provider_left",
         )
     detail = "; ".join(sorted({r.detail for r in plan.rejected}))
     raise ModelNotFound(

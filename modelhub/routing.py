@@ -4,20 +4,27 @@ Pure domain logic, called by the gateway on every request and by the management 
 ``evaluate`` action. Its query count is constant: one query for the organization's
 rules (with their targets), one to resolve requested names to catalog models when no
 rule matched (and one for models equivalent to them), one for the credentials of every
-provider involved, and one for observed latencies when the strategy needs them.
+provider involved, and one for observed latencies (or throughputs) when the strategy or
+the request's ``sort`` preference needs them.
+
+A request may carry OpenRouter-style provider preferences (:class:`ProviderPreferences`).
+They apply on top of the organization's rules: they drop candidates (each drop is a
+:class:`Rejection` that says which preference dropped it) and reorder the rest, and never
+add a model or provider the rules and the catalog did not already yield.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Avg, Prefetch, Q
+from django.db.models import Avg, F, Prefetch, Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from modelhub.models import (
@@ -64,6 +71,145 @@ class Reason:
     CAPABILITY_MISSING = "capability_missing"
     FALLBACK_DISABLED = "fallback_disabled"
     DUPLICATE = "duplicate"
+    # Dropped by the request's provider preferences.
+    PROVIDER_IGNORED = "provider_ignored"
+    PROVIDER_NOT_IN_ONLY = "provider_not_in_only"
+    PROVIDER_NOT_IN_ORDER = "provider_not_in_order"
+    PROVIDER_FALLBACKS_DISABLED = "provider_fallbacks_disabled"
+    OVER_MAX_PRICE = "over_max_price"
+    DATA_COLLECTION = "data_collection"
+    MISSING_PARAMETER = "missing_parameter"
+
+
+PREFERENCE_REASONS = frozenset(
+    {
+        Reason.PROVIDER_IGNORED,
+        Reason.PROVIDER_NOT_IN_ONLY,
+        Reason.PROVIDER_NOT_IN_ORDER,
+        Reason.PROVIDER_FALLBACKS_DISABLED,
+        Reason.OVER_MAX_PRICE,
+        Reason.DATA_COLLECTION,
+        Reason.MISSING_PARAMETER,
+    }
+)
+
+# --- Provider preferences --------------------------------------------------------------
+
+PREFERENCE_SORTS = ("price", "latency", "throughput")
+DATA_COLLECTION_CHOICES = ("allow", "deny")
+# max_price keys -> (the Model column, how many units its price is quoted for). Prompt and
+# completion ceilings are per million tokens, as OpenRouter quotes them; the catalog
+# stores USD per token.
+MAX_PRICE_COLUMNS = {
+    "prompt": ("pricing_prompt", Decimal(1_000_000)),
+    "completion": ("pricing_completion", Decimal(1_000_000)),
+    "request": ("pricing_request", Decimal(1)),
+    "image": ("pricing_image", Decimal(1)),
+}
+# Parameters ``require_parameters`` checks, by the names catalogs list in a model's
+# ``supported_parameters`` (OpenRouter's vocabulary). Other body fields (messages, user,
+# metadata...) are not generation parameters and every provider takes them.
+REQUEST_PARAMETERS = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "structured_outputs",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "top_a",
+        "min_p",
+        "frequency_penalty",
+        "presence_penalty",
+        "repetition_penalty",
+        "stop",
+        "seed",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "reasoning",
+        "reasoning_effort",
+        "include_reasoning",
+        "web_search_options",
+        "verbosity",
+        "dimensions",
+    }
+)
+# OpenAI's other spellings of the same parameters.
+PARAMETER_ALIASES = {
+    "max_completion_tokens": "max_tokens",
+    "functions": "tools",
+    "function_call": "tool_choice",
+}
+# Parameters the catalog also records as a capability column, for models whose
+# ``supported_parameters`` list is empty (most providers do not publish one).
+PARAMETER_CAPABILITIES = {
+    "tools": "supports_tools",
+    "tool_choice": "supports_tools",
+    "parallel_tool_calls": "supports_tools",
+    "response_format": "supports_json_mode",
+    "structured_outputs": "supports_json_mode",
+}
+
+
+@dataclass(frozen=True)
+class MaxPrice:
+    """Price ceilings in USD: ``prompt`` and ``completion`` per million tokens,
+    ``request`` per request, ``image`` per input image (OpenRouter's units)."""
+
+    prompt: Decimal | None = None
+    completion: Decimal | None = None
+    request: Decimal | None = None
+    image: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ProviderPreferences:
+    """OpenRouter's ``provider`` object of a request, validated (by ``gateway.parse`` or the
+    ``evaluate`` serializer) and normalised by :meth:`build`: slugs lower case, without
+    duplicates. Hashable, so it is part of the gateway's plan cache key."""
+
+    order: tuple[str, ...] = ()
+    only: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    allow_fallbacks: bool = True
+    sort: str | None = None
+    max_price: MaxPrice | None = None
+    data_collection: str = "allow"
+    require_parameters: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        order: Iterable[str] | None = None,
+        only: Iterable[str] | None = None,
+        ignore: Iterable[str] | None = None,
+        allow_fallbacks: bool | None = None,
+        sort: str | None = None,
+        max_price: Mapping[str, Decimal | None] | None = None,
+        data_collection: str | None = None,
+        require_parameters: bool | None = None,
+    ) -> ProviderPreferences:
+        """Preferences from already type-checked values; None means "not given"."""
+
+        def slugs(values: Iterable[str] | None) -> tuple[str, ...]:
+            return tuple(dict.fromkeys(value.strip().lower() for value in values or ()))
+
+        prices = {k: v for k, v in (max_price or {}).items() if v is not None}
+        return cls(
+            order=slugs(order),
+            only=slugs(only),
+            ignore=slugs(ignore),
+            allow_fallbacks=True if allow_fallbacks is None else allow_fallbacks,
+            sort=sort,
+            max_price=MaxPrice(**prices) if prices else None,
+            data_collection=data_collection or "allow",
+            require_parameters=bool(require_parameters),
+        )
 
 
 @dataclass(frozen=True)
@@ -76,6 +222,11 @@ class RouteRequest:
     estimated_input_tokens: int = 0
     required_capabilities: frozenset[str] = frozenset()
     tags: frozenset[str] = frozenset()
+    preferences: ProviderPreferences | None = None
+    # The request's generation parameters (REQUEST_PARAMETERS names), for
+    # ``require_parameters``; callers leave it empty otherwise, so that it does not split
+    # the gateway's plan cache.
+    parameters: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -86,6 +237,8 @@ class Candidate:
     credential_source: str
     target_weight: int = 1
     observed_latency_ms: float | None = None
+    # Output tokens per second, observed; read only for the ``throughput`` preference.
+    observed_throughput: float | None = None
 
     @property
     def provider(self) -> Provider:
@@ -188,6 +341,8 @@ def evaluate(
 
     _expand_candidates(organization, request, plan, targets, now)
     _order(organization, plan, now, rng)
+    if request.preferences is not None:
+        _apply_preferences(organization, plan, request.preferences, now)
     if not plan.fallback_enabled and len(plan.candidates) > 1:
         for dropped in plan.candidates[1:]:
             plan.rejected.append(
@@ -300,7 +455,7 @@ def _expand_candidates(
 
     seen: set[tuple[int, int | None]] = set()
     for model, pinned, weight, requested in targets:
-        problem = _model_problem(model, request)
+        problem = _model_problem(model, request) or _preference_problem(model, request)
         if problem:
             plan.rejected.append(Rejection(model, requested, *problem))
             continue
@@ -356,6 +511,88 @@ def _model_problem(model: Model, request: RouteRequest) -> tuple[str, str] | Non
     return None
 
 
+def _preference_problem(model: Model, request: RouteRequest) -> tuple[str, str] | None:
+    """Why the request's provider preferences exclude ``model``; each detail starts with
+    the provider's slug, so the gateway's error can list them as they are."""
+    preferences = request.preferences
+    if preferences is None:
+        return None
+    slug = model.provider.slug.lower()
+    if slug in preferences.ignore:
+        return Reason.PROVIDER_IGNORED, f"{slug} dropped by ignore"
+    if preferences.only and slug not in preferences.only:
+        return Reason.PROVIDER_NOT_IN_ONLY, f"{slug} not in only"
+    if preferences.data_collection == "deny":
+        problem = _data_collection_problem(model.provider)
+        if problem:
+            return Reason.DATA_COLLECTION, f"{slug} {problem} (data_collection deny)"
+    if preferences.max_price is not None:
+        problem = _price_problem(model, preferences.max_price)
+        if problem:
+            return Reason.OVER_MAX_PRICE, f"{slug} {problem}"
+    if preferences.require_parameters:
+        missing = unsupported_parameters(model, request.parameters)
+        if missing:
+            return (
+                Reason.MISSING_PARAMETER,
+                f"{slug} does not support {', '.join(missing)} (require_parameters)",
+            )
+    return None
+
+
+def _data_collection_problem(provider: Provider) -> str | None:
+    """Why a provider fails ``data_collection: deny``: the catalog must say that it neither
+    trains on nor keeps prompts; a policy it does not know fails."""
+    if provider.may_train_on_data:
+        return "may train on prompts"
+    if provider.may_log_prompts:
+        return "may retain prompts"
+    if provider.may_train_on_data is None or provider.may_log_prompts is None:
+        return "has no known data policy"
+    return None
+
+
+def _price_problem(model: Model, ceiling: MaxPrice) -> str | None:
+    for key, (column, units) in MAX_PRICE_COLUMNS.items():
+        limit = getattr(ceiling, key)
+        if limit is None:
+            continue
+        price = getattr(model, column)
+        if price is None:
+            if key in ("request", "image"):
+                # Catalogs leave these out for models without such a charge.
+                continue
+            return f"has no known {key} price (max_price.{key} {_money(limit)})"
+        if price * units > limit:
+            return f"over max_price.{key} {_money(limit)} (charges {_money(price * units)})"
+    return None
+
+
+def _money(value: Decimal) -> str:
+    """A price as people write it: at least two decimals, no trailing zeros beyond."""
+    text = format(value.normalize(), "f")
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
+def unsupported_parameters(model: Model, parameters: Iterable[str]) -> list[str]:
+    """The request parameters ``model`` is not known to support.
+
+    A model whose catalog entry lists its ``supported_parameters`` is judged by that list.
+    Most providers publish none: such a model is judged by the capability columns behind
+    some parameters (tools, JSON mode), and its other parameters are unknown, not refused.
+    """
+    listed = set(model.supported_parameters or ())
+    if listed:
+        return sorted(set(parameters) - listed)
+    return sorted(
+        parameter
+        for parameter in parameters
+        if parameter in PARAMETER_CAPABILITIES
+        and not getattr(model, PARAMETER_CAPABILITIES[parameter])
+    )
+
+
 def _credential_problem(credential: ProviderCredential, now: datetime) -> tuple[str, str] | None:
     if not credential.is_active:
         return Reason.CREDENTIAL_INACTIVE, "The credential is disabled."
@@ -384,6 +621,66 @@ def _order(
         candidates.sort(key=lambda c: (c.observed_latency_ms is None, c.observed_latency_ms or 0.0))
     elif plan.strategy == RoutingStrategy.WEIGHTED:
         plan.candidates = weighted_order(candidates, rng or random.Random())
+
+
+def _apply_preferences(
+    organization: Organization,
+    plan: RoutingPlan,
+    preferences: ProviderPreferences,
+    now: datetime,
+) -> None:
+    """Reorder the candidates by ``sort`` then ``order``; without fallbacks, drop the
+    providers the preferences do not name (the first provider's when they name none)."""
+    candidates = plan.candidates
+    if preferences.sort == "price":
+        candidates.sort(key=lambda c: _price_key(c.model)[:2])
+    elif preferences.sort == "latency":
+        if plan.strategy != RoutingStrategy.LOWEST_LATENCY:
+            latencies = observed_latencies(organization, {c.model.pk for c in candidates}, now)
+            for candidate in candidates:
+                candidate.observed_latency_ms = latencies.get(candidate.model.pk)
+        candidates.sort(key=lambda c: (c.observed_latency_ms is None, c.observed_latency_ms or 0.0))
+    elif preferences.sort == "throughput":
+        throughputs = observed_throughputs(organization, {c.model.pk for c in candidates}, now)
+        for candidate in candidates:
+            candidate.observed_throughput = throughputs.get(candidate.model.pk)
+        candidates.sort(
+            key=lambda c: (c.observed_throughput is None, -(c.observed_throughput or 0.0))
+        )
+
+    rank = {slug: position for position, slug in enumerate(preferences.order)}
+    if rank:
+        candidates.sort(key=lambda c: rank.get(c.provider.slug.lower(), len(rank)))
+    if preferences.allow_fallbacks:
+        return
+    if rank:
+        keep = set(rank)
+        reason, why = Reason.PROVIDER_NOT_IN_ORDER, "not in order (allow_fallbacks false)"
+    elif preferences.only:
+        # ``only`` already kept every other provider out.
+        return
+    elif candidates:
+        keep = {candidates[0].provider.slug.lower()}
+        reason = Reason.PROVIDER_FALLBACKS_DISABLED
+        why = "is a fallback provider (allow_fallbacks false)"
+    else:
+        return
+    kept = []
+    for candidate in candidates:
+        slug = candidate.provider.slug.lower()
+        if slug in keep:
+            kept.append(candidate)
+            continue
+        plan.rejected.append(
+            Rejection(
+                candidate.model,
+                plan.request.requested_model,
+                reason,
+                f"{slug} {why}",
+                candidate.credential,
+            )
+        )
+    plan.candidates = kept
 
 
 def weighted_order(candidates: list[Candidate], rng: random.Random) -> list[Candidate]:
@@ -419,3 +716,34 @@ def observed_latencies(
         .annotate(latency=Avg("latency_ms"))
     )
     return {row["model_id"]: float(row["latency"]) for row in rows}
+
+
+def observed_throughputs(
+    organization: Organization, model_ids: Iterable[int], now: datetime
+) -> dict[int, float]:
+    """Output tokens per second of successful requests per model over the last day.
+
+    The time is the generation's: from the first token to the end for a stream (latency
+    less time to first token), the whole latency for an answer that was not streamed.
+    """
+    model_ids = list(model_ids)
+    if not model_ids:
+        return {}
+    generation_ms = F("latency_ms") - Coalesce(F("time_to_first_token_ms"), 0)
+    rows = (
+        ModelMetric.objects.for_org(organization)
+        .filter(
+            model_id__in=model_ids,
+            success=True,
+            created_at__gte=now - LATENCY_WINDOW,
+            output_tokens__gt=0,
+            latency_ms__gt=0,
+        )
+        .values("model_id")
+        .annotate(tokens=Sum("output_tokens"), milliseconds=Sum(generation_ms))
+    )
+    return {
+        row["model_id"]: row["tokens"] * 1000 / row["milliseconds"]
+        for row in rows
+        if row["milliseconds"] and row["milliseconds"] > 0
+    }

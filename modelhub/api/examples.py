@@ -114,7 +114,21 @@ EVALUATE = [
     _request(
         "How would fast-chat be routed?",
         {"model": "fast-chat", "model_type": "chat", "estimated_input_tokens": 1200},
-    )
+    ),
+    _request(
+        "With a request's provider preferences",
+        {
+            "model": "gpt-4o",
+            "provider": {
+                "order": ["azure", "openai"],
+                "ignore": ["together"],
+                "max_price": {"prompt": "5", "completion": "15"},
+                "data_collection": "deny",
+                "require_parameters": True,
+            },
+            "parameters": ["tools", "temperature"],
+        },
+    ),
 ]
 
 COST_ESTIMATE = [_request("A typical chat request", {"input_tokens": 1200, "output_tokens": 300})]

@@ -22,6 +22,7 @@ from modelhub.models import (
     RoutingTarget,
     User,
 )
+from modelhub.routing import DATA_COLLECTION_CHOICES, PREFERENCE_SORTS, REQUEST_PARAMETERS
 
 MAX_TOKENS = 10**9  # far above any context window; larger counts are typos or abuse
 MAX_UNITS = 10**6  # images, requests, searches
@@ -604,6 +605,98 @@ class RoutingRuleSerializer(serializers.ModelSerializer):
         return attrs
 
 
+class KnownKeysOnly(serializers.Serializer):
+    """Refuses keys the serializer has no field for, naming them, instead of dropping
+    them: a misspelt preference must not pass for one that was applied."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = [key for key in data if key not in self.fields]
+            if unknown:
+                known = ", ".join(self.fields)
+                raise serializers.ValidationError(
+                    {key: [f"Unknown key; this object takes {known}."] for key in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+def _price_ceiling(help_text: str):
+    return serializers.DecimalField(
+        max_digits=30,
+        decimal_places=12,
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text=help_text,
+    )
+
+
+class ProviderMaxPriceSerializer(KnownKeysOnly):
+    prompt = _price_ceiling("Highest price accepted per million prompt tokens, in USD.")
+    completion = _price_ceiling("Highest price accepted per million completion tokens, in USD.")
+    request = _price_ceiling("Highest price accepted per request, in USD.")
+    image = _price_ceiling("Highest price accepted per input image, in USD.")
+
+
+def _slug_list(help_text: str):
+    return serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        allow_null=True,
+        max_length=50,
+        help_text=help_text,
+    )
+
+
+class ProviderPreferencesSerializer(KnownKeysOnly):
+    """OpenRouter-style provider preferences: they narrow and reorder the candidates the
+    organization's routing rules and the catalog yield, never add one. An unknown key is
+    refused."""
+
+    order = _slug_list(
+        "Provider slugs to try first, in this order; the others follow unless "
+        "`allow_fallbacks` is false."
+    )
+    only = _slug_list("Provider slugs allowed to serve the request; no others.")
+    ignore = _slug_list("Provider slugs never to use for this request.")
+    allow_fallbacks = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "Default true. False: only the providers of `order` (or `only`) may serve; with "
+            "neither, only the first provider of the plan."
+        ),
+    )
+    sort = serializers.ChoiceField(
+        choices=PREFERENCE_SORTS,
+        required=False,
+        allow_null=True,
+        help_text=(
+            "Order the candidates by catalog price (prompt plus completion), observed "
+            "latency, or observed throughput (output tokens per second), over the last day."
+        ),
+    )
+    max_price = ProviderMaxPriceSerializer(
+        required=False,
+        allow_null=True,
+        help_text="Refuse models dearer than these prices (catalog prices of each provider).",
+    )
+    data_collection = serializers.ChoiceField(
+        choices=DATA_COLLECTION_CHOICES,
+        required=False,
+        allow_null=True,
+        help_text=(
+            '"deny" keeps only providers the catalog knows neither train on nor retain '
+            "prompts; an unknown policy counts as not allowed."
+        ),
+    )
+    require_parameters = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="Only models that support every generation parameter of the request.",
+    )
+
+
 class EvaluateInputSerializer(serializers.Serializer):
     """A request to route, as the gateway would see it."""
 
@@ -637,6 +730,20 @@ class EvaluateInputSerializer(serializers.Serializer):
         required=False,
         max_length=50,
         help_text="Tags of the request's metadata.",
+    )
+    provider = ProviderPreferencesSerializer(
+        required=False,
+        allow_null=True,
+        help_text="The request's provider preferences, as the gateway takes them.",
+    )
+    parameters = serializers.ListField(
+        child=serializers.ChoiceField(choices=sorted(REQUEST_PARAMETERS)),
+        required=False,
+        max_length=len(REQUEST_PARAMETERS),
+        help_text=(
+            "Generation parameters the request sets (tools, response_format, temperature, "
+            "...), checked when `provider.require_parameters` is true."
+        ),
     )
 
 
@@ -678,6 +785,12 @@ class PlanCandidateSerializer(serializers.Serializer):
     observed_latency_ms = serializers.FloatField(
         allow_null=True, help_text="Average latency seen recently, in milliseconds."
     )
+    observed_throughput = serializers.FloatField(
+        allow_null=True,
+        help_text=(
+            "Output tokens per second seen recently; only read for the throughput preference."
+        ),
+    )
 
 
 class PlanRejectionSerializer(serializers.Serializer):
@@ -698,7 +811,13 @@ class PlanRejectionSerializer(serializers.Serializer):
         help_text="The credential involved (its id).",
     )
     reason = serializers.CharField(
-        help_text="A code: not_allowed, no_credential, unhealthy, too_small, ..."
+        help_text=(
+            "A code: model_inactive, no_credential, credential_inactive, "
+            "credential_cooling_down, over_quota, context_too_small, capability_missing, "
+            "fallback_disabled, duplicate; from the provider preferences: provider_ignored, "
+            "provider_not_in_only, provider_not_in_order, provider_fallbacks_disabled, "
+            "over_max_price, data_collection, missing_parameter."
+        )
     )
     detail = serializers.CharField(help_text="The reason in words.")
 

@@ -41,7 +41,7 @@ from modelhub.models import (
     User,
 )
 from modelhub.quotas import current_usage, quota_states
-from modelhub.routing import RouteRequest, evaluate
+from modelhub.routing import ProviderPreferences, RouteRequest, evaluate
 from modelhub.tenancy import find_membership
 
 ERRORS = {
@@ -523,7 +523,10 @@ class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
             "provider, credential, unit prices) and, for each model or credential dropped, "
             "why: model_inactive, no_credential, credential_inactive, "
             "credential_cooling_down, over_quota, context_too_small, capability_missing, "
-            "fallback_disabled."
+            "fallback_disabled; and, for the request's provider preferences (`provider`, "
+            "as the gateway takes it), provider_ignored, provider_not_in_only, "
+            "provider_not_in_order, provider_fallbacks_disabled, over_max_price, "
+            "data_collection, missing_parameter."
         ),
         request=serializers.EvaluateInputSerializer,
         responses={200: serializers.RoutingPlanSerializer, **_errors(400, 401)},
@@ -534,6 +537,7 @@ class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
         data = serializers.EvaluateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        preferences = values.get("provider")
         plan = evaluate(
             organization=self.organization,
             request=RouteRequest(
@@ -543,6 +547,10 @@ class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
                 estimated_input_tokens=values["estimated_input_tokens"],
                 required_capabilities=frozenset(values.get("required_capabilities") or ()),
                 tags=frozenset(values.get("tags") or ()),
+                preferences=(
+                    ProviderPreferences.build(**preferences) if preferences is not None else None
+                ),
+                parameters=frozenset(values.get("parameters") or ()),
             ),
         )
         return Response(serializers.RoutingPlanSerializer(plan).data)

@@ -7,6 +7,8 @@ import httpx
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
+from modelhub.models import Provider
+
 pytestmark = pytest.mark.usefixtures("catalog")
 
 PREFERENCES = {
@@ -27,8 +29,12 @@ def schema():
 
 
 def test_documented_gateway_fields_are_accepted_and_kept_from_the_upstream(
-    gateway, client_key, upstream, schema
+    gateway, client_key, upstream, schema, catalog
 ):
+    # data_collection "deny" needs a known policy of neither training on nor keeping prompts.
+    Provider.objects.filter(slug__in=["alpha", "beta"]).update(
+        may_train_on_data=False, may_log_prompts=False
+    )
     documented = schema["components"]["schemas"]["ProviderPreferencesRequest"]["properties"]
     assert set(PREFERENCES) == set(documented)
     response = httpx.post(

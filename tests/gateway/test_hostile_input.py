@@ -107,6 +107,90 @@ def test_nul_in_model_through_the_sdk(client):
     assert error.value.param == "model"
 
 
+# --- Provider preferences -----------------------------------------------------------------
+
+PREFERENCE_BODY = '{"model": "alpha/llama-3.1-8b", "messages": [{"role": "user", "content": "hi"}]'
+
+
+@pytest.mark.parametrize(
+    ("provider", "param", "code", "says"),
+    [
+        ('"alpha"', "provider", "invalid_value", "must be an object"),
+        ("[]", "provider", "invalid_value", "must be an object"),
+        ('{"zdr": true}', "provider.zdr", "unknown_parameter", "Unknown key 'provider.zdr'"),
+        ('{"Only": ["alpha"]}', "provider.Only", "unknown_parameter", "Unknown key"),
+        ('{"only": "alpha"}', "provider.only", "invalid_value", "must be a list"),
+        ('{"order": [1, 2]}', "provider.order", "invalid_value", "must be a list"),
+        ('{"ignore": [""]}', "provider.ignore", "invalid_value", "must be a list"),
+        ('{"ignore": ["al\\u0000pha"]}', "provider.ignore", "invalid_value", "must be a list"),
+        ('{"ignore": ["\\ud800"]}', "provider.ignore", "invalid_value", "must be a list"),
+        ('{"only": ["' + "x" * 101 + '"]}', "provider.only", "invalid_value", "must be a list"),
+        ('{"only": ' + json.dumps(["p"] * 51) + "}", "provider.only", "invalid_value", "at most"),
+        ('{"allow_fallbacks": "false"}', "provider.allow_fallbacks", "invalid_value", "true or"),
+        ('{"allow_fallbacks": 0}', "provider.allow_fallbacks", "invalid_value", "true or false"),
+        ('{"require_parameters": 1}', "provider.require_parameters", "invalid_value", "true"),
+        ('{"sort": "fastest"}', "provider.sort", "invalid_value", '"price", "latency"'),
+        ('{"sort": {"by": "price"}}', "provider.sort", "invalid_value", "must be one of"),
+        ('{"data_collection": true}', "provider.data_collection", "invalid_value", '"deny"'),
+        ('{"max_price": 5}', "provider.max_price", "invalid_value", "must be an object"),
+        (
+            '{"max_price": {"tokens": 1}}',
+            "provider.max_price.tokens",
+            "unknown_parameter",
+            "max_price takes prompt, completion, request, image",
+        ),
+        ('{"max_price": {"prompt": -1}}', "provider.max_price.prompt", "invalid_value", "zero"),
+        ('{"max_price": {"prompt": "cheap"}}', "provider.max_price.prompt", "invalid_value", "USD"),
+        ('{"max_price": {"prompt": "NaN"}}', "provider.max_price.prompt", "invalid_value", "USD"),
+        (
+            '{"max_price": {"prompt": Infinity}}',
+            "provider.max_price.prompt",
+            "invalid_value",
+            "USD",
+        ),
+        ('{"max_price": {"prompt": true}}', "provider.max_price.prompt", "invalid_value", "USD"),
+        ('{"max_price": {"image": [1]}}', "provider.max_price.image", "invalid_value", "USD"),
+    ],
+)
+def test_bad_provider_preferences_are_a_400_naming_the_key(
+    gateway, client_key, upstream, provider, param, code, says
+):
+    content = (PREFERENCE_BODY + ', "provider": ' + provider + "}").encode()
+    error = _error(_post(gateway, client_key.raw_key, content), 400)
+    assert (error["param"], error["code"], error["type"]) == (
+        param,
+        code,
+        "invalid_request_error",
+    )
+    assert says in error["message"]
+    assert upstream.requests == []
+    assert not ModelMetric.objects.exists()
+
+
+def test_an_unknown_key_of_a_huge_name_is_named_in_part(gateway, client_key):
+    content = (PREFERENCE_BODY + ', "provider": {"' + "k" * 100_000 + '": 1}}').encode()
+    error = _error(_post(gateway, client_key.raw_key, content), 400)
+    assert error["param"] == "provider." + "k" * 100
+    assert len(error["message"]) < 500
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        "null",
+        "{}",
+        '{"only": null, "sort": null, "max_price": {"prompt": null}}',
+        '{"only": [], "ignore": []}',
+        '{"max_price": {"prompt": "1", "completion": 2.0, "request": 0, "image": 1e3}}',
+    ],
+)
+def test_empty_or_null_preferences_change_nothing(gateway, client_key, upstream, provider):
+    content = (PREFERENCE_BODY + ', "provider": ' + provider + "}").encode()
+    response = _post(gateway, client_key.raw_key, content)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-provider"] == "alpha"
+
+
 # --- Body size ----------------------------------------------------------------------------
 
 

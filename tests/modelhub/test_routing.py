@@ -523,6 +523,7 @@ def test_evaluate_endpoint_shape(org, world, member_client):
             "pricing_completion": "0.000000600000000000",
             "context_length": 128000,
             "observed_latency_ms": None,
+            "observed_throughput": None,
         }
     ]
     assert body["rejected"] == [
