@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,15 @@ MESSAGE_ROLES = {"user", "assistant", "system", "developer"}
 METADATA_MAX_KEYS = 16
 METADATA_MAX_KEY = 64
 METADATA_MAX_VALUE = 512
+
+
+# What the ids of stored responses look like; anything else is no stored response's id
+# (and is never sent to the database, which refuses some text, NUL for one).
+RESPONSE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_response_id(value: str) -> bool:
+    return RESPONSE_ID.fullmatch(value) is not None
 
 
 def new_id(prefix: str) -> str:
@@ -653,7 +663,7 @@ class ResponsesDialect(Dialect):
         self.store = True if self.store is None else self.store
         stream = _typed(body, "stream", bool, "a boolean")
         previous = _typed(body, "previous_response_id", str, "a response id")
-        if previous is not None and not previous:
+        if previous is not None and not is_response_id(previous):
             raise _invalid("'previous_response_id' must be a response id.", "previous_response_id")
         self.previous_response_id = previous
         instructions = _typed(body, "instructions", str, "a string")

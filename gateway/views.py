@@ -93,6 +93,8 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
     try:
         key = await authenticate(state, request.headers)
         organization = key.organization
+        if not responses_api.is_response_id(response_id):
+            raise responses_api.not_found(response_id)
         if request.method == "DELETE":
             if not await state.db(
                 stored_response_delete, organization=organization, response_id=response_id
@@ -131,9 +133,11 @@ async def response_input_items(request: HttpRequest, response_id: str) -> HttpRe
             limit = 0
         if not 1 <= limit <= 100:
             raise InvalidRequest("'limit' must be a whole number from 1 to 100.", param="limit")
-        stored = await state.db(
-            stored_response_get, organization=key.organization, response_id=response_id
-        )
+        stored = None
+        if responses_api.is_response_id(response_id):
+            stored = await state.db(
+                stored_response_get, organization=key.organization, response_id=response_id
+            )
         if stored is None:
             raise responses_api.not_found(response_id)
         page = responses_api.input_item_list(
