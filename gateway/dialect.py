@@ -52,6 +52,11 @@ class Dialect:
         """Load what the request refers to before it is planned (a stored conversation,
         say); may extend ``call.body``. Raise a ``GatewayError`` to refuse it."""
 
+    def candidate_body(self, body: dict, candidate: Candidate) -> dict:
+        """The internal request as ``candidate`` gets it (a field its model does not take
+        left out, say); a changed body is a copy, ``body`` serves the next candidate."""
+        return body
+
     def answer(self, call: GatewayCall, candidate: Candidate, payload: dict, data: bytes) -> bytes:
         """The client's answer for a chat completion ``payload`` (``data`` is its JSON)."""
         return data

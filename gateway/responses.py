@@ -33,7 +33,7 @@ from modelhub.services import stored_response_create
 
 if TYPE_CHECKING:
     from gateway.call import GatewayCall
-    from modelhub.models import StoredResponse
+    from modelhub.models import Model, StoredResponse
     from modelhub.routing import Candidate
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,21 @@ RESPONSE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 def is_response_id(value: str) -> bool:
     return RESPONSE_ID.fullmatch(value) is not None
+
+
+# Names of the reasoning parameter in the catalog's lists of supported parameters.
+REASONING_PARAMETERS = {"reasoning", "reasoning_effort"}
+
+
+def takes_reasoning(model: Model) -> bool:
+    """Whether ``reasoning.effort`` is sent to ``model`` (as ``reasoning_effort``): unless
+    the catalog lists the parameters the model takes and reasoning is not among them.
+    A model without that list (most providers publish none) gets it, and its upstream
+    decides; Anthropic's translation has no such field and leaves it out."""
+    parameters = model.supported_parameters
+    if not isinstance(parameters, list) or not parameters:
+        return True
+    return not REASONING_PARAMETERS.isdisjoint(parameters)
 
 
 def new_id(prefix: str) -> str:
@@ -776,6 +791,11 @@ class ResponsesDialect(Dialect):
         call.body["messages"] = [*messages[:at], *earlier, *messages[at:]]
         # The same four-characters-a-token guess as for the request's own messages.
         call.estimated_input_tokens += len(json.dumps(earlier)) // 4 + 4 * len(earlier)
+
+    def candidate_body(self, body: dict, candidate: Candidate) -> dict:
+        if "reasoning_effort" in body and not takes_reasoning(candidate.model):
+            return {name: value for name, value in body.items() if name != "reasoning_effort"}
+        return body
 
     # --- answers ---------------------------------------------------------------------
 

@@ -454,3 +454,20 @@ def test_a_response_is_written_through_the_database_threads(client):
     assert row.organization_id is not None and row.client_key_id is not None
     assert row.input_items[0]["content"][0]["text"] == "hi"
     assert row.response["output"][0]["content"][0]["text"] == TEXT
+
+
+@pytest.mark.parametrize(
+    ("parameters", "sent"),
+    [([], True), (["temperature", "reasoning", "tools"], True), (["temperature", "tools"], False)],
+)
+def test_reasoning_effort_goes_to_models_that_take_it(client, upstream, catalog, parameters, sent):
+    """The catalog's list of a model's parameters decides; without one the upstream does."""
+    model = catalog["models"]["alpha"]
+    model.supported_parameters = parameters
+    model.save()
+    response = client.responses.create(
+        model="alpha/llama-3.1-8b", input="Think", reasoning={"effort": "high"}
+    )
+    body = upstream.requests_for("llama-3.1-8b")[-1]["body"]
+    assert ("reasoning_effort" in body) is sent
+    assert response.reasoning.effort == "high"
