@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Routing keys of the gateway's own (OpenRouter-style), handled by the later stages.
+# Routing keys of the gateway's own (OpenRouter-style), handled by the later stages and
+# never sent upstream: ``gateway.upstreams.GATEWAY_FIELDS``, a stage above this module.
 ROUTING_FIELDS = ("models", "route", "provider", "transforms")
 # Fields of the Responses API the gateway honours, besides the routing keys.
 SUPPORTED_FIELDS = {
