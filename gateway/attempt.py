@@ -337,7 +337,8 @@ async def attempt_candidates(
             out_of_time = True
             break
         try:
-            upstream = build_call(runtime, candidate, call.endpoint, call.body, stream=call.stream)
+            body = call.dialect.candidate_body(call.body, candidate)
+            upstream = build_call(runtime, candidate, call.endpoint, body, stream=call.stream)
         except (UnsupportedEndpoint, anthropic.TranslationError) as exc:
             last = last or AttemptFailed("unsupported", str(exc), retryable=False)
             if isinstance(exc, anthropic.TranslationError):

@@ -48,6 +48,15 @@ class Dialect:
         (or another ``GatewayError``) for a body the dialect cannot express."""
         return body
 
+    async def prepare(self, call: GatewayCall) -> None:
+        """Load what the request refers to before it is planned (a stored conversation,
+        say); may extend ``call.body``. Raise a ``GatewayError`` to refuse it."""
+
+    def candidate_body(self, body: dict, candidate: Candidate) -> dict:
+        """The internal request as ``candidate`` gets it (a field its model does not take
+        left out, say); a changed body is a copy, ``body`` serves the next candidate."""
+        return body
+
     def answer(self, call: GatewayCall, candidate: Candidate, payload: dict, data: bytes) -> bytes:
         """The client's answer for a chat completion ``payload`` (``data`` is its JSON)."""
         return data
@@ -55,6 +64,10 @@ class Dialect:
     def stream_renderer(self, call: GatewayCall, candidate: Candidate) -> StreamRenderer | None:
         """None relays the upstream's chat chunks unchanged."""
         return None
+
+    async def complete(self, call: GatewayCall) -> None:
+        """The dialect's own work once the upstream's answer is complete, before its end
+        reaches the client (storing it, say); it must not raise."""
 
     def error_response(self, error: GatewayError) -> HttpResponse:
         """The client's answer for a request the gateway refused or could not serve."""

@@ -3,8 +3,8 @@
 Bodies follow OpenAI's API; only the fields people set most are listed, and any other
 OpenAI parameter is passed to the upstream unchanged. The gateway's own fields
 (``models``, ``provider``, ``route``, ``transforms``: ``gateway.upstreams.GATEWAY_FIELDS``)
-are read here and never sent upstream. A new endpoint (``/v1/responses``, say) is one
-more :class:`Operation` in ``OPERATIONS``.
+are read here and never sent upstream. A new endpoint is one more :class:`Operation` in
+``OPERATIONS``.
 """
 
 from __future__ import annotations
@@ -233,6 +233,137 @@ class EmbeddingListSerializer(serializers.Serializer):
     usage = UsageSerializer(help_text="Tokens used.")
 
 
+# --- Responses -----------------------------------------------------------------------------
+
+
+class CreateResponseSerializer(GatewayFieldsSerializer):
+    """OpenAI's Responses API request with the gateway's fields. Any other field is a 400
+    that names it; the fields of OpenAI's hosted features (conversations, prompts,
+    background runs, built-in tools) are refused by name."""
+
+    input = serializers.JSONField(
+        help_text=(
+            "A string (one user message) or a list of items: messages (`role`, `content` as "
+            "a string or `input_text`/`input_image` parts), `function_call` items of an "
+            "earlier answer and the `function_call_output` items that answer them."
+        )
+    )
+    instructions = serializers.CharField(
+        required=False, help_text="The system message; not carried over by `previous_response_id`."
+    )
+    previous_response_id = serializers.CharField(
+        required=False,
+        help_text=(
+            "Continue from a stored response of the organization: its conversation goes "
+            "before `input`."
+        ),
+    )
+    store = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text=(
+            "Keep the response for `previous_response_id` and `GET /v1/responses/{id}`, "
+            "for RESPONSES_RETENTION_DAYS."
+        ),
+    )
+    stream = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Answer with the Responses API's server-sent events as tokens arrive.",
+    )
+    tools = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text='Function tools (`{"type": "function", "name", "parameters", ...}`) only.',
+    )
+    tool_choice = serializers.JSONField(
+        required=False,
+        help_text='"auto", "none", "required" or `{"type": "function", "name": ...}`.',
+    )
+    parallel_tool_calls = serializers.BooleanField(
+        required=False, help_text="Whether the model may call several tools at once."
+    )
+    text = serializers.DictField(
+        required=False,
+        help_text=(
+            '`{"format": {"type": "json_schema", "name", "schema", "strict"}}` or '
+            '`{"format": {"type": "json_object"}}` to answer in JSON.'
+        ),
+    )
+    max_output_tokens = serializers.IntegerField(
+        min_value=1, required=False, help_text="Most tokens to generate."
+    )
+    temperature = serializers.FloatField(
+        min_value=0, max_value=2, required=False, help_text="Sampling temperature."
+    )
+    top_p = serializers.FloatField(
+        min_value=0, max_value=1, required=False, help_text="Nucleus sampling mass."
+    )
+    reasoning = serializers.DictField(
+        required=False,
+        help_text='`{"effort": "low"}`: sent as `reasoning_effort` to OpenAI-compatible upstreams.',
+    )
+    metadata = serializers.DictField(
+        child=serializers.CharField(max_length=512),
+        required=False,
+        help_text="Up to 16 strings kept with the response and echoed back.",
+    )
+
+
+class ResponseUsageSerializer(serializers.Serializer):
+    input_tokens = serializers.IntegerField(help_text="Tokens of the input.")
+    input_tokens_details = serializers.DictField(help_text="`cached_tokens` among them.")
+    output_tokens = serializers.IntegerField(help_text="Tokens generated.")
+    output_tokens_details = serializers.DictField(help_text="`reasoning_tokens` among them.")
+    total_tokens = serializers.IntegerField(help_text="Input and output tokens together.")
+
+
+class ResponseObjectSerializer(serializers.Serializer):
+    """OpenAI's Response object; the request's settings are echoed in it as OpenAI does."""
+
+    id = serializers.CharField(help_text='The response\'s id, "resp_..."')
+    object = serializers.CharField(help_text='"response".')
+    created_at = serializers.IntegerField(help_text="Unix time of creation.")
+    status = serializers.CharField(
+        help_text="completed, incomplete (see `incomplete_details`) or, in a stream, failed."
+    )
+    model = serializers.CharField(help_text="The model asked for.")
+    output = serializers.ListField(
+        child=serializers.DictField(),
+        help_text=(
+            "A `message` item with the `output_text`, then a `function_call` item (`call_id`, "
+            "`name`, `arguments`) per tool call."
+        ),
+    )
+    usage = ResponseUsageSerializer(
+        help_text="Tokens used; the gateway prices the request from it."
+    )
+    incomplete_details = serializers.DictField(
+        allow_null=True, help_text='Why it is incomplete: `{"reason": "max_output_tokens"}`.'
+    )
+    error = serializers.DictField(allow_null=True, help_text="What failed, in a failed response.")
+    previous_response_id = serializers.CharField(
+        allow_null=True, help_text="The response it continued."
+    )
+    store = serializers.BooleanField(help_text="Whether it is stored.")
+
+
+class ResponseDeletedSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The deleted response's id.")
+    object = serializers.CharField(help_text='"response".')
+    deleted = serializers.BooleanField(help_text="Always true.")
+
+
+class ResponseItemListSerializer(serializers.Serializer):
+    object = serializers.CharField(help_text='"list".')
+    data = serializers.ListField(
+        child=serializers.DictField(), help_text="The request's input items, with their ids."
+    )
+    first_id = serializers.CharField(allow_null=True, help_text="Id of the first item.")
+    last_id = serializers.CharField(allow_null=True, help_text="Id of the last item.")
+    has_more = serializers.BooleanField(help_text="Whether more items follow (`after`).")
+
+
 # --- Models --------------------------------------------------------------------------------
 
 
@@ -331,6 +462,15 @@ _STREAM = OpenApiResponse(
 )
 
 
+_RESPONSE_ID = OpenApiParameter(
+    "response_id", str, OpenApiParameter.PATH, description='The response\'s id, "resp_...".'
+)
+_NO_RESPONSE = OpenApiResponse(
+    GatewayErrorSerializer,
+    description="No stored response of the organization by that id (or it has expired).",
+)
+
+
 def _completion_operation(path, operation_id, summary, request, response, example, stream=True):
     responses: dict = {(200, "application/json"): response}
     if stream:
@@ -388,6 +528,121 @@ OPERATIONS = [
         EmbeddingListSerializer,
         {"model": "openai/text-embedding-3-small", "input": ["first text", "second text"]},
         stream=False,
+    ),
+    Operation(
+        "/v1/responses",
+        "post",
+        {
+            "operation_id": "gateway_responses_create",
+            "summary": "Create a model response (Responses API)",
+            "description": (
+                "OpenAI's Responses API (`client.responses.create`, `client.responses.stream`). "
+                "The request is served as a chat completion by the same routing, limits, "
+                "fallbacks and accounting, by OpenAI-compatible and Anthropic upstreams "
+                "alike, and answered as a Response object. Stored (unless `store` is false) "
+                "for `previous_response_id` and `GET /v1/responses/{response_id}`."
+            ),
+            "tags": ["gateway"],
+            "auth": CLIENT_KEY_AUTH,
+            "request": CreateResponseSerializer,
+            "responses": {
+                (200, "application/json"): ResponseObjectSerializer,
+                (200, "text/event-stream"): OpenApiResponse(
+                    OpenApiTypes.STR,
+                    description=(
+                        "With `stream: true`: `event: <type>` / `data: {...}` events, each "
+                        "with `sequence_number`: response.created, response.in_progress, "
+                        "response.output_item.added, response.content_part.added, "
+                        "response.output_text.delta..., response.function_call_arguments."
+                        "delta..., the matching .done events, then response.completed (or "
+                        "response.incomplete) with `usage`. A stream that breaks ends with "
+                        "an `error` event and response.failed."
+                    ),
+                ),
+                **_ERRORS,
+                404: OpenApiResponse(
+                    GatewayErrorSerializer,
+                    description="No such model, or no stored `previous_response_id`.",
+                ),
+            },
+            "parameters": _SERVED_HEADERS,
+            "examples": [
+                OpenApiExample(
+                    "Create a model response",
+                    value={
+                        "model": "groq/llama-3.1-8b-instant",
+                        "instructions": "Answer in one word.",
+                        "input": "Say hello.",
+                        "max_output_tokens": 16,
+                    },
+                    request_only=True,
+                )
+            ],
+        },
+    ),
+    Operation(
+        "/v1/responses/{response_id}",
+        "get",
+        {
+            "operation_id": "gateway_responses_retrieve",
+            "summary": "Retrieve a stored response",
+            "tags": ["gateway"],
+            "auth": CLIENT_KEY_AUTH,
+            "parameters": [_RESPONSE_ID],
+            "responses": {
+                200: ResponseObjectSerializer,
+                401: _ERRORS[401],
+                404: _NO_RESPONSE,
+            },
+        },
+    ),
+    Operation(
+        "/v1/responses/{response_id}",
+        "delete",
+        {
+            "operation_id": "gateway_responses_delete",
+            "summary": "Delete a stored response",
+            "tags": ["gateway"],
+            "auth": CLIENT_KEY_AUTH,
+            "parameters": [_RESPONSE_ID],
+            "responses": {
+                200: ResponseDeletedSerializer,
+                401: _ERRORS[401],
+                404: _NO_RESPONSE,
+            },
+        },
+    ),
+    Operation(
+        "/v1/responses/{response_id}/input_items",
+        "get",
+        {
+            "operation_id": "gateway_responses_input_items",
+            "summary": "List a stored response's input items",
+            "tags": ["gateway"],
+            "auth": CLIENT_KEY_AUTH,
+            "parameters": [
+                _RESPONSE_ID,
+                OpenApiParameter(
+                    "order",
+                    str,
+                    OpenApiParameter.QUERY,
+                    enum=["asc", "desc"],
+                    description="desc (default): the last item first.",
+                ),
+                OpenApiParameter(
+                    "limit", int, OpenApiParameter.QUERY, description="1 to 100 (default 20)."
+                ),
+                OpenApiParameter(
+                    "after", str, OpenApiParameter.QUERY, description="The page after this item id."
+                ),
+            ],
+            "responses": {
+                200: ResponseItemListSerializer,
+                400: _ERRORS[400],
+                401: _ERRORS[401],
+                404: _NO_RESPONSE,
+            },
+        },
     ),
     Operation(
         "/v1/models",

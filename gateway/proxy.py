@@ -49,6 +49,7 @@ async def handle(
         raise
     record = accounting.new_record(call)
     try:
+        await dialect.prepare(call)
         call.plan = await plan.load_plan(call)
         record.routing_rule_id = call.plan.rule.pk if call.plan.rule else None
         record.strategy = call.plan.strategy

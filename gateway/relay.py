@@ -44,4 +44,5 @@ async def relay_answer(
     gateway_headers(response, call, candidate)
     response["X-Gateway-Cost"] = format(cost, "f")
     await finish_and_settle(call, record, tokens=tokens, cost=cost)
+    await call.dialect.complete(call)
     return response

@@ -110,6 +110,10 @@ async def relay_stream(
                             out.extend(renderer.chunk(payload))
                             continue
                     out.append(event + b"\n\n")
+                if done:
+                    # Before the last events go out, so a client that reads them can
+                    # already refer to what the dialect keeps (a stored response).
+                    await call.dialect.complete(call)
                 if out:
                     if record.time_to_first_token_ms is None:
                         record.time_to_first_token_ms = call.elapsed_ms()

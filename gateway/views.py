@@ -1,5 +1,6 @@
 """The OpenAI-compatible endpoints: ``/v1/chat/completions``, ``/v1/completions``,
-``/v1/embeddings``, ``/v1/models`` and ``/v1/models/{id}``, plus ``/metrics``.
+``/v1/embeddings``, ``/v1/responses`` (with ``/v1/responses/{id}``), ``/v1/models`` and
+``/v1/models/{id}``, plus ``/metrics``.
 
 Async views; they authenticate the client key and hand over to ``gateway.proxy``.
 """
@@ -14,12 +15,15 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import proxy, runtime, telemetry
+from gateway import responses as responses_api
 from gateway.auth import authenticate
 from gateway.dialect import OPENAI, Dialect
 from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, ModelNotFound
 from gateway.selectors import model_list
 from gateway.upstreams import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
 from modelhub.crypto import constant_time_equals
+from modelhub.selectors import stored_response_get
+from modelhub.services import stored_response_delete
 
 
 def _json(payload, status: int = 200) -> HttpResponse:
@@ -71,6 +75,77 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
 async def embeddings(request: HttpRequest) -> HttpResponseBase:
     """Create embeddings (OpenAI's ``POST /v1/embeddings``)."""
     return await _completion(request, EMBEDDINGS)
+
+
+@csrf_exempt
+async def responses(request: HttpRequest) -> HttpResponseBase:
+    """Create a model response (OpenAI's Responses API, ``POST /v1/responses``), streamed
+    or not; stored for ``previous_response_id`` unless ``store`` is false."""
+    return await _completion(request, CHAT, responses_api.ResponsesDialect())
+
+
+@csrf_exempt
+async def response_detail(request: HttpRequest, response_id: str) -> HttpResponse:
+    """Read (``GET``) or delete (``DELETE``) one of the organization's stored responses."""
+    if request.method not in ("GET", "DELETE"):
+        return _method_not_allowed("GET, DELETE")
+    state = runtime.current()
+    try:
+        key = await authenticate(state, request.headers)
+        organization = key.organization
+        if not responses_api.is_response_id(response_id):
+            raise responses_api.not_found(response_id)
+        if request.method == "DELETE":
+            if not await state.db(
+                stored_response_delete, organization=organization, response_id=response_id
+            ):
+                raise responses_api.not_found(response_id)
+            return _json(responses_api.deleted(response_id))
+        if request.GET.get("stream") in ("true", "1"):
+            raise InvalidRequest(
+                "Streaming a stored response again is not supported: read it without 'stream'.",
+                param="stream",
+                code="unsupported_value",
+            )
+        stored = await state.db(
+            stored_response_get, organization=organization, response_id=response_id
+        )
+        if stored is None:
+            raise responses_api.not_found(response_id)
+        return _json(stored.response)
+    except GatewayError as error:
+        return error.as_response()
+
+
+async def response_input_items(request: HttpRequest, response_id: str) -> HttpResponse:
+    """The input items of one of the organization's stored responses, in pages."""
+    if request.method != "GET":
+        return _method_not_allowed("GET")
+    state = runtime.current()
+    try:
+        key = await authenticate(state, request.headers)
+        order = request.GET.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
+        try:
+            limit = int(request.GET.get("limit", "20"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            raise InvalidRequest("'limit' must be a whole number from 1 to 100.", param="limit")
+        stored = None
+        if responses_api.is_response_id(response_id):
+            stored = await state.db(
+                stored_response_get, organization=key.organization, response_id=response_id
+            )
+        if stored is None:
+            raise responses_api.not_found(response_id)
+        page = responses_api.input_item_list(
+            stored.input_items, order=order, limit=limit, after=request.GET.get("after")
+        )
+        return _json(page)
+    except GatewayError as error:
+        return error.as_response()
 
 
 async def _models_for(state, key) -> list[dict]:

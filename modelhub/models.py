@@ -10,6 +10,7 @@ every tenant's rows. The catalog (:class:`Provider`, :class:`Model`) also has gl
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -1058,3 +1059,55 @@ class LimitCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}={self.value}"
+
+
+# --- Stored responses (the gateway's Responses API) ------------------------------------------
+
+
+def responses_retention_cutoff(now=None):
+    """Stored responses created before this moment are past RESPONSES_RETENTION_DAYS: they
+    read as gone even before the retention task removes them."""
+    return (now or timezone.now()) - timedelta(days=settings.RESPONSES_RETENTION_DAYS)
+
+
+class StoredResponse(OrganizationOwned):
+    """An answer of the gateway's ``POST /v1/responses`` kept for its organization (the
+    request's ``store``), so that a later request continues the conversation with
+    ``previous_response_id`` and ``GET /v1/responses/{id}`` reads it back. Removed after
+    RESPONSES_RETENTION_DAYS by a periodic task."""
+
+    response_id = models.CharField(
+        max_length=64, unique=True, help_text='The response\'s id, "resp_" and random hex.'
+    )
+    client_key = models.ForeignKey(
+        ClientKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The client key that created it (its id).",
+    )
+    model = models.CharField(max_length=300, help_text="The model the client asked for.")
+    response = models.JSONField(help_text="The Response object as it was returned.")
+    input_items = models.JSONField(
+        default=list, help_text="The request's own input, as Responses API items."
+    )
+    history = models.JSONField(
+        default=list,
+        help_text="The items of the earlier turns it continued (previous_response_id).",
+    )
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, help_text="When the response was created."
+    )
+
+    class Meta:
+        db_table = "stored_responses"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.response_id
+
+    @property
+    def conversation(self) -> list[dict]:
+        """Every item a continuation starts from: earlier turns, this input, this output."""
+        return [*self.history, *self.input_items, *(self.response.get("output") or [])]

@@ -22,6 +22,8 @@ from modelhub.models import (
     Organization,
     Provider,
     ProviderCredential,
+    StoredResponse,
+    responses_retention_cutoff,
 )
 from modelhub.quotas import quota_states
 
@@ -530,4 +532,14 @@ def callable_providers_q(organization: Organization, *, prefix: str = "") -> Q:
     free = Q(**{f"{prefix}requires_api_key": False}) | Q(**{pk: environment})
     return Q(**{pk: credentials.filter(is_active=True).values("provider_id")}) | (
         ~Q(**{pk: credentials.values("provider_id")}) & free
+    )
+
+
+def stored_response_get(*, organization: Organization, response_id: str) -> StoredResponse | None:
+    """One of ``organization``'s stored responses still within its retention, or None
+    (another organization's id reads as missing)."""
+    return (
+        StoredResponse.objects.for_org(organization)
+        .filter(response_id=response_id, created_at__gte=responses_retention_cutoff())
+        .first()
     )

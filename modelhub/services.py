@@ -31,7 +31,9 @@ from modelhub.models import (
     Role,
     RoutingRule,
     RoutingTarget,
+    StoredResponse,
     User,
+    responses_retention_cutoff,
 )
 from modelhub.quotas import below_quotas_q, period_bounds
 from modelhub.redaction import scrub_for_credential
@@ -670,4 +672,47 @@ def limit_counters_adjust(*, deltas: Sequence[tuple[str, int]]) -> None:
 def limit_counters_purge(*, expired_before: datetime) -> int:
     """Delete counters whose window ended before ``expired_before``."""
     deleted, _ = LimitCounter.objects.filter(expires_at__lt=expired_before).delete()
+    return deleted
+
+
+# --- Stored responses --------------------------------------------------------------------
+
+
+def stored_response_create(
+    *,
+    organization: Organization,
+    response_id: str,
+    model: str,
+    response: dict,
+    input_items: list[dict],
+    history: list[dict],
+    client_key_id: int | None = None,
+) -> StoredResponse:
+    """Keep a Responses API answer for ``organization`` (see :class:`StoredResponse`)."""
+    return StoredResponse.objects.create(
+        organization=organization,
+        response_id=response_id,
+        client_key_id=client_key_id,
+        model=model[:300],
+        response=response,
+        input_items=input_items,
+        history=history,
+    )
+
+
+def stored_response_delete(*, organization: Organization, response_id: str) -> bool:
+    """Delete one of ``organization``'s stored responses; False when it has none by that id."""
+    deleted, _ = (
+        StoredResponse.objects.for_org(organization).filter(response_id=response_id).delete()
+    )
+    return bool(deleted)
+
+
+def stored_responses_purge(*, now: datetime | None = None) -> int:
+    """Delete the responses older than RESPONSES_RETENTION_DAYS, in every organization."""
+    cutoff = responses_retention_cutoff(now)
+    expired = StoredResponse.objects.across_tenants(
+        reason="retention is the operator's policy for every organization"
+    ).filter(created_at__lt=cutoff)
+    deleted, _ = expired.delete()
     return deleted

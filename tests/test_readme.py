@@ -103,3 +103,39 @@ def test_first_call_in_five_minutes(bootstrapped, gateway, upstream, tmp_path):
     (call,) = upstream.requests_for("llama-3.1-8b-instruct")
     assert call["path"] == "/openai/v1/chat/completions"
     assert call["headers"]["authorization"] == "Bearer sk-your-endpoint-key"
+
+
+def test_the_responses_api_snippet_runs(gateway, upstream, org):
+    """The README's Responses API example, with the walkthrough's model and a key."""
+    from modelhub.services import client_key_create, provider_credential_create
+
+    [(language, python)] = re.findall(
+        r"<!-- responses-api -->\s*```(\w+)\n(.*?)```", README.read_text(), re.DOTALL
+    )
+    assert language == "python"
+    provider = Provider.objects.create(
+        organization=org, name="My LLM", slug="my-llm", base_url=f"{upstream.url}/openai/v1"
+    )
+    Model.objects.create(
+        provider=provider, provider_model_id="llama-3.1-8b-instruct", model_name="Llama"
+    )
+    provider_credential_create(organization=org, provider=provider, secret="sk-x", name="x")
+    key = client_key_create(organization=org, name="readme")
+    answer = subprocess.run(
+        [sys.executable, "-c", python.replace(README_BASE, gateway.url)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MODELHUB_KEY": key.raw_key},
+        check=False,
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.splitlines() == ["Hello from the fake upstream"] * 2
+    first, second = upstream.requests_for("llama-3.1-8b-instruct")
+    # The second turn carried the first (its question and answer), not its instructions.
+    assert [m["role"] for m in first["body"]["messages"]] == ["system", "user"]
+    assert second["body"]["messages"] == [
+        first["body"]["messages"][1],
+        {"role": "assistant", "content": "Hello from the fake upstream"},
+        {"role": "user", "content": "And once more."},
+    ]

@@ -478,6 +478,10 @@ GATEWAY_ALLOW_PRIVATE_UPSTREAMS = env.bool("GATEWAY_ALLOW_PRIVATE_UPSTREAMS", de
 # cooldown (it doubles with each further failure, up to an hour).
 CREDENTIAL_FAILURE_THRESHOLD = env.int("CREDENTIAL_FAILURE_THRESHOLD", default=3)
 CREDENTIAL_COOLDOWN_SECONDS = env.int("CREDENTIAL_COOLDOWN_SECONDS", default=30)
+# Days a response of POST /v1/responses stored for its organization (``store``, on by
+# default) is kept for previous_response_id and GET /v1/responses/{id}; a daily task
+# removes older ones.
+RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
 
 # --- Catalog sync ---------------------------------------------------------------------
 # Hours between two scheduled syncs of every provider (fractions allowed: 0.5 = 30 min).

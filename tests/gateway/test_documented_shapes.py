@@ -72,3 +72,43 @@ def test_errors_have_the_documented_shape(gateway, client_key, schema):
         body = response.json()
         assert set(body) == set(components["GatewayError"]["properties"])
         assert set(body["error"]) == detail
+
+
+def test_documented_responses_fields_are_accepted_and_answered(gateway, client_key, schema):
+    components = schema["components"]["schemas"]
+    request_fields = set(components["CreateResponseRequest"]["properties"])
+    values = {
+        "model": "alpha/llama-3.1-8b",
+        "models": ["beta/meta/llama-3.1-8b"],
+        "provider": {"sort": "price"},
+        "user": "user-1",
+        "input": "Hi",
+        "instructions": "Be brief.",
+        "store": True,
+        "stream": False,
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "text": {"format": {"type": "json_object"}},
+        "max_output_tokens": 16,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "reasoning": {"effort": "low"},
+        "metadata": {"k": "v"},
+    }
+    assert request_fields == set(values) | {"previous_response_id"}
+    headers = {"Authorization": f"Bearer {client_key.raw_key}"}
+    first = httpx.post(f"{gateway.url}/v1/responses", headers=headers, json=values)
+    assert first.status_code == 200, first.text
+    values["previous_response_id"] = first.json()["id"]
+    response = httpx.post(f"{gateway.url}/v1/responses", headers=headers, json=values)
+    assert response.status_code == 200, response.text
+
+    answered = set(response.json())
+    assert set(components["ResponseObject"]["properties"]) <= answered
+    documented = schema["paths"]["/v1/responses"]["post"]["responses"]["200"]["headers"]
+    assert [name for name in documented if name.lower() not in response.headers] == []
+    deleted = httpx.delete(
+        f"{gateway.url}/v1/responses/{values['previous_response_id']}", headers=headers
+    )
+    assert set(deleted.json()) == set(components["ResponseDeleted"]["properties"])

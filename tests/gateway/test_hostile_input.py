@@ -363,3 +363,114 @@ def test_security_headers_match_the_rest_of_the_site(gateway):
     gateway_answer = httpx.get(f"{gateway.url}/metrics")
     for header in SECURITY_HEADERS:
         assert gateway_answer.headers.get(header) == site.headers.get(header), header
+
+
+# --- The Responses API ------------------------------------------------------------------
+
+HI = "hi"
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"input": HI, "frobnicate": True}, "frobnicate", "Unrecognized request argument"),
+        ({"input": HI, "conversation": "conv_1"}, "conversation", "not supported"),
+        ({"input": HI, "tools": [{"type": "web_search"}]}, "tools[0].type", "'web_search'"),
+        ({"input": HI, "tools": [{"type": "function"}]}, "tools[0].name", "name"),
+        ({"input": HI, "tools": "get_weather"}, "tools", "list"),
+        ({"input": 42}, "input", "string or a non-empty list"),
+        ({"input": []}, "input", "non-empty list"),
+        ({}, "input", "'input'"),
+        ({"input": ["hi"]}, "input[0]", "object"),
+        ({"input": [{"role": "wizard", "content": HI}]}, "input[0].role", "role"),
+        ({"input": [{"role": "user", "content": 7}]}, "input[0].content", "content"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            "input[0].content[0].type",
+            "'input_file'",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
+            "input[0].content[0].file_id",
+            "image_url",
+        ),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "not supported"),
+        (
+            {"input": [{"type": "function_call_output", "output": "18 C"}]},
+            "input[0].call_id",
+            "call_id",
+        ),
+        ({"input": HI, "instructions": ["be brief"]}, "instructions", "string"),
+        ({"input": HI, "text": {"format": {"type": "yaml"}}}, "text.format.type", "json_schema"),
+        (
+            {"input": HI, "text": {"format": {"type": "json_schema", "name": "x"}}},
+            "text.format.schema",
+            "schema",
+        ),
+        ({"input": HI, "max_output_tokens": 0}, "max_output_tokens", "positive"),
+        ({"input": HI, "max_output_tokens": "10"}, "max_output_tokens", "positive"),
+        ({"input": HI, "max_output_tokens": True}, "max_output_tokens", "positive"),
+        ({"input": HI, "temperature": "hot"}, "temperature", "number"),
+        ({"input": HI, "top_p": 1.5}, "top_p", "number"),
+        ({"input": HI, "reasoning": {"effort": "extreme"}}, "reasoning.effort", "effort"),
+        ({"input": HI, "metadata": {str(i): "v" for i in range(17)}}, "metadata", "16"),
+        ({"input": HI, "tool_choice": "sometimes"}, "tool_choice", "tool_choice"),
+        ({"input": HI, "store": "yes"}, "store", "boolean"),
+        ({"input": HI, "stream": "yes"}, "stream", "boolean"),
+        ({"input": HI, "background": True}, "background", "Background"),
+        ({"input": HI, "truncation": "auto"}, "truncation", "truncation"),
+        ({"input": HI, "previous_response_id": 5}, "previous_response_id", "response id"),
+        ({"input": HI, "previous_response_id": "resp_\x00"}, "previous_response_id", "response id"),
+        ({"input": "a\x00b"}, "input", "store"),
+        ({"input": "a\ud800b"}, "input", "store"),
+    ],
+)
+def test_bad_responses_requests_are_a_400_naming_the_param(gateway, client_key, body, param, words):
+    response = httpx.post(
+        f"{gateway.url}/v1/responses",
+        # json.dumps escapes the lone surrogate, as a client's encoder would.
+        content=json.dumps({"model": MODEL, **body}).encode(),
+        headers={"Authorization": f"Bearer {client_key.raw_key}"},
+        timeout=30,
+    )
+    error = _error(response, 400)
+    assert error["param"] == param
+    assert words in error["message"]
+    assert error["type"] == "invalid_request_error"
+    assert not ModelMetric.objects.exists()
+
+
+def test_responses_without_a_model_or_with_a_bad_body(gateway, client_key):
+    for content, param in ((b'{"input": "hi"}', "model"), (b"[1]", None), (b"{", None)):
+        response = httpx.post(
+            f"{gateway.url}/v1/responses",
+            content=content,
+            headers={"Authorization": f"Bearer {client_key.raw_key}"},
+        )
+        assert _error(response, 400)["param"] == param
+
+
+def test_text_that_cannot_be_stored_is_served_when_not_stored(client, upstream):
+    response = client.responses.create(model=MODEL, input="a\x00b", store=False)
+    assert response.output_text
+    assert upstream.requests_for("llama-3.1-8b")[-1]["body"]["messages"][0]["content"] == "a\x00b"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/responses", 405),
+        ("PUT", "/v1/responses/resp_1", 405),
+        ("POST", "/v1/responses/resp_1/input_items", 405),
+        ("GET", "/v1/responses/resp_1", 404),
+        ("GET", "/v1/responses/%00", 404),
+        ("GET", "/v1/responses/resp_1/input_items?limit=0", 400),
+        ("GET", "/v1/responses/resp_1/input_items?order=sideways", 400),
+        ("GET", "/v1/responses/resp_1?stream=true", 400),
+    ],
+)
+def test_responses_paths_answer_in_json(gateway, client_key, method, path, status):
+    response = httpx.request(
+        method, f"{gateway.url}{path}", headers={"Authorization": f"Bearer {client_key.raw_key}"}
+    )
+    assert _error(response, status)["message"]

@@ -17,6 +17,15 @@ from dataclasses import dataclass, field
 import uvicorn
 
 WORDS = ["Hello", " from", " the", " fake", " upstream"]
+TOOL_ARGUMENTS = {"city": "Paris"}
+
+
+def first_tool_name(body: dict) -> str:
+    """The name of the request's first tool, in OpenAI's shape or Anthropic's."""
+    tool = (body.get("tools") or [{}])[0]
+    return (tool.get("function") or tool).get("name", "")
+
+
 FAULTS = {"stall_headers", "stall_body", "reset", "garbage", "garbage_stream"}
 
 
@@ -25,6 +34,8 @@ class Action:
     """What the upstream does with the next request for a model."""
 
     kind: str = "ok"  # ok | status | hang | die_mid_stream | slow_stream | echo_secret*
+    # | tool_call (a call of the request's first tool, with TOOL_ARGUMENTS) | length (the
+    # answer cut at its token limit)
     status: int = 200
     headers: dict = field(default_factory=dict)
     message: str = "scripted failure"
@@ -126,7 +137,7 @@ class FakeUpstream:
                 return await self._error(send, Action(status=400, message="no version"), True)
             if body.get("stream"):
                 return await self._anthropic_stream(send, receive, body, action)
-            return await self._json(send, self._message(body))
+            return await self._json(send, self._message(body, action))
         return await self._error(send, Action(status=404, message="no such route"), anthropic)
 
     # --- faults ---------------------------------------------------------------------------
@@ -253,18 +264,32 @@ class FakeUpstream:
         return action.usage if action is not None and action.usage else self._usage()
 
     def _chat(self, body, action=None):
+        if action is not None and action.kind == "tool_call":
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_fake",
+                        "type": "function",
+                        "function": {
+                            "name": first_tool_name(body),
+                            "arguments": json.dumps(TOOL_ARGUMENTS),
+                        },
+                    }
+                ],
+            }
+            finish = "tool_calls"
+        else:
+            message = {"role": "assistant", "content": "".join(WORDS)}
+            finish = "length" if action is not None and action.kind == "length" else "stop"
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
             "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "".join(WORDS)},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
+                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
             ],
             "usage": self._usage_for(action),
         }
@@ -298,14 +323,20 @@ class FakeUpstream:
             "usage": {"prompt_tokens": 4 * len(inputs), "total_tokens": 4 * len(inputs)},
         }
 
-    def _message(self, body):
+    def _message(self, body, action=None):
+        content = [{"type": "text", "text": "".join(WORDS)}]
+        stop_reason = "end_turn"
+        if action is not None and action.kind == "tool_call":
+            tool = {"id": "toolu_fake", "name": first_tool_name(body), "input": TOOL_ARGUMENTS}
+            content = [{"type": "tool_use", **tool}]
+            stop_reason = "tool_use"
         return {
             "id": "msg_fake",
             "type": "message",
             "role": "assistant",
             "model": body["model"],
-            "content": [{"type": "text", "text": "".join(WORDS)}],
-            "stop_reason": "end_turn",
+            "content": content,
+            "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": {"input_tokens": 12, "output_tokens": 6},
         }
@@ -360,10 +391,21 @@ class FakeUpstream:
 
         if completion:
             events = [chunk(word) for word in WORDS] + [chunk("", "stop")]
+        elif action.kind == "tool_call":
+            arguments = json.dumps(TOOL_ARGUMENTS)
+            call = {"index": 0, "id": "call_fake", "type": "function"}
+            call["function"] = {"name": first_tool_name(body), "arguments": ""}
+            events = [chunk({"role": "assistant", "content": None, "tool_calls": [call]})]
+            half = len(arguments) // 2
+            for part in (arguments[:half], arguments[half:]):
+                events.append(
+                    chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+                )
+            events += [chunk({}, "tool_calls")]
         else:
             events = [chunk({"role": "assistant", "content": ""})]
             events += [chunk({"content": word}) for word in WORDS]
-            events += [chunk({}, "stop")]
+            events += [chunk({}, "length" if action.kind == "length" else "stop")]
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append(chunk(usage=self._usage_for(action), choices=False))
         events.append(b"data: [DONE]\n\n")
@@ -408,13 +450,33 @@ class FakeUpstream:
             )
             for w in WORDS
         ]
+        events.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        stop_reason = "end_turn"
+        if action.kind == "tool_call":
+            stop_reason = "tool_use"
+            block = {"type": "tool_use", "id": "toolu_fake", "name": first_tool_name(body)}
+            arguments = json.dumps(TOOL_ARGUMENTS)
+            events += [
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 1, "content_block": block},
+                ),
+                event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 1,
+                        "delta": {"type": "input_json_delta", "partial_json": arguments},
+                    },
+                ),
+                event("content_block_stop", {"type": "content_block_stop", "index": 1}),
+            ]
         events += [
-            event("content_block_stop", {"type": "content_block_stop", "index": 0}),
             event(
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                     "usage": {"output_tokens": 6},
                 },
             ),
