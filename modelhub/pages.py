@@ -73,10 +73,10 @@ def date_range(params, now: datetime | None = None) -> DateRange:
             )
         if first is None:
             problem = "A custom range needs a start date; showing the last 30 days."
-        elif first > last:
-            problem = "The start date is after the end date; showing the last 30 days."
         elif first > today:
             problem = "The range starts in the future; showing the last 30 days."
+        elif first > last:
+            problem = "The start date is after the end date; showing the last 30 days."
         elif (last - first).days + 1 > MAX_CUSTOM_DAYS:
             problem = (
                 f"A custom range spans at most {MAX_CUSTOM_DAYS} days; showing the last 30 days."
