@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -133,13 +134,13 @@ def _organization_budget(organization):
 
 def _daily_bars(daily: list[dict], start: date, days: int, key: str, fmt: str) -> list[Bar]:
     by_date = {row["date"]: row for row in daily}
+    # A few bars leave no room under each for the month: the title on hover still has it.
+    label = "%d" if days <= 4 else "%d %b"
     bars = []
     for offset in range(days):
         day = start + timedelta(days=offset)
         value = by_date.get(day, {}).get(key, 0) or 0
-        bars.append(
-            Bar(day.strftime("%d %b"), float(value), f"{day:%Y-%m-%d}: {fmt.format(value)}")
-        )
+        bars.append(Bar(day.strftime(label), float(value), f"{day:%Y-%m-%d}: {fmt.format(value)}"))
     return bars
 
 
@@ -175,7 +176,7 @@ def dashboard(request):
     for row in budgets:
         row["bar"] = percent_bar(row["status"].percent_used, label="of the key's budget spent")
     organization_budget = _organization_budget(organization)
-    label_every = max(period.days // 6, 1)
+    label_every = math.ceil(period.days / 4)  # at most five date labels under a chart
     is_all = organization is ALL_ORGANIZATIONS
     context.update(
         period=period,

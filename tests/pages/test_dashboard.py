@@ -319,7 +319,7 @@ def test_percentiles_are_shown_as_bucket_bounds_and_the_bar_is_labelled(
     metric(org, catalog["gpt"], cost="0", latency=120)
     html = login(client, owner).get("/dashboard/").content.decode()
     table = html.split('id="provider-latency"', 1)[1].split("</table>", 1)[0]
-    assert "≤ 750 ms" in table and "≤ 150 ms" in table
+    assert "≤&nbsp;750&nbsp;ms" in table and "≤&nbsp;150&nbsp;ms" in table
     assert '<th class="hide-sm">p95 vs slowest</th>' in table
     assert 'aria-label="100% p95 at 100% of the slowest provider&#x27;s"' in table
     assert 'aria-label="20% p95 at 20% of the slowest provider&#x27;s"' in table
