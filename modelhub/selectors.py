@@ -624,21 +624,20 @@ def client_key_budget_statuses(
 ) -> dict[int, BudgetStatus]:
     """:class:`BudgetStatus` of every key with a budget, by key id, in one read."""
     now = now or timezone.now()
-    periods = {}
+    periods: dict[int, tuple[Decimal, datetime, datetime, str]] = {}
     for key in keys:
         if key.budget_amount is not None:
             start, end = period_bounds(key.budget_period, now)
             periods[key.pk] = (
-                key,
+                Decimal(key.budget_amount),
                 start,
                 end,
                 budget_counter_key(key.pk, key.budget_period, start),
             )
     values = _limit_counter_values([counter for *_, counter in periods.values()])
     statuses = {}
-    for key_id, (key, start, end, counter) in periods.items():
+    for key_id, (budget, start, end, counter) in periods.items():
         spent = max(Decimal(values.get(counter, 0)) / PICODOLLARS, Decimal(0))
-        budget = Decimal(key.budget_amount)
         statuses[key_id] = BudgetStatus(
             spent=spent,
             budget=budget,
@@ -762,8 +761,8 @@ def telemetry_snapshot(now: datetime | None = None) -> TelemetrySnapshot:
         .annotate(n=Count("id"))
         .order_by()
     ):
-        for status in HealthStatus.values:  # every status of an organization, zeros too
-            health.setdefault((row["organization__slug"], status), 0)
+        for health_status in HealthStatus.values:  # every status of an organization, zeros too
+            health.setdefault((row["organization__slug"], health_status), 0)
         health[(row["organization__slug"], row["health_status"])] = row["n"]
 
     syncs = [
