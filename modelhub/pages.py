@@ -132,6 +132,15 @@ def _organization_budget(organization):
     return status_of(organization)
 
 
+def _budget_bar(status, label: str):
+    """A bar of spent / budget; from the two fields every budget status has (a key's and
+    an organization's), so it does not depend on either's helpers."""
+    if status is None:
+        return None
+    share = float(status.spent) / float(status.budget) * 100 if status.budget else 100.0
+    return percent_bar(share, label=label)
+
+
 def _daily_bars(daily: list[dict], start: date, days: int, key: str, fmt: str) -> list[Bar]:
     by_date = {row["date"]: row for row in daily}
     # A few bars leave no room under each for the month: the title on hover still has it.
@@ -174,7 +183,7 @@ def dashboard(request):
             quota["bar"] = percent_bar(quota["percent_used"], label=f"{quota['quota']} quota used")
     budgets = selectors.client_key_budget_overview(organization)
     for row in budgets:
-        row["bar"] = percent_bar(row["status"].percent_used, label="of the key's budget spent")
+        row["bar"] = _budget_bar(row["status"], "of the key's budget spent")
     organization_budget = _organization_budget(organization)
     label_every = math.ceil(period.days / 4)  # at most five date labels under a chart
     is_all = organization is ALL_ORGANIZATIONS
@@ -183,11 +192,9 @@ def dashboard(request):
         summary=summary,
         budgets=budgets,
         organization_budget=organization_budget,
-        organization_budget_bar=percent_bar(
-            organization_budget.percent_used, label="of the organization's budget spent"
-        )
-        if organization_budget is not None
-        else None,
+        organization_budget_bar=_budget_bar(
+            organization_budget, "of the organization's budget spent"
+        ),
         spend_chart=bar_chart(
             _daily_bars(summary["daily"], period.first_day, period.days, "cost", "${:.4f}"),
             axis_format="${:g}",
