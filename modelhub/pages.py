@@ -181,7 +181,13 @@ def dashboard(request):
     for credential in summary["credentials"]:
         for quota in credential["quotas"]:
             quota["bar"] = percent_bar(quota["percent_used"], label=f"{quota['quota']} quota used")
-    budgets = selectors.client_key_budget_overview(organization)
+    budgets_unavailable = ""
+    try:
+        budgets = selectors.client_key_budget_overview(organization)
+    except selectors.LimitCountersUnavailable:
+        # The rest of the page comes from the database; say what is missing instead of failing.
+        budgets = []
+        budgets_unavailable = "The gateway's budget counters (Redis) did not answer; try again."
     for row in budgets:
         row["bar"] = _budget_bar(row["status"], "of the key's budget spent")
     organization_budget = _organization_budget(organization)
@@ -191,6 +197,7 @@ def dashboard(request):
         period=period,
         summary=summary,
         budgets=budgets,
+        budgets_unavailable=budgets_unavailable,
         organization_budget=organization_budget,
         organization_budget_bar=_budget_bar(
             organization_budget, "of the organization's budget spent"

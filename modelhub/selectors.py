@@ -588,6 +588,10 @@ def budget_counter_key(client_key_id: int, period: str, period_start: datetime) 
     return f"gw:ck:{client_key_id}:spend:{period}:{period_start:%Y%m%d%H}"
 
 
+class LimitCountersUnavailable(Exception):
+    """The Redis holding the gateway's counters did not answer."""
+
+
 _limit_redis = None
 _limit_redis_url = ""
 _limit_redis_lock = threading.Lock()
@@ -609,14 +613,18 @@ def _limit_counter_values(keys: list[str]) -> dict[str, int]:
     url = _limit_counters_redis_url()
     if not url:
         return dict(LimitCounter.objects.filter(key__in=keys).values_list("key", "value"))
+    import redis
+
     with _limit_redis_lock:
         if _limit_redis is None or _limit_redis_url != url:
-            import redis
-
             _limit_redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
             _limit_redis_url = url
         client = _limit_redis
-    return {key: int(value) for key, value in zip(keys, client.mget(keys), strict=True) if value}
+    try:
+        values = client.mget(keys)
+    except redis.RedisError as exc:
+        raise LimitCountersUnavailable(f"The budget counters could not be read: {exc}") from exc
+    return {key: int(value) for key, value in zip(keys, values, strict=True) if value}
 
 
 def client_key_budget_statuses(

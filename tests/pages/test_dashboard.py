@@ -481,3 +481,14 @@ def test_staff_see_every_organizations_budgeted_keys(client, staff, org, other_o
     budgets = html.split('id="key-budgets"', 1)[1].split("</table>", 1)[0]
     assert "ours" in budgets and "theirs" in budgets
     assert "<td>globex</td>" in budgets
+
+
+def test_unreachable_budget_counters_are_a_message_not_an_error(client, owner, org, settings):
+    services.client_key_create(organization=org, name="capped", budget_amount=Decimal("1"))
+    settings.GATEWAY_LIMIT_BACKEND = "redis"
+    settings.GATEWAY_LIMIT_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    response = login(client, owner).get("/dashboard/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "budget counters (Redis) did not answer" in html
+    assert 'id="total-cost"' in html
