@@ -8,6 +8,9 @@ process's own registry is served.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +21,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from modelhub.selectors import TelemetrySnapshot
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -124,10 +132,82 @@ def series_labels(provider: str, model: str, *, is_global: bool) -> tuple[str, s
     return PRIVATE_LABEL, PRIVATE_LABEL
 
 
+class TenantGauges(Collector):
+    """Gauges read from the database: budget remaining and credential health per
+    organization, and the last successful catalog sync per provider.
+
+    ``collect`` runs inside ``generate_latest`` on the event loop, so it only formats the
+    last snapshot; the ``/metrics`` view refreshes that snapshot on a database thread when
+    it is older than ``METRICS_GAUGE_REFRESH_SECONDS``. Gateway requests never read it.
+    Every process computes the same values from the same rows, so the gauges are served
+    as they are, also beside the multiprocess collector.
+    """
+
+    def __init__(self) -> None:
+        self.snapshot: TelemetrySnapshot | None = None
+        self.taken_at = float("-inf")
+
+    def is_stale(self, max_age: float) -> bool:
+        return time.monotonic() - self.taken_at >= max_age
+
+    def update(self, snapshot: TelemetrySnapshot) -> None:
+        self.snapshot = snapshot
+        self.taken_at = time.monotonic()
+
+    def describe(self) -> Iterator[Metric]:
+        # Nothing to describe at registration: the families come from the database.
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        budget = GaugeMetricFamily(
+            "gateway_organization_budget_usd",
+            "Budget of the current period in USD, by organization and source: the "
+            "organization's own budget, or the sum over its client keys that have one.",
+            labels=["organization", "source"],
+        )
+        remaining = GaugeMetricFamily(
+            "gateway_organization_budget_remaining_usd",
+            "Budget left in the current period in USD (from the gateway's live counters), "
+            "by organization and source (organization or client_keys).",
+            labels=["organization", "source"],
+        )
+        for gauge in snapshot.budgets:
+            budget.add_metric([gauge.organization_slug, gauge.source], float(gauge.budget))
+            remaining.add_metric([gauge.organization_slug, gauge.source], float(gauge.remaining))
+        credentials = GaugeMetricFamily(
+            "gateway_organization_credentials",
+            "Provider credentials by organization and health status.",
+            labels=["organization", "health"],
+        )
+        for (organization, health), count in sorted(snapshot.credential_health.items()):
+            credentials.add_metric([organization, health], count)
+        # Org-private providers fold into one series (their latest sync), like the others.
+        last_sync: dict[str, float] = {}
+        for sync in snapshot.last_syncs:
+            label, _ = series_labels(sync.provider_slug, "", is_global=sync.is_global)
+            last_sync[label] = max(last_sync.get(label, 0.0), sync.last_success.timestamp())
+        synced = GaugeMetricFamily(
+            "gateway_provider_last_sync_timestamp_seconds",
+            "Unix time of the last successful catalog sync, by provider.",
+            labels=["provider"],
+        )
+        for provider, timestamp in sorted(last_sync.items()):
+            synced.add_metric([provider], timestamp)
+        yield from (budget, remaining, credentials, synced)
+
+
+GAUGES = TenantGauges()
+REGISTRY.register(GAUGES)
+
+
 def exposition() -> tuple[bytes, str]:
     """The metrics text and its content type."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(GAUGES)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

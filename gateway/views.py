@@ -8,6 +8,7 @@ Async views; they authenticate the client key and hand over to ``gateway.proxy``
 from __future__ import annotations
 
 import json
+import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -21,9 +22,12 @@ from gateway.dialect import OPENAI, Dialect
 from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, ModelNotFound
 from gateway.selectors import model_list
 from gateway.upstreams import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
+from modelhub import selectors
 from modelhub.crypto import constant_time_equals
 from modelhub.selectors import stored_response_get
 from modelhub.services import stored_response_delete
+
+logger = logging.getLogger(__name__)
 
 
 def _json(payload, status: int = 200) -> HttpResponse:
@@ -183,6 +187,19 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
         return error.as_response()
 
 
+async def _refresh_gauges() -> None:
+    """Re-read the database gauges on a database thread when they are old; a failed read
+    keeps the previous values (the counters are still served)."""
+    if not telemetry.GAUGES.is_stale(settings.METRICS_GAUGE_REFRESH_SECONDS):
+        return
+    try:
+        snapshot = await runtime.current().db(selectors.telemetry_snapshot)
+    except Exception:
+        logger.exception("Could not read the gauges of /metrics from the database.")
+        return
+    telemetry.GAUGES.update(snapshot)
+
+
 async def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus metrics in the text exposition format; with ``METRICS_TOKEN`` set, only
     for ``Authorization: Bearer <METRICS_TOKEN>`` (the series name providers and spend)."""
@@ -196,6 +213,7 @@ async def metrics(request: HttpRequest) -> HttpResponse:
             ).as_response()
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
+    await _refresh_gauges()
     payload, content_type = telemetry.exposition()
     response = HttpResponse(payload, content_type=content_type)
     response["Cache-Control"] = "no-store"

@@ -8,7 +8,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db import models
-from django.db.models import Count
+from django.db.models import Count, DecimalField, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from modelhub import outbound, services
@@ -17,6 +18,7 @@ from modelhub.models import (
     ClientKey,
     HuggingFaceMetrics,
     Membership,
+    MetricDaily,
     Model,
     ModelMetric,
     Organization,
@@ -267,6 +269,47 @@ class ProviderCredentialAdmin(PublishesTenantChanges, admin.ModelAdmin):
         self.message_user(request, "Health reset.")
 
 
+class ClientKeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("expired", "Expired"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
+        if self.value() == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+class ClientKeyIssueForm(forms.ModelForm):
+    """What a new key needs; the key itself is generated on save (see ``save_model``)."""
+
+    class Meta:
+        model = ClientKey
+        fields = [
+            "organization",
+            "name",
+            "allowed_models",
+            "rate_limit_rpm",
+            "rate_limit_tpm",
+            "budget_amount",
+            "budget_period",
+            "expires_at",
+        ]
+
+    def clean_expires_at(self):
+        expires_at = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError("A new key must expire in the future.")
+        return expires_at
+
+
 @admin.register(ClientKey)
 class ClientKeyAdmin(PublishesTenantChanges, admin.ModelAdmin):
     list_display = [
@@ -275,20 +318,78 @@ class ClientKeyAdmin(PublishesTenantChanges, admin.ModelAdmin):
         "prefix",
         "rate_limit_rpm",
         "budget_amount",
+        "spend",
         "expires_at",
         "revoked_at",
         "last_used_at",
     ]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    list_filter = [ClientKeyStatusFilter, "organization", "budget_period"]
     search_fields = ["name", "prefix", "organization__slug"]
     list_select_related = ["organization"]
     readonly_fields = ["prefix", "revoked_at", "last_used_at", "created_by"]
     exclude = ["key_hash"]
     actions = ["revoke"]
 
-    def has_add_permission(self, request):
-        # Keys are issued through the API, which shows the full key once.
-        return False
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            # Issuing: the same fields as POST /api/modelhub/client-keys/.
+            kwargs["form"] = ClientKeyIssueForm
+            kwargs["fields"] = ClientKeyIssueForm.Meta.fields
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else []
+
+    def get_queryset(self, request):
+        # Spend of each key from the daily rollups: one subquery, not a query per row.
+        spend = (
+            MetricDaily.objects.filter(
+                client_key_pk=OuterRef("pk"), organization_id=OuterRef("organization_id")
+            )
+            .order_by()
+            .values("client_key_pk")
+            .annotate(total=Sum("cost"))
+            .values("total")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _spend=Coalesce(
+                    Subquery(spend, output_field=DecimalField(max_digits=20, decimal_places=10)),
+                    0,
+                    output_field=DecimalField(max_digits=20, decimal_places=10),
+                )
+            )
+        )
+
+    @admin.display(description="Spend (USD)", ordering="_spend")
+    def spend(self, client_key) -> str:
+        return f"{client_key._spend:.4f}"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        fields = {name: form.cleaned_data[name] for name in ClientKeyIssueForm.Meta.fields}
+        issued = services.client_key_create(created_by=request.user, **fields)
+        obj.pk, obj.prefix, obj.key_hash = (
+            issued.client_key.pk,
+            issued.client_key.prefix,
+            issued.client_key.key_hash,
+        )
+        obj.created_at = issued.client_key.created_at
+        # Shown on the next page only: the key is not stored, so it can never be shown again.
+        self.message_user(
+            request,
+            f"The new key is {issued.raw_key} - copy it now, it is not shown again.",
+            messages.WARNING,
+            extra_tags="issued-client-key",
+        )
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The key was announced above; skip the stock "added successfully" line.
+        return self.response_post_save_add(request, obj)
 
     def changes_of(self, client_key):
         return client_key.organization_id, client_key.key_hash
@@ -322,11 +423,26 @@ class RoutingRuleAdmin(PublishesTenantChanges, admin.ModelAdmin):
     inlines = [RoutingTargetInline]
 
 
+class MetricStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("success", "Success"), ("error", "Error")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("success", "error"):
+            return queryset.filter(success=self.value() == "success")
+        return queryset
+
+
 @admin.register(ModelMetric)
 class ModelMetricAdmin(admin.ModelAdmin):
     list_display = [
         "created_at",
         "organization",
+        "provider",
+        "client_key",
         "requested_model",
         "served_model",
         "status_code",
@@ -335,10 +451,17 @@ class ModelMetricAdmin(admin.ModelAdmin):
         "latency_ms",
         "fallbacks_used",
     ]
-    list_filter = ["success", "model_type", "streamed"]
+    list_filter = [
+        MetricStatusFilter,
+        "organization",
+        "provider",
+        "client_key",
+        "model_type",
+        "streamed",
+    ]
     search_fields = ["requested_model", "served_model", "request_id"]
     date_hierarchy = "created_at"
-    list_select_related = ["organization"]
+    list_select_related = ["organization", "provider", "client_key"]
     show_full_result_count = False
 
     def has_add_permission(self, request):

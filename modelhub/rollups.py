@@ -20,6 +20,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
 from modelhub.models import MetricDaily, MetricDailyLatency, ModelMetric, Organization
+from modelhub.tenancy import ALL_ORGANIZATIONS, AllOrganizations
 
 # Upper bounds, in milliseconds, of the latency buckets; the last bucket is open-ended.
 LATENCY_BUCKETS_MS = (
@@ -221,11 +222,16 @@ def rebuild(
     return len(created)
 
 
-def daily_rows(organization: Organization, start: date, end: date):
-    return MetricDaily.objects.filter(organization=organization, day__gte=start, day__lte=end)
+def _of(queryset, organization: Organization | AllOrganizations):
+    # The staff view sums every organization's rows; anything else is one organization's.
+    if organization is ALL_ORGANIZATIONS:
+        return queryset
+    return queryset.filter(organization=organization)
 
 
-def latency_rows(organization: Organization, start: date, end: date):
-    return MetricDailyLatency.objects.filter(
-        organization=organization, day__gte=start, day__lte=end
-    )
+def daily_rows(organization: Organization | AllOrganizations, start: date, end: date):
+    return _of(MetricDaily.objects.filter(day__gte=start, day__lte=end), organization)
+
+
+def latency_rows(organization: Organization | AllOrganizations, start: date, end: date):
+    return _of(MetricDailyLatency.objects.filter(day__gte=start, day__lte=end), organization)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterable, Sequence
-from datetime import UTC, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Avg, Count, DecimalField, F, Q, QuerySet, Sum
+from django.db.models import Avg, Count, DecimalField, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -17,15 +19,19 @@ from modelhub import rollups
 from modelhub.models import (
     ClientKey,
     HealthStatus,
+    LimitCounter,
     Model,
     ModelMetric,
     Organization,
     Provider,
     ProviderCredential,
     StoredResponse,
+    SyncRun,
+    SyncStatus,
     responses_retention_cutoff,
 )
-from modelhub.quotas import quota_states
+from modelhub.quotas import period_bounds, quota_states
+from modelhub.tenancy import ALL_ORGANIZATIONS
 
 # The tag Ollama means when a model is named without one.
 OLLAMA_DEFAULT_TAG = "latest"
@@ -315,10 +321,28 @@ def _mean_latency(row) -> float | None:
     return round(row["latency_sum"] / row["successes"], 1) if row["successes"] else None
 
 
+STAFF_VIEW = "the staff dashboard over every organization"
+
+
+def _rows_of(model, organization):
+    """``model``'s rows of ``organization``, or of every organization for the staff view
+    (``tenancy.ALL_ORGANIZATIONS``)."""
+    if organization is ALL_ORGANIZATIONS:
+        return model.objects.across_tenants(reason=STAFF_VIEW)
+    return model.objects.for_org(organization)
+
+
+def _providers_of(organization):
+    if organization is ALL_ORGANIZATIONS:
+        return Provider.objects.across_tenants(reason=STAFF_VIEW)
+    return Provider.objects.visible_to(organization)
+
+
 def dashboard_summary(*, organization, start=None, end=None) -> dict:
     """Everything the dashboard shows, from the daily rollups, in a fixed number of queries.
 
     The range is taken in whole UTC days: from the day of ``start`` to the day of ``end``.
+    ``organization`` may be ``tenancy.ALL_ORGANIZATIONS``: the sums of every organization.
     """
     start, end = report_range(start, end)
     first_day, last_day = start.astimezone(UTC).date(), end.astimezone(UTC).date()
@@ -344,7 +368,7 @@ def dashboard_summary(*, organization, start=None, end=None) -> dict:
     )
     keys = {
         key.pk: key
-        for key in ClientKey.objects.for_org(organization).filter(
+        for key in _rows_of(ClientKey, organization).filter(
             pk__in=[row["client_key_pk"] for row in key_rows]
         )
     }
@@ -360,9 +384,7 @@ def dashboard_summary(*, organization, start=None, end=None) -> dict:
 
     health = {status: 0 for status in HealthStatus.values}
     for row in (
-        ProviderCredential.objects.for_org(organization)
-        .values("health_status")
-        .annotate(n=Count("id"))
+        _rows_of(ProviderCredential, organization).values("health_status").annotate(n=Count("id"))
     ):
         health[row["health_status"]] = row["n"]
     return {
@@ -404,7 +426,7 @@ def latency_by_provider(organization, first_day, last_day) -> list[dict]:
         .order_by("-requests", "provider_pk")
     )
     slugs = dict(
-        Provider.objects.visible_to(organization)
+        _providers_of(organization)
         .filter(pk__in=[g["provider_pk"] for g in groups])
         .values_list("pk", "slug")
     )
@@ -442,13 +464,14 @@ def credential_overview(organization) -> list[dict]:
     rows = []
     now = timezone.now()
     for credential in (
-        ProviderCredential.objects.for_org(organization)
-        .select_related("provider")
-        .order_by("provider__slug", "priority", "id")
+        _rows_of(ProviderCredential, organization)
+        .select_related("provider", "organization")
+        .order_by("organization__slug", "provider__slug", "priority", "id")
     ):
         rows.append(
             {
                 "id": credential.pk,
+                "organization_slug": credential.organization.slug,
                 "name": credential.name,
                 "provider_slug": credential.provider.slug,
                 "secret_hint": credential.secret_hint,
@@ -543,3 +566,234 @@ def stored_response_get(*, organization: Organization, response_id: str) -> Stor
         .filter(response_id=response_id, created_at__gte=responses_retention_cutoff())
         .first()
     )
+
+
+# --- Budget use, from the gateway's live counters -------------------------------------------
+# The gateway admits a request against a counter per client key and budget period (see
+# ``gateway.limits``: Redis when it runs with Redis, ``LimitCounter`` rows otherwise). The
+# counter holds what finished requests cost plus the worst case of the ones still running,
+# in integer picodollars; reading the same counter shows what the gateway enforces, not a
+# sum of metric rows written a moment later.
+
+PICODOLLARS = Decimal(10**12)
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """Spend against a budget in its current period, in USD."""
+
+    spent: Decimal
+    budget: Decimal
+    remaining: Decimal
+    period_start: datetime
+    period_end: datetime
+
+    @property
+    def percent_used(self) -> float:
+        if not self.budget:
+            return 100.0
+        return round(float(self.spent) / float(self.budget) * 100, 2)
+
+
+def budget_counter_key(client_key_id: int, period: str, period_start: datetime) -> str:
+    """The name ``gateway.limits.client_key_windows`` gives a key's spend counter."""
+    return f"gw:ck:{client_key_id}:spend:{period}:{period_start:%Y%m%d%H}"
+
+
+class LimitCountersUnavailable(Exception):
+    """The Redis holding the gateway's counters did not answer."""
+
+
+_limit_redis = None
+_limit_redis_url = ""
+_limit_redis_lock = threading.Lock()
+
+
+def _limit_counters_redis_url() -> str:
+    """The Redis the gateway keeps its counters in, or "" when they are database rows."""
+    backend = settings.GATEWAY_LIMIT_BACKEND
+    if backend == "redis" or (backend == "auto" and settings.REDIS_URL):
+        return settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL
+    return ""
+
+
+def _limit_counter_values(keys: list[str]) -> dict[str, int]:
+    """Current values of the named counters (absent ones are not in the answer)."""
+    global _limit_redis, _limit_redis_url
+    if not keys:
+        return {}
+    url = _limit_counters_redis_url()
+    if not url:
+        return dict(LimitCounter.objects.filter(key__in=keys).values_list("key", "value"))
+    import redis
+
+    with _limit_redis_lock:
+        if _limit_redis is None or _limit_redis_url != url:
+            _limit_redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            _limit_redis_url = url
+        client = _limit_redis
+    try:
+        values = client.mget(keys)
+    except redis.RedisError as exc:
+        raise LimitCountersUnavailable(f"The budget counters could not be read: {exc}") from exc
+    return {key: int(value) for key, value in zip(keys, values, strict=True) if value}
+
+
+def client_key_budget_statuses(
+    keys: Iterable[ClientKey], now: datetime | None = None
+) -> dict[int, BudgetStatus]:
+    """:class:`BudgetStatus` of every key with a budget, by key id, in one read."""
+    now = now or timezone.now()
+    periods: dict[int, tuple[Decimal, datetime, datetime, str]] = {}
+    for key in keys:
+        if key.budget_amount is not None:
+            start, end = period_bounds(key.budget_period, now)
+            periods[key.pk] = (
+                Decimal(key.budget_amount),
+                start,
+                end,
+                budget_counter_key(key.pk, key.budget_period, start),
+            )
+    values = _limit_counter_values([counter for *_, counter in periods.values()])
+    statuses = {}
+    for key_id, (budget, start, end, counter) in periods.items():
+        spent = max(Decimal(values.get(counter, 0)) / PICODOLLARS, Decimal(0))
+        statuses[key_id] = BudgetStatus(
+            spent=spent,
+            budget=budget,
+            remaining=max(budget - spent, Decimal(0)),
+            period_start=start,
+            period_end=end,
+        )
+    return statuses
+
+
+def client_key_budget_status(key: ClientKey, now: datetime | None = None) -> BudgetStatus | None:
+    """What ``key`` spent of its budget this period; None for a key without a budget."""
+    return client_key_budget_statuses([key], now).get(key.pk)
+
+
+def budgeted_client_keys(organization):
+    """The organization's usable keys that have a budget (revoked and expired ones spend
+    nothing more); every organization's for ``tenancy.ALL_ORGANIZATIONS``."""
+    return (
+        _rows_of(ClientKey, organization)
+        .filter(budget_amount__isnull=False, revoked_at__isnull=True)
+        .exclude(expires_at__lte=timezone.now())
+        .select_related("organization")
+        .order_by("organization__slug", "name", "id")
+    )
+
+
+def client_key_budget_overview(organization, limit: int = TOP_N * 2) -> list[dict]:
+    """The budgeted keys closest to their budget first: key, organization and status."""
+    keys = list(budgeted_client_keys(organization))
+    statuses = client_key_budget_statuses(keys)
+    rows = [
+        {"key": key, "organization_slug": key.organization.slug, "status": statuses[key.pk]}
+        for key in keys
+    ]
+    rows.sort(key=lambda row: (-row["status"].percent_used, row["key"].name))
+    return rows[:limit]
+
+
+# --- Gauges of the gateway's /metrics -------------------------------------------------------
+
+METRICS_SCRAPE = "the gauges of /metrics cover every organization"
+
+# Where a budget-remaining gauge comes from: the organization's own budget, or the sum
+# over its client keys that have one.
+BUDGET_SOURCE_ORGANIZATION = "organization"
+BUDGET_SOURCE_CLIENT_KEYS = "client_keys"
+
+
+@dataclass(frozen=True)
+class BudgetGauge:
+    organization_slug: str
+    source: str  # BUDGET_SOURCE_*
+    budget: Decimal
+    remaining: Decimal
+
+
+@dataclass(frozen=True)
+class SyncGauge:
+    provider_slug: str
+    is_global: bool
+    last_success: datetime
+
+
+@dataclass(frozen=True)
+class TelemetrySnapshot:
+    """What the gauges of ``/metrics`` show, read in a handful of queries."""
+
+    budgets: list[BudgetGauge]
+    credential_health: dict[tuple[str, str], int]  # (organization slug, health) -> count
+    last_syncs: list[SyncGauge]
+
+
+def _organization_budget_gauges() -> list[BudgetGauge]:
+    """Organizations' own budgets, where the model has them
+    (``organization_budget_status``, returning None for an organization without one)."""
+    status_of = globals().get("organization_budget_status")
+    if status_of is None:
+        return []
+    gauges = []
+    for organization in Organization.objects.order_by("slug"):
+        status = status_of(organization)
+        if status is not None:
+            gauges.append(
+                BudgetGauge(
+                    organization.slug,
+                    BUDGET_SOURCE_ORGANIZATION,
+                    Decimal(status.budget),
+                    Decimal(status.remaining),
+                )
+            )
+    return gauges
+
+
+def telemetry_snapshot(now: datetime | None = None) -> TelemetrySnapshot:
+    """Budget remaining per organization, credential health counts per organization and
+    the last successful sync per provider, for every organization at once."""
+    now = now or timezone.now()
+    keys = list(
+        ClientKey.objects.across_tenants(reason=METRICS_SCRAPE)
+        .filter(budget_amount__isnull=False, revoked_at__isnull=True)
+        .exclude(expires_at__lte=now)
+        .select_related("organization")
+    )
+    statuses = client_key_budget_statuses(keys, now)
+    sums: dict[str, list[Decimal]] = {}
+    for key in keys:
+        status = statuses[key.pk]
+        totals = sums.setdefault(key.organization.slug, [Decimal(0), Decimal(0)])
+        totals[0] += status.budget
+        totals[1] += status.remaining
+    budgets = _organization_budget_gauges() + [
+        BudgetGauge(slug, BUDGET_SOURCE_CLIENT_KEYS, budget, remaining)
+        for slug, (budget, remaining) in sorted(sums.items())
+    ]
+
+    health: dict[tuple[str, str], int] = {}
+    for row in (
+        ProviderCredential.objects.across_tenants(reason=METRICS_SCRAPE)
+        .values("organization__slug", "health_status")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        for health_status in HealthStatus.values:  # every status of an organization, zeros too
+            health.setdefault((row["organization__slug"], health_status), 0)
+        health[(row["organization__slug"], row["health_status"])] = row["n"]
+
+    syncs = [
+        SyncGauge(row["provider_slug"], row["provider__organization_id"] is None, row["last"])
+        for row in SyncRun.objects.filter(
+            status__in=[SyncStatus.SUCCESS, SyncStatus.PARTIAL],
+            dry_run=False,
+            finished_at__isnull=False,
+        )
+        .values("provider_slug", "provider__organization_id")
+        .annotate(last=Max("finished_at"))
+        .order_by("provider_slug")
+    ]
+    return TelemetrySnapshot(budgets, health, syncs)

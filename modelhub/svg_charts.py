@@ -78,15 +78,19 @@ def bar_chart(
     )
 
 
-def percent_bar(percent: float | None) -> SafeString:
-    """A horizontal usage bar; red past 90 %, amber past 70 %."""
+def percent_bar(percent: float | None, *, label: str = "", levels: bool = True) -> SafeString:
+    """A horizontal bar of a share, named for screen readers and on hover by ``label``
+    ("42% <label>"); red past 90 %, amber past 70 % where ``levels`` (use, not comparison)."""
     if percent is None:
         return mark_safe('<span class="muted">no limit</span>')  # constant markup
     shown = max(0.0, min(float(percent), 100.0))
-    level = "high" if shown >= 90 else "mid" if shown >= 70 else "low"
+    level = ("high" if shown >= 90 else "mid" if shown >= 70 else "low") if levels else "low"
+    text = f"{round(float(percent), 1):g}% {label}".strip()
     return format_html(
-        '<div class="meter" title="{}%"><div class="fill {}" style="width: {}%"></div></div>',
-        round(float(percent), 1),
+        '<div class="meter" role="img" aria-label="{}" title="{}">'
+        '<div class="fill {}" style="width: {}%"></div></div>',
+        text,
+        text,
         level,
         round(shown, 1),
     )

@@ -12,7 +12,7 @@ import re
 
 from django.http import Http404
 
-from modelhub.models import Membership
+from modelhub.models import Membership, Organization
 
 SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 
@@ -44,3 +44,43 @@ def find_membership(user, slug: str) -> Membership:
     if membership is None:
         raise OrganizationNotFound(slug)
     return membership
+
+
+class AllOrganizations:
+    """The staff view of the operator pages over every organization at once.
+
+    Selectors given it instead of an organization read through ``across_tenants``; a
+    member's request never resolves to it (see :func:`find_visible_organization`).
+    """
+
+    pk = None
+    slug = "*"  # never an organization's slug (see SLUG), so the two cannot collide
+    name = "All organizations"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+ALL_ORGANIZATIONS = AllOrganizations()
+
+
+def visible_organizations(user):
+    """The organizations the operator pages may show ``user``: every one to staff, their
+    own to everybody else."""
+    if user.is_staff:
+        return Organization.objects.order_by("name")
+    return Organization.objects.filter(memberships__user=user).order_by("name")
+
+
+def find_visible_organization(user, slug: str) -> Organization | AllOrganizations:
+    """The organization ``slug`` as the operator pages show it to ``user``: staff may pick
+    any organization or all of them (``*``); others only their own. Anything else is
+    :class:`OrganizationNotFound`."""
+    if user.is_staff:
+        if slug == ALL_ORGANIZATIONS.slug:
+            return ALL_ORGANIZATIONS
+        found = Organization.objects.filter(slug=slug).first() if is_slug(slug) else None
+        if found is None:
+            raise OrganizationNotFound(slug)
+        return found
+    return find_membership(user, slug).organization

@@ -564,6 +564,9 @@ GATEWAY_METRICS_MAX_PENDING = env.int("GATEWAY_METRICS_MAX_PENDING", default=100
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 # Seconds a shutdown waits for background work (limit settlement, health updates).
 GATEWAY_SHUTDOWN_TIMEOUT = env.float("GATEWAY_SHUTDOWN_TIMEOUT", default=10.0)
+# How old (seconds) the database gauges of /metrics (budget remaining, credential health,
+# last sync) may get: a scrape re-reads them off the event loop once they are older.
+METRICS_GAUGE_REFRESH_SECONDS = env.float("METRICS_GAUGE_REFRESH_SECONDS", default=15.0)
 
 if not DEBUG:
     _short = [key for key in API_KEYS if len(key) < API_KEYS_MIN_LENGTH]

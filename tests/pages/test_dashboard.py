@@ -244,3 +244,251 @@ def test_rollups_match_a_rebuild_from_requests(org, other_org, catalog):
     assert written[0] and written[1]
     rollups.rebuild()
     assert rollup_snapshot() == written
+
+
+# --- Date ranges ----------------------------------------------------------------------------
+
+
+def total_cost(html: str) -> str:
+    return html.split('id="total-cost">', 1)[1].split("<", 1)[0]
+
+
+@pytest.fixture
+def spread(org, catalog):
+    """One request each 0, 5, 40 and 80 days ago, with costs that tell them apart."""
+    for days_ago, cost in ((0, "1"), (5, "2"), (40, "4"), (80, "8")):
+        metric(org, catalog["llama"], cost=cost, latency=100, days_ago=days_ago)
+
+
+@pytest.mark.parametrize(
+    ("query", "cost", "label"),
+    [
+        ("", "$3.0000", "last 30 days"),
+        ("?range=24h", "$1.0000", "last 24 h"),
+        ("?range=7d", "$3.0000", "last 7 days"),
+        ("?range=30d", "$3.0000", "last 30 days"),
+        ("?range=90d", "$15.0000", "last 90 days"),
+    ],
+)
+def test_range_presets(client, owner, spread, query, cost, label):
+    html = login(client, owner).get(f"/dashboard/{query}").content.decode()
+    assert total_cost(html) == cost
+    assert f'<span id="range-label">{label}</span>' in html
+    assert 'id="range-notice"' not in html
+
+
+def test_custom_range_counts_whole_days_between_the_dates(client, owner, spread):
+    today = timezone.now().date()
+    first = today - timedelta(days=45)
+    last = today - timedelta(days=4)
+    response = login(client, owner).get(f"/dashboard/?from={first}&to={last}")
+    html = response.content.decode()
+    # 5 and 40 days ago are inside, today and 80 days ago are not.
+    assert total_cost(html) == "$6.0000"
+    assert f'value="{first:%Y-%m-%d}"' in html and f'value="{last:%Y-%m-%d}"' in html
+    assert 'id="range-notice"' not in html
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("?range=1y", "Unknown range; choose one of 24h, 7d, 30d, 90d."),
+        ("?from=yesterday", "Dates must look like 2026-01-31"),
+        ("?from=2026-02-30", "Dates must look like 2026-01-31"),
+        ("?to=2020-01-01", "A custom range needs a start date"),
+        ("?from=2024-03-01&to=2024-02-01", "The start date is after the end date"),
+        ("?from=2020-01-01&to=2024-01-01", "A custom range spans at most 366 days"),
+        ("?from=2999-01-01", "The range starts in the future"),
+        ("?from=%00&to=%ff", "Dates must look like 2026-01-31"),
+    ],
+)
+def test_bad_range_falls_back_to_30_days_with_a_message(client, owner, spread, query, message):
+    response = login(client, owner).get(f"/dashboard/{query}")
+    assert response.status_code == 200
+    html = response.content.decode()
+    notice = html.split('id="range-notice"', 1)[1].split("</div>", 1)[0]
+    assert message in notice
+    assert total_cost(html) == "$3.0000"
+    assert '<span id="range-label">last 30 days</span>' in html
+
+
+def test_percentiles_are_shown_as_bucket_bounds_and_the_bar_is_labelled(
+    client, owner, org, catalog
+):
+    metric(org, catalog["llama"], cost="0", latency=700)
+    metric(org, catalog["gpt"], cost="0", latency=120)
+    html = login(client, owner).get("/dashboard/").content.decode()
+    table = html.split('id="provider-latency"', 1)[1].split("</table>", 1)[0]
+    assert "≤&nbsp;750&nbsp;ms" in table and "≤&nbsp;150&nbsp;ms" in table
+    assert '<th class="hide-sm">p95 vs slowest</th>' in table
+    assert 'aria-label="100% p95 at 100% of the slowest provider&#x27;s"' in table
+    assert 'aria-label="20% p95 at 20% of the slowest provider&#x27;s"' in table
+
+
+# --- Staff view of every organization --------------------------------------------------------
+
+
+@pytest.fixture
+def staff(db):
+    from modelhub.models import User
+
+    return User.objects.create_user("operator", password="pw-operator-123", is_staff=True)
+
+
+def test_staff_without_membership_see_all_organizations(client, staff, org, other_org, catalog):
+    metric(org, catalog["llama"], cost="0.5", latency=100)
+    metric(other_org, catalog["gpt"], cost="1.5", latency=100)
+    html = login(client, staff).get("/dashboard/").content.decode()
+    assert total_cost(html) == "$2.0000"
+    assert '<span id="view-name">All organizations</span>' in html
+    assert "Staff view: the sums of every organization." in html
+    assert '<option value="*" selected>All organizations</option>' in html
+    # every organization is offered, not only the staff member's own (none here)
+    assert '<option value="acme" >' in html and '<option value="globex" >' in html
+
+
+def test_staff_switch_to_one_organization_and_back(client, staff, org, other_org, catalog):
+    metric(org, catalog["llama"], cost="0.5", latency=100)
+    metric(other_org, catalog["gpt"], cost="1.5", latency=100)
+    login(client, staff)
+    html = client.get("/dashboard/?org=globex&range=7d").content.decode()
+    assert total_cost(html) == "$1.5000"
+    assert '<span id="view-name">Globex</span>' in html
+    assert "Showing one organization: globex." in html
+    assert '<option value="globex" selected>' in html
+    assert '<option value="*" >All organizations</option>' in html
+    # the switcher keeps the range
+    switcher = html.split('id="org-switcher"', 1)[1].split("</form>", 1)[0]
+    assert 'name="range" value="7d"' in switcher
+    assert total_cost(client.get("/dashboard/").content.decode()) == "$1.5000"  # remembered
+    assert total_cost(client.get("/dashboard/?org=*").content.decode()) == "$2.0000"
+
+
+def test_members_cannot_pick_all_organizations_or_anothers(client, member, org, other_org):
+    login(client, member)
+    assert client.get("/dashboard/?org=*").status_code == 404
+    assert client.get("/dashboard/?org=globex").status_code == 404
+    html = client.get("/dashboard/").content.decode()
+    assert "All organizations" not in html
+    assert 'id="org-switcher"' not in html  # one organization: nothing to switch
+
+
+def test_staff_unknown_organization_is_404(client, staff, org):
+    assert login(client, staff).get("/dashboard/?org=nope").status_code == 404
+
+
+def test_all_organizations_view_lists_each_credential_with_its_organization(
+    client, staff, org, other_org, catalog
+):
+    services.provider_credential_create(
+        organization=other_org,
+        provider=catalog["gpt"].provider,
+        secret="sk-other-secret-value",
+        name="theirs",
+    )
+    html = login(client, staff).get("/dashboard/?org=*").content.decode()
+    credentials = html.split('id="credentials"', 1)[1].split("</table>", 1)[0]
+    assert "<td>globex</td>" in credentials and "theirs" in credentials
+    assert "sk-other-secret-value" not in html
+
+
+# --- Budget use -----------------------------------------------------------------------------
+
+
+def spend(key, amount: str) -> None:
+    """Count ``amount`` against the key's budget the way the gateway admits a request."""
+    import asyncio
+
+    from django.conf import settings
+
+    from gateway import limits
+
+    reservation = limits.client_key_windows(
+        key, estimated_tokens=0, worst_case_cost=Decimal(amount), now=timezone.now()
+    )
+    if settings.REDIS_URL:
+
+        async def reserve():
+            limiter = limits.RedisLimiter(settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL)
+            try:
+                assert await limiter.reserve(reservation.windows) is None
+            finally:
+                await limiter.close()
+
+        asyncio.run(reserve())
+    else:
+        assert limits._reserve_in_database(reservation.windows) is None
+
+
+@pytest.fixture
+def clean_counters():
+    """Budget counters of this test's keys (ids repeat across tests) start from zero."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL)
+        for name in client.scan_iter("gw:ck:*"):
+            client.delete(name)
+    yield
+
+
+def test_client_key_budget_status_reads_the_gateways_counter(org, clean_counters):
+    from modelhub.quotas import period_bounds
+    from modelhub.selectors import client_key_budget_status
+
+    key = services.client_key_create(
+        organization=org, name="capped", budget_amount=Decimal("2"), budget_period="day"
+    ).client_key
+    unlimited = services.client_key_create(organization=org, name="free").client_key
+    assert client_key_budget_status(unlimited) is None
+    status = client_key_budget_status(key)
+    assert (status.spent, status.budget, status.remaining) == (0, Decimal("2"), Decimal("2"))
+
+    spend(key, "0.5")
+    spend(key, "0.25")
+    status = client_key_budget_status(key)
+    assert status.spent == Decimal("0.75")
+    assert status.remaining == Decimal("1.25")
+    assert (status.period_start, status.period_end) == period_bounds("day")
+    assert status.percent_used == 37.5
+
+
+def test_dashboard_shows_budget_use_per_key(client, owner, org, other_org, clean_counters):
+    key = services.client_key_create(
+        organization=org, name="capped", budget_amount=Decimal("4"), budget_period="month"
+    ).client_key
+    theirs = services.client_key_create(
+        organization=other_org, name="their-capped", budget_amount=Decimal("9")
+    ).client_key
+    spend(key, "3")
+    spend(theirs, "1")
+    html = login(client, owner).get("/dashboard/").content.decode()
+    budgets = html.split('id="key-budgets"', 1)[1].split("</table>", 1)[0]
+    assert "capped" in budgets and key.prefix in budgets
+    assert "$3.0000 / $4.00" in budgets
+    assert 'aria-label="75% of the key&#x27;s budget spent"' in budgets
+    assert "their-capped" not in html
+    # The organization itself has no budget (nor, before organization budgets, a field for one).
+    assert 'id="organization-budget"' not in html
+
+
+def test_staff_see_every_organizations_budgeted_keys(client, staff, org, other_org, clean_counters):
+    services.client_key_create(organization=org, name="ours", budget_amount=Decimal("1"))
+    services.client_key_create(organization=other_org, name="theirs", budget_amount=Decimal("1"))
+    html = login(client, staff).get("/dashboard/?org=*").content.decode()
+    budgets = html.split('id="key-budgets"', 1)[1].split("</table>", 1)[0]
+    assert "ours" in budgets and "theirs" in budgets
+    assert "<td>globex</td>" in budgets
+
+
+def test_unreachable_budget_counters_are_a_message_not_an_error(client, owner, org, settings):
+    services.client_key_create(organization=org, name="capped", budget_amount=Decimal("1"))
+    settings.GATEWAY_LIMIT_BACKEND = "redis"
+    settings.GATEWAY_LIMIT_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    response = login(client, owner).get("/dashboard/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "budget counters (Redis) did not answer" in html
+    assert 'id="total-cost"' in html
