@@ -34,6 +34,11 @@ class Action:
     # garbage answer sends; ``usage`` replaces the usage a normal answer reports.
     body: bytes = b""
     usage: dict | None = None
+    # A chat answer that calls these tools (``[{"id", "name", "arguments"}]``), streamed
+    # with each call's arguments in two pieces; ``stop_reason`` is the stop sequence the
+    # answer ended on, reported as vLLM does.
+    tool_calls: list[dict] | None = None
+    stop_reason: str | None = None
 
 
 class FakeUpstream:
@@ -90,7 +95,7 @@ class FakeUpstream:
         body = json.loads(raw) if raw else {}
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         path = scope["path"]
-        self.requests.append({"path": path, "headers": headers, "body": body})
+        self.requests.append({"path": path, "headers": headers, "body": body, "raw": raw})
         if self.delay:
             await asyncio.sleep(self.delay)
         if scope["method"] == "GET" and path.endswith("/api/tags"):
@@ -253,19 +258,27 @@ class FakeUpstream:
         return action.usage if action is not None and action.usage else self._usage()
 
     def _chat(self, body, action=None):
+        message: dict = {"role": "assistant", "content": "".join(WORDS)}
+        choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+        if action is not None and action.tool_calls:
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
+                for call in action.tool_calls
+            ]
+            choice["finish_reason"] = "tool_calls"
+        if action is not None and action.stop_reason:
+            choice["stop_reason"] = action.stop_reason
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "".join(WORDS)},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
+            "choices": [choice],
             "usage": self._usage_for(action),
         }
 
@@ -360,6 +373,16 @@ class FakeUpstream:
 
         if completion:
             events = [chunk(word) for word in WORDS] + [chunk("", "stop")]
+        elif action.tool_calls:
+            events = [chunk({"role": "assistant", "content": ""})]
+            for index, call in enumerate(action.tool_calls):
+                half = len(call["arguments"]) // 2
+                function = {"name": call["name"], "arguments": call["arguments"][:half]}
+                first = {"index": index, "id": call["id"], "type": "function"}
+                events.append(chunk({"tool_calls": [{**first, "function": function}]}))
+                rest = {"arguments": call["arguments"][half:]}
+                events.append(chunk({"tool_calls": [{"index": index, "function": rest}]}))
+            events += [chunk({}, "tool_calls")]
         else:
             events = [chunk({"role": "assistant", "content": ""})]
             events += [chunk({"content": word}) for word in WORDS]
