@@ -6,6 +6,11 @@ are to an Anthropic upstream."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -29,6 +34,8 @@ WEATHER = {
 }
 # A PNG's first bytes are enough for a translation test.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
@@ -552,3 +559,21 @@ def test_get_is_a_405_in_anthropics_shape(gateway, client_key):
     )
     assert response.status_code == 405 and response.headers["allow"] == "POST"
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_the_readmes_anthropic_sdk_snippet_runs(gateway, client_key, upstream):
+    [code] = re.findall(r"<!-- anthropic-sdk -->\s*```python\n(.*?)```", README.read_text(), re.S)
+    code = code.replace("http://127.0.0.1:8000", gateway.url).replace(
+        "my-llm/llama-3.1-8b-instruct", MODEL
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "MODELHUB_KEY": client_key.raw_key},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{TEXT}\n{TEXT}")
+    assert "input_tokens=10" in result.stdout
