@@ -748,7 +748,7 @@ class MessagesStream:
 
     def _start(self, model: str | None) -> list[bytes]:
         self.started = True
-        message = {
+        message: dict = {
             "id": self.id,
             "type": "message",
             "role": "assistant",
@@ -791,7 +791,7 @@ class MessagesStream:
             position = call.get("index", 0)
             function = call.get("function") or {}
             if position not in self.tools:
-                block = {
+                block: dict = {
                     "type": "tool_use",
                     "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
                     "name": function.get("name") or "",

@@ -411,10 +411,13 @@ def test_a_messages_body_over_the_limit_is_a_413_the_anthropic_sdk_types(
 ):
     gateway_settings.GATEWAY_MAX_BODY_BYTES = 4096
     claude = anthropic.Anthropic(base_url=gateway.url, api_key=client_key.raw_key, max_retries=0)
-    with pytest.raises(anthropic.ContentTooLargeError):
+    with pytest.raises(anthropic.ContentTooLargeError) as error:
         claude.messages.create(
             model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x" * 5000}]
         )
+    assert error.value.body["type"] == "error"
+    assert error.value.body["error"]["type"] == "request_too_large"
+    assert error.value.response.headers["x-request-id"]
 
 
 def test_a_messages_request_without_a_key_is_an_anthropic_401(gateway):
