@@ -10,12 +10,17 @@ import os
 import re
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import anthropic
 import httpx
 import pytest
 
+from gateway.anthropic import MessagesDialect
+from gateway.parse import estimate_tokens, output_bound, parse_body, prompt_bound
+from gateway.upstreams import CHAT
+from modelhub.models import ApiFormat, Model, Provider
 from tests.support.gateway import metrics_rows
 from tests.support.upstream import WORDS, Action
 
@@ -577,3 +582,52 @@ def test_the_readmes_anthropic_sdk_snippet_runs(gateway, client_key, upstream):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{TEXT}\n{TEXT}")
     assert "input_tokens=10" in result.stdout
+
+
+# --- Estimates and budget bounds --------------------------------------------------------------
+
+
+def test_estimates_and_budget_bounds_count_what_the_upstream_receives():
+    """The chat body a Messages request becomes is what the token estimate and a budget's
+    bounds read, also when an Anthropic upstream gets the request as it is: the system
+    prompt, tool definitions and blocks only Anthropic reads all count."""
+    pdf = "A" * 8000
+    request = {
+        "model": CLAUDE,
+        "max_tokens": 700,
+        "system": "s" * 4000,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "document",
+                        "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+                    },
+                    {"type": "text", "text": "t" * 400},
+                ],
+            }
+        ],
+        "tools": [WEATHER],
+    }
+    dialect = MessagesDialect()
+    body = parse_body(json.dumps(request).encode(), CHAT, dialect)
+    claude_model = Model(provider=Provider(slug="a", api_format=ApiFormat.ANTHROPIC))
+    input_tokens, output_tokens = estimate_tokens(body, CHAT)
+    assert input_tokens >= (4000 + 400) // 4
+    assert output_tokens == 700
+    assert prompt_bound(body, claude_model) >= 4000 + 8000 + 400 + len(json.dumps(WEATHER))
+    assert output_bound(body, CHAT, input_tokens, claude_model) == 700
+    assert dialect.untranslatable is not None
+
+
+def test_a_budget_counts_what_a_passed_through_message_cost(gateway, make_key):
+    key = make_key(name="thrifty", budget_amount=Decimal("0.00002"), budget_period="month")
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key=key.raw_key, max_retries=0)
+    # 12 input tokens at 0.000001 USD and 6 output tokens at 0.000002: 0.000024 USD.
+    assert claude.messages.create(model=CLAUDE, max_tokens=100, messages=USER).content
+    with pytest.raises(anthropic.RateLimitError) as error:
+        claude.messages.create(model=CLAUDE, max_tokens=100, messages=USER)
+    assert error.value.body["error"]["type"] == "rate_limit_error"
+    assert "budget" in error.value.body["error"]["message"]
+    assert error.value.response.headers["retry-after"]
