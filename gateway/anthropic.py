@@ -717,11 +717,9 @@ def message_response(completion: dict, *, message_id: str, stops: list[str]) -> 
     }
 
 
-def error_body(error_type: str, message: str, request_id: str | None = None) -> dict:
-    body: dict = {"type": "error", "error": {"type": error_type, "message": message}}
-    if request_id:
-        body["request_id"] = request_id
-    return body
+def error_body(error_type: str, message: str) -> dict:
+    """Anthropic's error object (the request's id is in the ``x-request-id`` header)."""
+    return {"type": "error", "error": {"type": error_type, "message": message}}
 
 
 def _anthropic_status(status: int) -> tuple[int, str]:

@@ -58,6 +58,7 @@ class UpstreamCall:
     translated: bool  # Anthropic: responses must be translated back
     # The call's secrets: the credential and the header values that carry it.
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # The client's own request (``Dialect.native_request``): its answer goes back as it is.
     native: bool = False
 
     def scrub(self, text: str) -> str:
