@@ -17,7 +17,7 @@ import anthropic
 import httpx
 import pytest
 
-from gateway.anthropic import MessagesDialect
+from gateway.anthropic import MessagesDialect, messages_chat_body
 from gateway.parse import estimate_tokens, output_bound, parse_body, prompt_bound
 from gateway.upstreams import CHAT
 from modelhub.models import ApiFormat, Model, Provider
@@ -631,3 +631,51 @@ def test_a_budget_counts_what_a_passed_through_message_cost(gateway, make_key):
     assert error.value.body["error"]["type"] == "rate_limit_error"
     assert "budget" in error.value.body["error"]["message"]
     assert error.value.response.headers["retry-after"]
+
+
+def test_tool_result_images_follow_as_a_user_message_and_thinking_is_left_out():
+    image = {"type": "image", "source": {"type": "url", "url": "https://x.test/chart.png"}}
+    chat, untranslatable = messages_chat_body(
+        {
+            "model": MODEL,
+            "max_tokens": 10,
+            "tool_choice": {"type": "none"},
+            "messages": [
+                {"role": "user", "content": "Plot it."},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "Use the tool.", "signature": "sig"},
+                        {"type": "text", "text": "Plotting."},
+                        {"type": "tool_use", "id": "t1", "name": "plot", "input": {}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t1",
+                            "content": [{"type": "text", "text": "done"}, image],
+                        }
+                    ],
+                },
+            ],
+        }
+    )
+    assert untranslatable is None
+    assert chat["tool_choice"] == "none"
+    assert chat["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": "Plotting.",
+            "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "plot", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "t1", "content": "done"},
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "https://x.test/chart.png"}}],
+        },
+    ]
