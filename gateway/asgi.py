@@ -42,7 +42,7 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import set_script_prefix
 
-from gateway import runtime
+from gateway import anthropic, runtime
 from gateway.errors import InvalidRequest
 from gateway.request_ids import request_id_for
 
@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 GATEWAY_URLCONF = "gateway.urls"
 GATEWAY_PREFIXES = ("/v1/",)
 GATEWAY_PATHS = ("/metrics",)
+ANTHROPIC_PREFIX = "/v1/messages"
 
 
 class BodyTooLarge(Exception):
@@ -122,6 +123,9 @@ class GatewayASGIHandler(ASGIHandler):
             except BodyTooLarge:
                 error_response = body_too_large(limit)
         if error_response is not None:
+            if request.path.startswith(ANTHROPIC_PREFIX):
+                # Anthropic's clients read Anthropic's error shape, refusals made here too.
+                error_response = anthropic.MessagesDialect().client_error(error_response)
             await self.send_response(self.finish_response(request, error_response), send)
             return
         # Bounded above; Django's own limit (DATA_UPLOAD_MAX_MEMORY_SIZE, checked when

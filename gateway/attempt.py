@@ -26,6 +26,7 @@ from django.http import HttpResponse
 
 from gateway import anthropic
 from gateway.accounting import UsageRecord, describe, finish_and_settle
+from gateway.dialect import Untranslatable
 from gateway.errors import (
     AttemptFailed,
     GatewayError,
@@ -205,6 +206,8 @@ class Answer:
     payload: dict
     data: bytes
     translated: bool
+    # The client's own protocol end to end (``Dialect.native_request``): ``data`` is its answer.
+    native: bool = False
 
 
 @dataclass
@@ -338,8 +341,11 @@ async def attempt_candidates(
             break
         try:
             body = call.dialect.candidate_body(call.body, candidate)
-            upstream = build_call(runtime, candidate, call.endpoint, body, stream=call.stream)
-        except (UnsupportedEndpoint, anthropic.TranslationError) as exc:
+            native = call.dialect.native_request(call, candidate)
+            upstream = build_call(
+                runtime, candidate, call.endpoint, body, stream=call.stream, native=native
+            )
+        except (UnsupportedEndpoint, Untranslatable, anthropic.TranslationError) as exc:
             last = last or AttemptFailed("unsupported", str(exc), retryable=False)
             if isinstance(exc, anthropic.TranslationError):
                 raise InvalidRequest(str(exc)) from exc
@@ -364,7 +370,7 @@ async def attempt_candidates(
                 status, headers, data = await post_once(runtime, upstream, remaining)
                 if status == 200:
                     payload = completion_payload(data, call.endpoint, upstream.translated)
-                    return candidate, Answer(payload, data, upstream.translated)
+                    return candidate, Answer(payload, data, upstream.translated, upstream.native)
                 raise classify(status, headers, data, upstream)
             except AttemptFailed as failure:
                 # The request's row names what failed last, not nothing (the dashboard's

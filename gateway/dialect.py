@@ -15,6 +15,7 @@ the methods below on ``call.dialect``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from django.http import HttpResponse
@@ -38,6 +39,22 @@ class StreamRenderer(Protocol):
         """The events that end a stream that broke after its first event."""
 
 
+class Untranslatable(Exception):
+    """The request uses something the internal chat body cannot carry (a PDF document, a
+    server-side tool): only an upstream that speaks the client's protocol can serve it,
+    so other candidates are skipped, and with none left the request is a 400."""
+
+
+@dataclass(frozen=True)
+class NativeRequest:
+    """A client's own request, for an upstream that speaks the client's protocol: sent as
+    it is (with the provider's model id), and its answer comes back as it is too."""
+
+    body: dict
+    # Protocol headers of the client's to pass on (versions, opted-in features).
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 class Dialect:
     """OpenAI's protocol: the internal one, nothing to translate."""
 
@@ -56,6 +73,12 @@ class Dialect:
         """The internal request as ``candidate`` gets it (a field its model does not take
         left out, say); a changed body is a copy, ``body`` serves the next candidate."""
         return body
+
+    def native_request(self, call: GatewayCall, candidate: Candidate) -> NativeRequest | None:
+        """The client's own request when ``candidate``'s upstream speaks this dialect, so
+        nothing is lost in translation; None sends it the internal chat body. Raises
+        :class:`Untranslatable` when only such upstreams can serve the request."""
+        return None
 
     def answer(self, call: GatewayCall, candidate: Candidate, payload: dict, data: bytes) -> bytes:
         """The client's answer for a chat completion ``payload`` (``data`` is its JSON)."""

@@ -364,6 +364,133 @@ class ResponseItemListSerializer(serializers.Serializer):
     has_more = serializers.BooleanField(help_text="Whether more items follow (`after`).")
 
 
+# --- Anthropic's Messages API -----------------------------------------------------------------
+
+
+class AnthropicErrorDetailSerializer(serializers.Serializer):
+    type = serializers.CharField(
+        help_text=(
+            "Anthropic's error type: invalid_request_error, authentication_error, "
+            "permission_error, not_found_error, request_too_large, rate_limit_error, "
+            "api_error, timeout_error or overloaded_error."
+        )
+    )
+    message = serializers.CharField(help_text="What went wrong, in words a person can act on.")
+
+
+class AnthropicErrorSerializer(serializers.Serializer):
+    """Anthropic's error shape, so the Anthropic SDKs raise their typed exceptions."""
+
+    type = serializers.CharField(help_text='Always "error".')
+    error = AnthropicErrorDetailSerializer(help_text="The error.")
+
+
+class AnthropicMessageParamSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["user", "assistant"], help_text="Who speaks.")
+    content = serializers.JSONField(
+        help_text=(
+            "The text, or a list of content blocks as in Anthropic's API: text, image "
+            "(base64 or url source), tool_use, tool_result (string or blocks, is_error)."
+        )
+    )
+
+
+class MessageInputSerializer(GatewayFieldsSerializer):
+    """What a Messages request and a token count share, with the gateway's fields."""
+
+    # Anthropic names the end user in ``metadata.user_id``.
+    user = None
+    messages = AnthropicMessageParamSerializer(many=True, help_text="The conversation so far.")
+    system = serializers.JSONField(
+        required=False, help_text="The system prompt: a string or a list of text blocks."
+    )
+    tools = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text=(
+            "Tools the model may call: name, description, input_schema. Anthropic's server "
+            "tools are only served by Anthropic models."
+        ),
+    )
+    tool_choice = serializers.DictField(
+        required=False,
+        help_text='{"type": "auto" | "any" | "none"}, or {"type": "tool", "name": ...}.',
+    )
+    thinking = serializers.DictField(
+        required=False,
+        help_text="Extended thinking: sent to Anthropic models, ignored by the others.",
+    )
+
+
+class CreateMessageSerializer(MessageInputSerializer):
+    """Anthropic's Messages request with the gateway's fields."""
+
+    max_tokens = serializers.IntegerField(min_value=1, help_text="Most tokens to generate.")
+    stream = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Answer with Anthropic's server-sent events as tokens arrive.",
+    )
+    stop_sequences = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Strings that end the generation.",
+    )
+    temperature = serializers.FloatField(
+        min_value=0, max_value=1, required=False, help_text="Sampling temperature."
+    )
+    top_p = serializers.FloatField(
+        min_value=0, max_value=1, required=False, help_text="Nucleus sampling mass."
+    )
+    top_k = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="Sample from the k likeliest tokens: Anthropic models only.",
+    )
+    metadata = serializers.DictField(
+        required=False, help_text='{"user_id": ...}: your identifier of the end user.'
+    )
+
+
+class MessageUsageSerializer(serializers.Serializer):
+    input_tokens = serializers.IntegerField(help_text="Input tokens not read from a cache.")
+    output_tokens = serializers.IntegerField(help_text="Tokens generated.")
+    cache_read_input_tokens = serializers.IntegerField(
+        required=False, help_text="Input tokens read from the provider's prompt cache."
+    )
+    cache_creation_input_tokens = serializers.IntegerField(
+        required=False, help_text="Input tokens written to the prompt cache (Anthropic)."
+    )
+
+
+class MessageSerializer(serializers.Serializer):
+    """Anthropic's Message: translated from a chat completion, or as an Anthropic
+    upstream produced it."""
+
+    id = serializers.CharField(help_text="\"msg_\" and the gateway's request id, or Anthropic's.")
+    type = serializers.CharField(help_text='"message".')
+    role = serializers.CharField(help_text='"assistant".')
+    model = serializers.CharField(help_text="The model as the upstream names it.")
+    content = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Content blocks: text, and tool_use with id, name and input.",
+    )
+    stop_reason = serializers.CharField(
+        allow_null=True,
+        help_text="end_turn, max_tokens, stop_sequence, tool_use or refusal.",
+    )
+    stop_sequence = serializers.CharField(
+        allow_null=True, help_text="The stop sequence that ended the text, when known."
+    )
+    usage = MessageUsageSerializer(help_text="Tokens used; the gateway prices the request from it.")
+
+
+class MessageTokenCountSerializer(serializers.Serializer):
+    input_tokens = serializers.IntegerField(
+        help_text="The gateway's estimate of the request's input tokens."
+    )
+
+
 # --- Models --------------------------------------------------------------------------------
 
 
@@ -498,7 +625,90 @@ def _completion_operation(path, operation_id, summary, request, response, exampl
     )
 
 
+_MESSAGES_ERRORS = {
+    400: OpenApiResponse(AnthropicErrorSerializer, description="Bad request body."),
+    401: OpenApiResponse(AnthropicErrorSerializer, description="Missing, wrong or revoked key."),
+    403: OpenApiResponse(AnthropicErrorSerializer, description="The key may not use this model."),
+    404: OpenApiResponse(AnthropicErrorSerializer, description="No such model."),
+    429: OpenApiResponse(
+        AnthropicErrorSerializer,
+        description="Rate limit or budget reached; Retry-After says when to come back.",
+    ),
+    502: OpenApiResponse(AnthropicErrorSerializer, description="Every upstream failed."),
+    504: OpenApiResponse(AnthropicErrorSerializer, description="The upstream timed out."),
+    529: OpenApiResponse(AnthropicErrorSerializer, description="No upstream is available."),
+}
+_MESSAGES_DESCRIPTION = (
+    "Anthropic-compatible; point the Anthropic SDK (or Claude Code, with "
+    "`ANTHROPIC_BASE_URL`) at the gateway's root, and send the client key as `x-api-key` "
+    "or `Authorization: Bearer`. Any model of the gateway answers: requests to "
+    "OpenAI-compatible models are translated to chat completions and back; Anthropic "
+    "models get the request as it is, with only `model` replaced by the provider's id, and "
+    "their answer comes back as they sent it. Routing, retries, fallbacks (`models`), "
+    "limits and usage records are those of chat completions."
+)
+
 OPERATIONS = [
+    Operation(
+        "/v1/messages",
+        "post",
+        {
+            "operation_id": "gateway_messages",
+            "summary": "Create a message (Anthropic's Messages API)",
+            "description": _MESSAGES_DESCRIPTION,
+            "tags": ["gateway"],
+            "auth": CLIENT_KEY_AUTH,
+            "request": CreateMessageSerializer,
+            "responses": {
+                (200, "application/json"): MessageSerializer,
+                (200, "text/event-stream"): OpenApiResponse(
+                    OpenApiTypes.STR,
+                    description=(
+                        "With `stream: true`: Anthropic's events (`event: <type>` and "
+                        "`data: {...}`): message_start, content_block_start, "
+                        "content_block_delta (text_delta, input_json_delta), "
+                        "content_block_stop, message_delta (stop_reason, usage), "
+                        "message_stop; an `error` event if the upstream fails mid-stream."
+                    ),
+                ),
+                **_MESSAGES_ERRORS,
+            },
+            "parameters": _SERVED_HEADERS,
+            "examples": [
+                OpenApiExample(
+                    "Create a message",
+                    value={
+                        "model": "anthropic/claude-haiku-4-5",
+                        "models": ["groq/llama-3.1-8b-instant"],
+                        "max_tokens": 256,
+                        "system": "Answer in one sentence.",
+                        "messages": [{"role": "user", "content": "What is a gateway?"}],
+                    },
+                    request_only=True,
+                )
+            ],
+        },
+    ),
+    Operation(
+        "/v1/messages/count_tokens",
+        "post",
+        {
+            "operation_id": "gateway_messages_count_tokens",
+            "summary": "Count a message's input tokens (Anthropic's Messages API)",
+            "description": (
+                "The gateway's estimate of the input tokens of a Messages request (its "
+                "messages, system prompt and tool definitions) for a model the key may use. "
+                "Nothing is sent upstream or recorded."
+            ),
+            "tags": ["gateway"],
+            "auth": CLIENT_KEY_AUTH,
+            "request": MessageInputSerializer,
+            "responses": {
+                200: MessageTokenCountSerializer,
+                **{status: _MESSAGES_ERRORS[status] for status in (400, 401, 403, 404)},
+            },
+        },
+    ),
     _completion_operation(
         "/v1/chat/completions",
         "gateway_chat_completions",

@@ -17,6 +17,8 @@ so a long generation is never cut for taking long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from typing import TYPE_CHECKING
 
 from django.http.response import HttpResponseBase
@@ -24,9 +26,9 @@ from django.http.response import HttpResponseBase
 from gateway import accounting, attempt, health, plan, relay, reserve, stream
 from gateway.auth import ClientKeyInfo
 from gateway.dialect import OPENAI, Dialect
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, RateLimited, ServiceUnavailable
 from gateway.parse import open_call
-from gateway.upstreams import Endpoint
+from gateway.upstreams import CHAT, Endpoint
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -72,3 +74,18 @@ async def handle(
     if isinstance(answer, attempt.OpenStream):
         return stream.stream_response(call, candidate, answer, record)
     return await relay.relay_answer(call, candidate, answer, record)
+
+
+async def count_tokens(
+    runtime: Runtime, key: ClientKeyInfo, raw_body: bytes, *, dialect: Dialect = OPENAI
+) -> int:
+    """The input tokens of a chat request as the gateway estimates them (its messages and
+    tool definitions), for a model the key may use; nothing goes upstream."""
+    call = open_call(runtime, key, raw_body, CHAT, dialect=dialect)
+    call.plan = await plan.load_plan(call)
+    # Busy upstreams (cooling down, over quota) do not matter here: the model exists and
+    # the key may use it.
+    with contextlib.suppress(RateLimited, ServiceUnavailable):
+        plan.usable_candidates(call, call.plan)
+    tools = call.body.get("tools")
+    return call.estimated_input_tokens + (len(json.dumps(tools)) // 4 if tools else 0)

@@ -1,6 +1,7 @@
 """Relay: a non-streaming upstream answer sent back to the client, with its account.
 
-Anthropic answers are translated back into OpenAI's shape; the usage the upstream
+Anthropic answers are translated back into OpenAI's shape (a client of Anthropic's own
+protocol served natively gets the answer as it came); the usage the upstream
 reports is what the request costs, and the key's limits are settled before the answer
 goes out so the next request already counts it.
 """
@@ -37,9 +38,11 @@ async def relay_answer(
     payload, data = answer.payload, answer.data
     if answer.translated:
         payload = anthropic.chat_response(payload, model=candidate.model.provider_model_id)
-        data = json.dumps(payload).encode()
+        if not answer.native:
+            data = json.dumps(payload).encode()
     tokens, cost = charge(record, candidate, *usage_numbers(payload.get("usage")))
-    data = call.dialect.answer(call, candidate, payload, data)
+    if not answer.native:
+        data = call.dialect.answer(call, candidate, payload, data)
     response = HttpResponse(data, content_type="application/json")
     gateway_headers(response, call, candidate)
     response["X-Gateway-Cost"] = format(cost, "f")

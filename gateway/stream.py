@@ -82,14 +82,23 @@ async def relay_stream(
                         out.append(event + b"\n\n")
                         continue
                     if translator is not None:
-                        for chunk in translator.feed(json.loads(data)):
-                            if renderer is not None:
+                        translated = translator.feed(json.loads(data))
+                        if stream.upstream.native:
+                            # The client speaks the upstream's protocol: its events as
+                            # they came; the translator only reads the usage and the end.
+                            out.append(event + b"\n\n")
+                        elif renderer is not None:
+                            for chunk in translated:
                                 out.extend(renderer.chunk(chunk))
-                            else:
-                                out.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                        else:
+                            out.extend(
+                                b"data: " + json.dumps(chunk).encode() + b"\n\n"
+                                for chunk in translated
+                            )
                         if translator.finished:
                             usage = anthropic.usage_of(translator.usage)
-                            out.extend(renderer.end(usage) if renderer else (DONE_EVENT,))
+                            if not stream.upstream.native:
+                                out.extend(renderer.end(usage) if renderer else (DONE_EVENT,))
                             done = True
                             break
                         continue

@@ -18,6 +18,7 @@ from aiohttp.resolver import DefaultResolver
 from django.conf import settings
 
 from gateway import anthropic
+from gateway.dialect import NativeRequest
 from modelhub import outbound
 from modelhub.crypto import decrypt_secret
 from modelhub.models import ApiFormat, ModelType
@@ -57,6 +58,8 @@ class UpstreamCall:
     translated: bool  # Anthropic: responses must be translated back
     # The call's secrets: the credential and the header values that carry it.
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # The client's own request (``Dialect.native_request``): its answer goes back as it is.
+    native: bool = False
 
     def scrub(self, text: str) -> str:
         """Upstream ``text`` without any of this call's secrets, bounded in length: the
@@ -99,27 +102,49 @@ def _base_url(provider, *, version_suffix: str | None) -> str:
     return base
 
 
-def build_call(runtime, candidate, endpoint: Endpoint, body: dict, *, stream: bool) -> UpstreamCall:
+def build_call(
+    runtime,
+    candidate,
+    endpoint: Endpoint,
+    body: dict,
+    *,
+    stream: bool,
+    native: NativeRequest | None = None,
+) -> UpstreamCall:
+    """The call to ``candidate``'s upstream for the internal chat ``body``, or for the
+    client's ``native`` request when the upstream speaks the client's protocol."""
     model = candidate.model
     provider = model.provider
     secret = credential_secret(runtime, candidate)
     if provider.api_format == ApiFormat.ANTHROPIC:
         if endpoint is not CHAT:
             raise UnsupportedEndpoint(f"Anthropic models do not serve /v1{endpoint.path}.")
-        payload = anthropic.chat_request(
-            body, model=model.provider_model_id, default_max_tokens=model.max_completion_tokens
-        )
+        if native is not None:
+            # The client's Messages request, only steered to the provider's model.
+            payload = {k: v for k, v in native.body.items() if k not in GATEWAY_FIELDS}
+            payload["model"] = model.provider_model_id
+        else:
+            payload = anthropic.chat_request(
+                body, model=model.provider_model_id, default_max_tokens=model.max_completion_tokens
+            )
         headers = {
             "Content-Type": "application/json",
             "anthropic-version": anthropic.ANTHROPIC_VERSION,
         }
+        if native is not None:
+            headers.update(native.headers)
         if secret:
             headers["x-api-key"] = secret
         if stream:
             headers["Accept"] = "text/event-stream"
         url = _base_url(provider, version_suffix="/v1") + "/messages"
         return UpstreamCall(
-            url, headers, json.dumps(payload).encode(), True, _secrets_of(secret, headers)
+            url,
+            headers,
+            json.dumps(payload).encode(),
+            True,
+            _secrets_of(secret, headers),
+            native=native is not None,
         )
 
     payload = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}

@@ -15,6 +15,8 @@ urlpatterns = [
         views.response_input_items,
         name="response-input-items",
     ),
+    path("v1/messages", views.messages, name="messages"),
+    path("v1/messages/count_tokens", views.count_message_tokens, name="messages-count-tokens"),
     path("v1/models", views.models, name="models"),
     path("v1/models/<path:model_id>", views.model_detail, name="model-detail"),
     path("metrics", views.metrics, name="metrics"),

@@ -1,6 +1,7 @@
 """The OpenAI-compatible endpoints: ``/v1/chat/completions``, ``/v1/completions``,
 ``/v1/embeddings``, ``/v1/responses`` (with ``/v1/responses/{id}``), ``/v1/models`` and
-``/v1/models/{id}``, plus ``/metrics``.
+``/v1/models/{id}``, plus ``/metrics``; and Anthropic's ``/v1/messages`` and
+``/v1/messages/count_tokens``.
 
 Async views; they authenticate the client key and hand over to ``gateway.proxy``.
 """
@@ -15,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway import proxy, runtime, telemetry
+from gateway import anthropic, proxy, runtime, telemetry
 from gateway import responses as responses_api
 from gateway.auth import authenticate
 from gateway.dialect import OPENAI, Dialect
@@ -34,11 +35,11 @@ def _json(payload, status: int = 200) -> HttpResponse:
     return HttpResponse(json.dumps(payload), status=status, content_type="application/json")
 
 
-def _method_not_allowed(allowed: str) -> HttpResponse:
+def _method_not_allowed(allowed: str, dialect: Dialect = OPENAI) -> HttpResponse:
     error = InvalidRequest(
         f"Use {allowed} on this endpoint.", status=405, code="method_not_allowed"
     )
-    response = error.as_response()
+    response = dialect.error_response(error)
     response["Allow"] = allowed
     return response
 
@@ -47,7 +48,7 @@ async def _completion(
     request: HttpRequest, endpoint: Endpoint, dialect: Dialect = OPENAI
 ) -> HttpResponseBase:
     if request.method != "POST":
-        return _method_not_allowed("POST")
+        return _method_not_allowed("POST", dialect)
     state = runtime.current()
     try:
         key = await authenticate(state, request.headers)
@@ -150,6 +151,29 @@ async def response_input_items(request: HttpRequest, response_id: str) -> HttpRe
         return _json(page)
     except GatewayError as error:
         return error.as_response()
+
+
+@csrf_exempt
+async def messages(request: HttpRequest) -> HttpResponseBase:
+    """Create a message (Anthropic's ``POST /v1/messages``), streamed or not, with any
+    model of the gateway; Anthropic's SDKs and Claude Code use it."""
+    return await _completion(request, CHAT, anthropic.MessagesDialect(request.headers))
+
+
+@csrf_exempt
+async def count_message_tokens(request: HttpRequest) -> HttpResponse:
+    """Count a message's input tokens (Anthropic's ``POST /v1/messages/count_tokens``),
+    as the gateway estimates them."""
+    dialect = anthropic.MessagesDialect(request.headers, counting=True)
+    if request.method != "POST":
+        return _method_not_allowed("POST", dialect)
+    state = runtime.current()
+    try:
+        key = await authenticate(state, request.headers)
+        tokens = await proxy.count_tokens(state, key, request.body, dialect=dialect)
+    except GatewayError as error:
+        return dialect.error_response(error)
+    return _json({"input_tokens": tokens})
 
 
 async def _models_for(state, key) -> list[dict]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -474,3 +475,147 @@ def test_responses_paths_answer_in_json(gateway, client_key, method, path, statu
         method, f"{gateway.url}{path}", headers={"Authorization": f"Bearer {client_key.raw_key}"}
     )
     assert _error(response, status)["message"]
+
+
+# --- Anthropic's Messages API -------------------------------------------------------------
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def _message_body(**fields) -> bytes:
+    body = {"model": MODEL, "max_tokens": 16, "messages": USER, **fields}
+    return json.dumps({k: v for k, v in body.items() if v is not None}).encode()
+
+
+def _block(block: dict, role: str = "user") -> bytes:
+    return _message_body(messages=[{"role": role, "content": [block]}])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{",
+        b"[]",
+        b'"hi"',
+        b'{"model": "x", "max_tokens": 5, "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        _message_body(model=None),
+        b'{"model": "alpha/llama\\u0000", "max_tokens": 5, "messages": [{"role": "user", '
+        b'"content": "hi"}]}',
+        _message_body(model=5),
+        _message_body(max_tokens=None),
+        _message_body(max_tokens=0),
+        _message_body(max_tokens="100"),
+        _message_body(max_tokens=True),
+        _message_body(max_tokens=1.5),
+        _message_body(messages=None),
+        _message_body(messages=[]),
+        _message_body(messages="hi"),
+        _message_body(messages=[1]),
+        _message_body(messages=[{"role": "system", "content": "x"}]),
+        _message_body(messages=[{"role": "user"}]),
+        _message_body(messages=[{"role": "user", "content": 5}]),
+        _message_body(messages=[{"role": "user", "content": [1]}]),
+        _block({"text": "no type"}),
+        _block({"type": "text", "text": 5}),
+        _block({"type": "image"}),
+        _block({"type": "image", "source": {"type": "base64", "media_type": "image/png"}}),
+        _block({"type": "image", "source": {"type": "url"}}),
+        _block({"type": "tool_use", "name": "f", "input": {}}, role="assistant"),
+        _block({"type": "tool_use", "id": "t", "name": "f", "input": "{}"}, role="assistant"),
+        _block({"type": "tool_result", "content": "no id"}),
+        _block({"type": "tool_result", "tool_use_id": "t", "content": 5}),
+        _block({"type": "tool_result", "tool_use_id": "t", "content": [7]}),
+        _message_body(system=5),
+        _message_body(system=[{"type": "image"}]),
+        _message_body(tools="f"),
+        _message_body(tools=[{"name": "f"}]),
+        _message_body(tools=[{"input_schema": {}}]),
+        _message_body(tool_choice="auto"),
+        _message_body(tool_choice={"type": "tool"}),
+        _message_body(tool_choice={"type": "sometimes"}),
+        _message_body(stop_sequences="END"),
+        _message_body(stop_sequences=[1]),
+        _message_body(temperature="hot"),
+        _message_body(metadata="x"),
+        _message_body(stream="yes"),
+    ],
+    ids=[
+        "not-json",
+        "array",
+        "string",
+        "deep",
+        "no-model",
+        "model-nul",
+        "model-number",
+        "no-max-tokens",
+        "max-tokens-zero",
+        "max-tokens-string",
+        "max-tokens-bool",
+        "max-tokens-float",
+        "no-messages",
+        "empty-messages",
+        "messages-string",
+        "message-number",
+        "system-role",
+        "no-content",
+        "content-number",
+        "block-number",
+        "block-without-type",
+        "text-not-string",
+        "image-without-source",
+        "base64-without-data",
+        "url-without-url",
+        "tool-use-without-id",
+        "tool-use-input-string",
+        "tool-result-without-id",
+        "tool-result-content-number",
+        "tool-result-block-number",
+        "system-number",
+        "system-image",
+        "tools-string",
+        "tool-without-schema",
+        "tool-without-name",
+        "tool-choice-string",
+        "tool-choice-without-name",
+        "tool-choice-unknown",
+        "stop-string",
+        "stop-number",
+        "temperature-string",
+        "metadata-string",
+        "stream-string",
+    ],
+)
+def test_bad_messages_requests_are_anthropic_400s(gateway, client_key, content):
+    response = httpx.post(
+        f"{gateway.url}/v1/messages",
+        content=content,
+        headers={"x-api-key": client_key.raw_key, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 400, (response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"]
+    assert not ModelMetric.objects.exists()
+
+
+def test_a_messages_body_over_the_limit_is_a_413_the_anthropic_sdk_types(
+    gateway, client_key, gateway_settings
+):
+    gateway_settings.GATEWAY_MAX_BODY_BYTES = 4096
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key=client_key.raw_key, max_retries=0)
+    with pytest.raises(anthropic.ContentTooLargeError) as error:
+        claude.messages.create(
+            model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x" * 5000}]
+        )
+    assert error.value.body["type"] == "error"
+    assert error.value.body["error"]["type"] == "request_too_large"
+    assert error.value.response.headers["x-request-id"]
+
+
+def test_a_messages_request_without_a_key_is_an_anthropic_401(gateway):
+    response = httpx.post(f"{gateway.url}/v1/messages", content=_message_body(), timeout=30)
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"

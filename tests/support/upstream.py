@@ -45,6 +45,11 @@ class Action:
     # garbage answer sends; ``usage`` replaces the usage a normal answer reports.
     body: bytes = b""
     usage: dict | None = None
+    # A chat answer that calls these tools (``[{"id", "name", "arguments"}]``), streamed
+    # with each call's arguments in two pieces; ``stop_reason`` is the stop sequence the
+    # answer ended on, reported as vLLM does.
+    tool_calls: list[dict] | None = None
+    stop_reason: str | None = None
 
 
 class FakeUpstream:
@@ -101,7 +106,7 @@ class FakeUpstream:
         body = json.loads(raw) if raw else {}
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         path = scope["path"]
-        self.requests.append({"path": path, "headers": headers, "body": body})
+        self.requests.append({"path": path, "headers": headers, "body": body, "raw": raw})
         if self.delay:
             await asyncio.sleep(self.delay)
         if scope["method"] == "GET" and path.endswith("/api/tags"):
@@ -263,34 +268,41 @@ class FakeUpstream:
     def _usage_for(self, action: Action | None) -> dict:
         return action.usage if action is not None and action.usage else self._usage()
 
+    @staticmethod
+    def _tool_calls(action: Action | None, body: dict) -> list[dict] | None:
+        """The tool calls an answer makes: the scripted ones, or for ``tool_call`` one call
+        of the request's first tool with TOOL_ARGUMENTS."""
+        if action is None:
+            return None
+        if action.kind == "tool_call":
+            name = first_tool_name(body)
+            return [{"id": "call_fake", "name": name, "arguments": json.dumps(TOOL_ARGUMENTS)}]
+        return action.tool_calls
+
     def _chat(self, body, action=None):
-        if action is not None and action.kind == "tool_call":
-            message = {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "call_fake",
-                        "type": "function",
-                        "function": {
-                            "name": first_tool_name(body),
-                            "arguments": json.dumps(TOOL_ARGUMENTS),
-                        },
-                    }
-                ],
-            }
-            finish = "tool_calls"
-        else:
-            message = {"role": "assistant", "content": "".join(WORDS)}
-            finish = "length" if action is not None and action.kind == "length" else "stop"
+        message: dict = {"role": "assistant", "content": "".join(WORDS)}
+        finish = "length" if action is not None and action.kind == "length" else "stop"
+        choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+        tool_calls = self._tool_calls(action, body)
+        if tool_calls:
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
+                for call in tool_calls
+            ]
+            choice["finish_reason"] = "tool_calls"
+        if action is not None and action.stop_reason:
+            choice["stop_reason"] = action.stop_reason
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
-            "choices": [
-                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
-            ],
+            "choices": [choice],
             "usage": self._usage_for(action),
         }
 
@@ -391,16 +403,15 @@ class FakeUpstream:
 
         if completion:
             events = [chunk(word) for word in WORDS] + [chunk("", "stop")]
-        elif action.kind == "tool_call":
-            arguments = json.dumps(TOOL_ARGUMENTS)
-            call = {"index": 0, "id": "call_fake", "type": "function"}
-            call["function"] = {"name": first_tool_name(body), "arguments": ""}
-            events = [chunk({"role": "assistant", "content": None, "tool_calls": [call]})]
-            half = len(arguments) // 2
-            for part in (arguments[:half], arguments[half:]):
-                events.append(
-                    chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
-                )
+        elif tool_calls := self._tool_calls(action, body):
+            events = [chunk({"role": "assistant", "content": ""})]
+            for index, call in enumerate(tool_calls):
+                half = len(call["arguments"]) // 2
+                function = {"name": call["name"], "arguments": call["arguments"][:half]}
+                first = {"index": index, "id": call["id"], "type": "function"}
+                events.append(chunk({"tool_calls": [{**first, "function": function}]}))
+                rest = {"arguments": call["arguments"][half:]}
+                events.append(chunk({"tool_calls": [{"index": index, "function": rest}]}))
             events += [chunk({}, "tool_calls")]
         else:
             events = [chunk({"role": "assistant", "content": ""})]
