@@ -28,6 +28,7 @@ SCOPED_MODELS = [
     "ModelMetric",
     "Provider",
     "Model",
+    "AuditLogEntry",
 ]
 # Where a manager use may start: a scope, the escape hatch, or a write of new rows.
 ALLOWED_METHODS = {
