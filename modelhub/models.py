@@ -1077,6 +1077,7 @@ class AuditLogEntryQuerySet(OrgScopedQuerySet):
     global catalog (no organization) are reached only across tenants (staff)."""
 
 
+# django-auditlog ships no types: mypy cannot see the class from_queryset builds.
 class AuditLogEntryManager(LogEntryManager.from_queryset(AuditLogEntryQuerySet)):  # type: ignore[misc]
     """django-auditlog's manager, writing each entry's organization as it is created."""
 
