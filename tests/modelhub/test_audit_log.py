@@ -534,6 +534,93 @@ def test_admin_organization_members_keys_and_rules(admin_site, staff, org, membe
     assert_made_by(only_entry(Membership, DELETE, object_id=membership.pk), staff, org)
 
 
+def test_admin_adds(admin_site, staff, org, member):
+    post_admin(
+        admin_site,
+        "organization/add/",
+        {
+            "name": "Initech",
+            "slug": "initech",
+            "memberships-TOTAL_FORMS": "1",
+            "memberships-INITIAL_FORMS": "0",
+            "memberships-0-user": member.pk,
+            "memberships-0-role": "owner",
+        },
+    )
+    initech = Organization.objects.get(slug="initech")
+    assert_made_by(only_entry(Organization, CREATE, object_id=initech.pk), staff, initech)
+    assert_made_by(only_entry(Membership, CREATE, organization=initech), staff, initech)
+
+    other = make_user("other")
+    post_admin(
+        admin_site, "membership/add/", {"user": other.pk, "organization": org.pk, "role": "member"}
+    )
+    added = Membership.objects.get(user=other)
+    assert_made_by(only_entry(Membership, CREATE, object_id=added.pk), staff, org)
+
+    provider = make_provider(org, slug="mine")
+    model_data = {
+        "provider": provider.pk,
+        "provider_model_id": "m1",
+        "model_name": "M1",
+        "modality": "text->text",
+        "input_modalities": '["text"]',
+        "output_modalities": '["text"]',
+        "supported_parameters": "[]",
+        "is_active": "on",
+    }
+    post_admin(admin_site, "model/add/", model_data)
+    model = Model.objects.get(provider=provider)
+    assert_made_by(only_entry(Model, CREATE, object_id=model.pk), staff, org)
+
+    rule_data = {
+        "organization": org.pk,
+        "name": "r",
+        "match_model": "*",
+        "conditions": "{}",
+        "strategy": "priority",
+        "max_attempts": "3",
+        "priority": "100",
+        "targets-TOTAL_FORMS": "1",
+        "targets-INITIAL_FORMS": "0",
+        "targets-0-model": model.pk,
+        "targets-0-position": "0",
+        "targets-0-weight": "1",
+    }
+    post_admin(admin_site, "routingrule/add/", rule_data)
+    rule = RoutingRule.objects.get(name="r")
+    assert_made_by(only_entry(RoutingRule, CREATE, object_id=rule.pk), staff, org)
+    target = RoutingTarget.objects.get(rule=rule)
+    assert_made_by(only_entry(RoutingTarget, CREATE, object_id=target.pk), staff, org)
+
+
+ADMIN_DELETES = [
+    pytest.param(
+        "organization", Organization, lambda org: Organization.objects.create(name="I", slug="i")
+    ),
+    pytest.param(
+        "providercredential",
+        ProviderCredential,
+        lambda org: make_credential(org, make_provider(org, slug="mine"), name="main"),
+    ),
+    pytest.param("clientkey", ClientKey, lambda org: make_client_key(org)),
+    pytest.param("model", Model, lambda org: make_model(make_provider(org, slug="mine"))),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "model", "make"), ADMIN_DELETES, ids=[p.values[0] for p in ADMIN_DELETES]
+)
+def test_admin_deletes(path, model, make, admin_site, staff, org):
+    obj = make(org)
+    owner = obj if isinstance(obj, Organization) else org
+
+    post_admin(admin_site, f"{path}/{obj.pk}/delete/", {"post": "yes"})
+
+    assert not model.objects.filter(pk=obj.pk).exists()
+    assert_made_by(only_entry(model, DELETE, object_id=obj.pk), staff, owner)
+
+
 def test_the_admin_page_is_read_only(admin_site, org):
     make_client_key(org)
     entry = AuditLogEntry.objects.for_org(org).first()
