@@ -1070,6 +1070,7 @@ class AuditLogEntrySerializer(serializers.ModelSerializer):
             "remote_address", "changes",
         ]  # fmt: skip
         read_only_fields = fields
+        extra_kwargs = {"timestamp": {"help_text": "When the change was made."}}
 
     def get_action(self, entry) -> str:
         return AUDIT_ACTION_NAMES.get(entry.action, "")
