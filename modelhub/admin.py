@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from auditlog.admin import LogEntryAdmin
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -15,6 +16,7 @@ from django.utils import timezone
 from modelhub import outbound, services
 from modelhub.invalidation import publish_tenant_change
 from modelhub.models import (
+    AuditLogEntry,
     ClientKey,
     HuggingFaceMetrics,
     Membership,
@@ -477,3 +479,20 @@ class HuggingFaceMetricsAdmin(admin.ModelAdmin):
     list_filter = ["found"]
     search_fields = ["hugging_face_id"]
     readonly_fields = ["data", "fetched_at"]
+
+
+# django-auditlog's page of the log, registered for AUDITLOG_LOGENTRY_MODEL, with the
+# organization and the client's address added. It is read-only: no adding, changing or
+# deleting entries (the library's own permissions), for staff of every organization.
+admin.site.unregister(AuditLogEntry)
+
+
+@admin.register(AuditLogEntry)
+class AuditLogEntryAdmin(LogEntryAdmin):
+    list_display = [*LogEntryAdmin.list_display, "organization", "remote_addr"]
+    list_select_related = [*LogEntryAdmin.list_select_related, "organization"]
+    list_filter = [*LogEntryAdmin.list_filter, "organization"]
+    fieldsets = [
+        (None, {"fields": ["created", "user_url", "remote_addr", "organization", "resource_url"]}),
+        ("Changes", {"fields": ["action", "msg"]}),
+    ]

@@ -14,6 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from auditlog.models import AbstractLogEntry, LogEntryManager
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -1111,3 +1112,74 @@ class StoredResponse(OrganizationOwned):
     def conversation(self) -> list[dict]:
         """Every item a continuation starts from: earlier turns, this input, this output."""
         return [*self.history, *self.input_items, *(self.response.get("output") or [])]
+
+
+# --- Audit trail -----------------------------------------------------------------------
+
+
+def audited_organization_id(instance: models.Model) -> int | None:
+    """The organization an audited row belongs to; None for the global catalog.
+
+    Rows reach their organization through their own column (every
+    :class:`OrganizationOwned` row, a membership, a private provider), through a parent
+    (a model through its provider, a routing target through its rule), or are one.
+    """
+    if isinstance(instance, Organization):
+        return instance.pk
+    if isinstance(instance, Model):
+        return instance.provider.organization_id
+    if isinstance(instance, RoutingTarget):
+        return instance.rule.organization_id
+    return getattr(instance, "organization_id", None)
+
+
+class AuditLogEntryQuerySet(OrgScopedQuerySet):
+    """Entries of the audit trail: ``for_org`` gives an organization's, and entries of the
+    global catalog (no organization) are reached only across tenants (staff)."""
+
+
+# django-auditlog ships no types: mypy cannot see the class from_queryset builds.
+class AuditLogEntryManager(LogEntryManager.from_queryset(AuditLogEntryQuerySet)):  # type: ignore[misc]
+    """django-auditlog's manager, writing each entry's organization as it is created."""
+
+    def log_create(self, instance, force_log: bool = False, **kwargs):
+        kwargs.setdefault("organization_id", audited_organization_id(instance))
+        return super().log_create(instance, force_log=force_log, **kwargs)
+
+    def log_m2m_changes(self, changed_queryset, instance, operation, field_name, **kwargs):
+        kwargs.setdefault("organization_id", audited_organization_id(instance))
+        return super().log_m2m_changes(changed_queryset, instance, operation, field_name, **kwargs)
+
+
+class AuditLogEntry(AbstractLogEntry):
+    """One change to an audited row: who (``actor``), from where (``remote_addr``), when,
+    what (``changes``: field -> [before, after]) and the organization it concerns.
+
+    django-auditlog writes these (``AUDITLOG_LOGENTRY_MODEL``); the models and fields it
+    records are listed in ``modelhub.audit``. The organization is a column rather than a
+    key in ``additional_data`` so that the audit log is scoped like every tenant table,
+    with ``for_org`` and an index. It is not a constraint: the history of an organization
+    outlives it (the entries written while it is deleted name it after it is gone), and
+    is then visible to staff only.
+    """
+
+    organization = models.ForeignKey(
+        Organization,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        help_text="The organization the changed row belongs to; null for the global catalog.",
+    )
+
+    objects = AuditLogEntryManager()
+
+    class Meta(AbstractLogEntry.Meta):
+        db_table = "audit_log"
+        verbose_name = "audit log entry"
+        verbose_name_plural = "audit log"
+        ordering = ["-timestamp", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-timestamp"], name="audit_org_time"),
+        ]

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import cast
 
+from auditlog.context import disable_auditlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -305,16 +306,19 @@ def provider_credential_record_failure(
             credential.cooldown_until = now + timedelta(seconds=seconds)
         else:
             credential.health_status = HealthStatus.DEGRADED
-        credential.save(
-            update_fields=[
-                "consecutive_failures",
-                "last_failure_at",
-                "last_error",
-                "health_status",
-                "cooldown_until",
-                "updated_at",
-            ]
-        )
+        # The gateway's bookkeeping, not a person's change: no audit entry, and no
+        # extra read of the row for one.
+        with disable_auditlog():
+            credential.save(
+                update_fields=[
+                    "consecutive_failures",
+                    "last_failure_at",
+                    "last_error",
+                    "health_status",
+                    "cooldown_until",
+                    "updated_at",
+                ]
+            )
         publish_tenant_change(credential.organization_id)
     return credential
 
@@ -455,19 +459,35 @@ def routing_rule_save(
     rule.full_clean()
     rule.save()
     if targets is not None:
-        rule.targets.all().delete()
-        RoutingTarget.objects.bulk_create(
-            RoutingTarget(
-                rule=rule,
-                model=target["model"],
-                credential=target.get("credential"),
-                weight=target.get("weight", 1),
-                position=index,
-            )
-            for index, target in enumerate(targets)
-        )
+        _routing_targets_replace(rule=rule, targets=targets)
     publish_tenant_change(organization.pk)
     return rule
+
+
+def _routing_targets_replace(*, rule: RoutingRule, targets: Iterable[Mapping]) -> None:
+    """Give the rule these targets, in this order; the same list again changes nothing.
+
+    Targets are saved one by one (a rule has at most 50), not in bulk, so that each
+    added or removed target is in the audit log.
+    """
+    wanted = [
+        RoutingTarget(
+            rule=rule,
+            model=target["model"],
+            credential=target.get("credential"),
+            weight=target.get("weight", 1),
+            position=index,
+        )
+        for index, target in enumerate(targets)
+    ]
+    current = list(
+        rule.targets.order_by("position", "id").values_list("model_id", "credential_id", "weight")
+    )
+    if current == [(t.model_id, t.credential_id, t.weight) for t in wanted]:
+        return
+    rule.targets.all().delete()
+    for target in wanted:
+        target.save()
 
 
 def routing_rule_delete(*, rule: RoutingRule) -> None:

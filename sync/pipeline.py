@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import requests
+from auditlog.context import disable_auditlog
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -224,7 +225,9 @@ def _upsert(
             _guard(plan=plan, count=len(records))
         wanted = spec.provider_fields()
         if provider is None:
-            provider = Provider.objects.create(slug=spec.slug, last_synced_at=now, **wanted)
+            # The sync's own record is its SyncRun, as for the models it writes in bulk.
+            with disable_auditlog():
+                provider = Provider.objects.create(slug=spec.slug, last_synced_at=now, **wanted)
             for row in plan.to_create:
                 row["provider_id"] = provider.pk
         else:

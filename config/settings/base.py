@@ -115,6 +115,8 @@ INSTALLED_APPS = [
     "django_filters",
     "axes",
     "django_celery_beat",
+    # Before modelhub: its admin replaces auditlog's page for the audit log.
+    "auditlog",
     "modelhub",
     "sync",
     "catalog",
@@ -130,6 +132,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who changed what from where, for the audit log (see modelhub/audit.py).
+    "modelhub.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a login that axes refused into the lockout response.
@@ -324,6 +328,20 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = env.list(
     "AXES_IPWARE_META_PRECEDENCE_ORDER", default=["REMOTE_ADDR"]
 )
 AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=None)
+
+# --- Audit log (django-auditlog) -----------------------------------------------------------
+# Changes to organizations, members, the catalog, credentials, client keys and routing
+# rules are recorded with their actor and client address (the address as login throttling
+# resolves it, with the AXES_IPWARE_* settings above); modelhub/audit.py lists what.
+AUDITLOG_LOGENTRY_MODEL = "modelhub.AuditLogEntry"
+# Changes as JSON values (numbers, null, lists) rather than their text.
+AUDITLOG_STORE_JSON_CHANGES = True
+# Fixtures loaded with loaddata are not anybody's change.
+AUDITLOG_DISABLE_ON_RAW_SAVE = True
+# django-auditlog's migrations create its own log table even when the model is replaced
+# (AUDITLOG_LOGENTRY_MODEL), and that unused table's key to content types makes flushing
+# the database fail on PostgreSQL. Its only model being replaced, the app needs no table.
+MIGRATION_MODULES = {"auditlog": None}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

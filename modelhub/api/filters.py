@@ -11,7 +11,9 @@ from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import filters as drf_filters
 from rest_framework.exceptions import ValidationError
 
+from modelhub.audit import ACTIONS, object_types
 from modelhub.models import (
+    AuditLogEntry,
     ClientKey,
     HealthStatus,
     Model,
@@ -173,3 +175,46 @@ class ModelMetricFilter(FilterSet):
             "served_model",
             "status_code",
         ]
+
+
+class AuditLogFilter(FilterSet):
+    """Filters of the audit log; ``since`` must not be after ``until``."""
+
+    object_type = filters.ChoiceFilter(
+        choices=[(name, name) for name in object_types()],
+        method="filter_object_type",
+        help_text="What changed: " + ", ".join(object_types()) + ".",
+    )
+    object_id = IntegerFilter(field_name="object_id", help_text="The changed object's id.")
+    actor = IntegerFilter(field_name="actor_id", help_text="The id of the user who changed it.")
+    action = filters.ChoiceFilter(
+        choices=[(name, name) for name in ACTIONS],
+        method="filter_action",
+        help_text="create, update or delete.",
+    )
+    since = DateTimeFilter(
+        field_name="timestamp", lookup_expr="gte", help_text="Changes at or after this time."
+    )
+    until = DateTimeFilter(
+        field_name="timestamp", lookup_expr="lte", help_text="Changes at or before this time."
+    )
+
+    class Meta:
+        model = AuditLogEntry
+        fields: list[str] = []
+
+    def filter_object_type(self, queryset, name, value):
+        app_label, model = object_types()[value]
+        return queryset.filter(content_type__app_label=app_label, content_type__model=model)
+
+    def filter_action(self, queryset, name, value):
+        return queryset.filter(action=ACTIONS[value])
+
+    def is_valid(self) -> bool:
+        if not super().is_valid():
+            return False
+        since, until = self.form.cleaned_data.get("since"), self.form.cleaned_data.get("until")
+        if since and until and since > until:
+            self.form.add_error("until", "until must not be before since.")
+            return False
+        return True

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from modelhub import outbound, selectors
 from modelhub.api.tenancy import ScopedRelatedField
+from modelhub.audit import ACTIONS, object_types
 from modelhub.models import (
+    AuditLogEntry,
     ClientKey,
     Membership,
     Model,
@@ -1129,3 +1132,88 @@ class DashboardSummarySerializer(serializers.Serializer):
     credentials = CredentialOverviewSerializer(
         many=True, help_text="Every credential with its health and quotas."
     )
+
+
+# --- Audit log ----------------------------------------------------------------------------
+
+AUDIT_ACTION_NAMES = {value: name for name, value in ACTIONS.items()}
+AUDIT_OBJECT_TYPES = {content_type: name for name, content_type in object_types().items()}
+
+
+class AuditActorSerializer(serializers.Serializer):
+    """The user who made a change."""
+
+    id = serializers.IntegerField(
+        allow_null=True, help_text="The user's id; null once the user is deleted."
+    )
+    username = serializers.CharField(
+        allow_null=True, help_text="The user's login name; null once the user is deleted."
+    )
+    email = serializers.CharField(help_text="The user's email address when the change was made.")
+
+
+class AuditChangeSerializer(serializers.Serializer):
+    """One field's value before and after a change (null before a creation and after a
+    deletion)."""
+
+    before = serializers.JSONField(allow_null=True, help_text="The value before the change.")
+    after = serializers.JSONField(allow_null=True, help_text="The value after the change.")
+
+
+class AuditLogEntrySerializer(serializers.ModelSerializer):
+    """One change to the organization's settings: who, when, from where and what."""
+
+    action = serializers.SerializerMethodField(help_text="create, update or delete.")
+    object_type = serializers.SerializerMethodField(
+        help_text="What changed: organization, member, provider, model, api_key, client_key, "
+        "routing_rule or routing_target."
+    )
+    object_id = serializers.IntegerField(help_text="The id of the changed object.")
+    object_repr = serializers.CharField(help_text="The changed object as it was named then.")
+    actor = serializers.SerializerMethodField(
+        help_text="Who made the change; null for the platform's own changes."
+    )
+    remote_address = serializers.IPAddressField(
+        source="remote_addr",
+        allow_null=True,
+        help_text="The client's address; null when the change came from no request.",
+    )
+    changes = serializers.SerializerMethodField(
+        help_text="Changed fields, each with its value before and after. Secrets never appear."
+    )
+
+    class Meta:
+        model = AuditLogEntry
+        fields = [
+            "id", "timestamp", "action", "object_type", "object_id", "object_repr", "actor",
+            "remote_address", "changes",
+        ]  # fmt: skip
+        read_only_fields = fields
+        extra_kwargs = {"timestamp": {"help_text": "When the change was made."}}
+
+    def get_action(self, entry) -> str:
+        return AUDIT_ACTION_NAMES.get(entry.action, "")
+
+    def get_object_type(self, entry) -> str:
+        key = (entry.content_type.app_label, entry.content_type.model)
+        return AUDIT_OBJECT_TYPES.get(key, entry.content_type.model)
+
+    @extend_schema_field(AuditActorSerializer(allow_null=True))
+    def get_actor(self, entry) -> dict | None:
+        if entry.actor is not None:
+            return {
+                "id": entry.actor.pk,
+                "username": entry.actor.username,
+                "email": entry.actor_email or entry.actor.email,
+            }
+        if entry.actor_email:
+            return {"id": None, "username": None, "email": entry.actor_email}
+        return None
+
+    @extend_schema_field(serializers.DictField(child=AuditChangeSerializer()))
+    def get_changes(self, entry) -> dict:
+        return {
+            field: {"before": values[0], "after": values[1]}
+            for field, values in (entry.changes or {}).items()
+            if isinstance(values, list | tuple) and len(values) == 2
+        }

@@ -17,5 +17,6 @@ router.register("api-keys", views.ProviderCredentialViewSet, basename="api-key")
 router.register("client-keys", views.ClientKeyViewSet, basename="client-key")
 router.register("routing-rules", views.RoutingRuleViewSet, basename="routing-rule")
 router.register("metrics", views.ModelMetricViewSet, basename="metric")
+router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 
 urlpatterns = router.urls

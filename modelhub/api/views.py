@@ -27,6 +27,7 @@ from modelhub import selectors, services
 from modelhub.api import examples, filters, serializers
 from modelhub.api.tenancy import GlobalRowPermission, OrganizationScopedViewSet, RolePermission
 from modelhub.models import (
+    AuditLogEntry,
     ClientKey,
     HealthStatus,
     Membership,
@@ -620,3 +621,31 @@ class ModelMetricViewSet(
     @action(detail=False, methods=["get"])
     def dashboard_summary(self, request):
         return self._report(selectors.dashboard_summary, serializers.DashboardSummarySerializer)
+
+
+# --- Audit log ----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List changes to the organization, newest first (admins and owners)",
+        responses={200: serializers.AuditLogEntrySerializer(many=True), **_errors(400, 401, 403)},
+    ),
+    retrieve=extend_schema(
+        summary="Retrieve one change (admins and owners)",
+        responses={200: serializers.AuditLogEntrySerializer, **_errors(401, 403, 404)},
+    ),
+)
+class AuditLogViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    """Who changed the organization's settings, when, from which address, and what changed:
+    the organization, its members, private providers and models, provider credentials
+    (never their secrets), client keys (never the key) and routing rules with their
+    targets. Changes to the global catalog are not an organization's and are not listed.
+    """
+
+    queryset = AuditLogEntry.objects.select_related("actor", "content_type")
+    serializer_class = serializers.AuditLogEntrySerializer
+    filterset_class = filters.AuditLogFilter
+    ordering_fields = ["timestamp"]
+    ordering = ["-timestamp", "-id"]
+    action_roles = {"list": Role.ADMIN, "retrieve": Role.ADMIN}

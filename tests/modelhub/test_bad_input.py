@@ -370,6 +370,7 @@ DETAIL_PATHS = [
     "client-keys/{}/revoke/",
     "routing-rules/{}/",
     "metrics/{}/",
+    "audit-log/{}/",
     "organizations/acme/members/{}/",
     "organizations/{}/",
 ]
@@ -395,6 +396,7 @@ LIST_PATHS = [
     "client-keys/",
     "routing-rules/",
     "metrics/",
+    "audit-log/",
 ]
 
 
@@ -460,6 +462,7 @@ FILTERS = {
         "requested_model",
     ],
     "organizations/acme/members/": ["role"],
+    "audit-log/": ["object_type", "object_id", "actor", "action", "since", "until"],
 }
 GARBAGE = ["abc", str(10**30), "1e400", "NaN", "1.5", "a\u0000b", "☃" * 300]
 
@@ -510,6 +513,14 @@ def test_bad_ordering_and_search_are_harmless(path, params, objects, owner_clien
 def test_bad_dates_are_400(path, name, objects, owner_client):
     for value in ["notadate", "2025-02-30", "99999-01-01", "0001-01-01T00:00:00+05:00"]:
         response = owner_client.get(f"{API}/{path}", {name: value})
+        body = assert_clean_error(response)
+        assert name in body
+
+
+@pytest.mark.parametrize("name", ["since", "until"])
+def test_bad_audit_log_dates_are_400(name, objects, owner_client):
+    for value in ["notadate", "2025-02-30", "99999-01-01", "0001-01-01T00:00:00+05:00"]:
+        response = owner_client.get(f"{API}/audit-log/", {name: value})
         body = assert_clean_error(response)
         assert name in body
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from modelhub.models import (
+    AuditLogEntry,
     ClientKey,
     Membership,
     Model,
@@ -56,6 +57,12 @@ def new_member(org) -> Membership:
     return Membership.objects.create(organization=org, user=user, role=Role.MEMBER)
 
 
+def audit_entry(org) -> AuditLogEntry:
+    """The entry of a change to the organization (a new client key)."""
+    key = make_client_key(org)
+    return AuditLogEntry.objects.get_for_object(key).for_org(org).get()
+
+
 @dataclass(frozen=True)
 class Endpoint:
     name: str
@@ -65,6 +72,8 @@ class Endpoint:
     update: Callable | None  # (org, obj) -> valid PUT payload (also sent as PATCH)
     updated: Callable | None  # (obj refetched) -> True when the update payload was applied
     base: Callable = None  # (org) -> list URL; default f"{API}/{name}/"
+    read_role: str = Role.MEMBER  # the least role that may list and retrieve
+    creatable: bool = True
 
     def list_url(self, org) -> str:
         return self.base(org) if self.base else f"{API}/{self.name}/"
@@ -174,6 +183,16 @@ ENDPOINTS = [
         update=lambda org, obj: {"role": "admin"},
         updated=lambda obj: obj.role == Role.ADMIN,
         base=lambda org: f"{API}/organizations/{org.slug}/members/",
+    ),
+    Endpoint(
+        name="audit-log",
+        model=AuditLogEntry,
+        make=audit_entry,
+        create=None,
+        update=None,
+        updated=None,
+        read_role=Role.ADMIN,
+        creatable=False,
     ),
 ]
 WRITABLE = [e for e in ENDPOINTS if e.writable]
@@ -386,6 +405,8 @@ DENIED = {"member": 403, "non_member": 404, "anonymous": 401}
 def role_cases():
     for endpoint in ENDPOINTS:
         actions = ACTIONS if endpoint.writable else ["list", "retrieve", "create"]
+        if not endpoint.creatable:
+            actions = ["list", "retrieve"]
         for role in ROLES:
             for action in actions:
                 yield pytest.param(endpoint, role, action, id=f"{endpoint.name}-{role}-{action}")
@@ -425,7 +446,10 @@ def test_role_allows_or_denies(endpoint, role, action, org, caller):
 
     response = request_for(endpoint, action, client, org, obj, payload)
 
-    if action not in ALLOWED[role]:
+    allowed = ALLOWED[role]
+    if role == "member" and endpoint.read_role != Role.MEMBER:
+        allowed = set()
+    if action not in allowed:
         assert response.status_code == DENIED[role], response.content
         assert "detail" in response.json()
         assert db_state() == before
@@ -452,7 +476,13 @@ def test_metrics_are_append_only(method, org, owner_client):
 
 @pytest.mark.parametrize(
     ("endpoint", "role"),
-    [(e, r) for e in ENDPOINTS if e.name != "members" for r in ("member", "admin", "owner")],
+    [
+        (e, r)
+        for e in ENDPOINTS
+        if e.name != "members"
+        for r in ("member", "admin", "owner")
+        if r != "member" or e.read_role == Role.MEMBER
+    ],
     ids=str,
 )
 def test_no_header_with_one_membership_uses_it(endpoint, role, org, member_factory, api_client):

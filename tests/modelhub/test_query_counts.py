@@ -88,6 +88,7 @@ LISTS = [
     pytest.param(f"{API}/client-keys/", add_client_keys, 4, id="client-keys"),
     pytest.param(f"{API}/routing-rules/", add_rules, 5, id="routing-rules"),
     pytest.param(f"{API}/metrics/", add_metrics, 4, id="metrics"),
+    pytest.param(f"{API}/audit-log/", add_rules, 4, id="audit-log"),
     pytest.param(f"{API}/api-keys/usage_summary/", add_credentials, 3, id="usage_summary"),
     pytest.param(f"{API}/api-keys/health_status/", add_credentials, 4, id="health_status"),
     pytest.param(f"{API}/metrics/cost_summary/", add_metrics, 6, id="cost_summary"),

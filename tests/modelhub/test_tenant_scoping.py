@@ -29,6 +29,7 @@ SCOPED_MODELS = [
     "Provider",
     "Model",
     "StoredResponse",
+    "AuditLogEntry",
 ]
 # Where a manager use may start: a scope, the escape hatch, or a write of new rows.
 ALLOWED_METHODS = {

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from modelhub import services
 from modelhub.models import (
+    AuditLogEntry,
     ClientKey,
     Membership,
     Model,
@@ -166,6 +167,8 @@ SNAPSHOT_MODELS = [
     RoutingRule,
     RoutingTarget,
     ModelMetric,
+    # A denied or refused call leaves no audit entry either.
+    AuditLogEntry,
 ]
 
 
