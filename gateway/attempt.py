@@ -24,7 +24,7 @@ import aiohttp
 from django.conf import settings
 from django.http import HttpResponse
 
-from gateway import anthropic
+from gateway import anthropic, jsoncodec
 from gateway.accounting import UsageRecord, describe, finish_and_settle
 from gateway.dialect import Untranslatable
 from gateway.errors import (
@@ -248,7 +248,7 @@ async def open_stream(runtime: Runtime, upstream: UpstreamCall, remaining: float
                 events += parser.feed(chunk)
         first = next(data for data in map(event_data, events) if data is not None)
         try:
-            payload = json.loads(first)
+            payload = jsoncodec.loads(first)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
@@ -285,7 +285,7 @@ def completion_payload(data: bytes, endpoint: Endpoint, translated: bool) -> dic
     at no cost: it is retried and falls back like a 502.
     """
     try:
-        payload = json.loads(data)
+        payload = jsoncodec.loads(data)
     except ValueError as exc:
         raise AttemptFailed(
             "bad_response", "The upstream answered 200 with a body that is not JSON."

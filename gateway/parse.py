@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from gateway import anthropic
+from gateway import anthropic, jsoncodec
 from gateway.auth import ClientKeyInfo
 from gateway.call import GatewayCall
 from gateway.dialect import OPENAI, Dialect
 from gateway.errors import InvalidRequest
+from gateway.request_ids import new_request_id
 from gateway.upstreams import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
 from modelhub.models import ApiFormat, Model
 from modelhub.routing import (
@@ -71,7 +72,7 @@ def is_storable_text(value: str) -> bool:
 
 def parse_body(raw: bytes, endpoint: Endpoint, dialect: Dialect = OPENAI) -> dict:
     try:
-        body = json.loads(raw or b"")
+        body = jsoncodec.loads(raw or b"", allow_nan=False)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(
             "We could not parse the JSON body of your request. The body must be a JSON object.",
@@ -405,7 +406,7 @@ def open_call(
             if preferences is not None and preferences.require_parameters
             else frozenset()
         ),
+        # Not the field's default: that would make an id only to replace it.
+        request_id=request_id if request_id is not None else new_request_id(),
     )
-    if request_id is not None:
-        call.request_id = request_id
     return call

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from django.http import StreamingHttpResponse
 
-from gateway import anthropic
+from gateway import anthropic, jsoncodec
 from gateway.accounting import UsageRecord, charge, finish, usage_numbers
 from gateway.attempt import OpenStream, upstream_error
 from gateway.errors import AttemptFailed
@@ -107,7 +107,7 @@ async def relay_stream(
                         done = True
                         break
                     if renderer is not None or b'"usage"' in data or b'"error"' in data:
-                        payload = json.loads(data)
+                        payload = jsoncodec.loads(data)
                         if payload.get("error"):
                             message, _ = upstream_error(500, data, stream.upstream)
                             raise anthropic.UpstreamStreamError(message)

@@ -7,7 +7,6 @@ provider's id; Anthropic gets a Messages API request (``gateway.anthropic``).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import socket
@@ -17,7 +16,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from django.conf import settings
 
-from gateway import anthropic
+from gateway import anthropic, jsoncodec
 from gateway.dialect import NativeRequest
 from modelhub import outbound
 from modelhub.crypto import decrypt_secret
@@ -141,7 +140,7 @@ def build_call(
         return UpstreamCall(
             url,
             headers,
-            json.dumps(payload).encode(),
+            jsoncodec.dumps(payload),
             True,
             _secrets_of(secret, headers),
             native=native is not None,
@@ -160,9 +159,7 @@ def build_call(
         headers["Accept"] = "text/event-stream"
     suffix = "/v1" if provider.api_format == ApiFormat.OLLAMA else None
     url = _base_url(provider, version_suffix=suffix) + endpoint.path
-    return UpstreamCall(
-        url, headers, json.dumps(payload).encode(), False, _secrets_of(secret, headers)
-    )
+    return UpstreamCall(url, headers, jsoncodec.dumps(payload), False, _secrets_of(secret, headers))
 
 
 # --- The outbound address policy ------------------------------------------------------------

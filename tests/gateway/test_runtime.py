@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import httpx
 import openai
@@ -77,3 +78,18 @@ def test_lifespan_wrapper_reports_a_failed_startup(monkeypatch):
 
 def test_non_gateway_paths_reach_django(gateway):
     assert httpx.get(f"{gateway.url}/healthz").status_code == 200
+
+
+def test_startup_freezes_what_is_loaded_and_shutdown_thaws_it(transactional_db):
+    from gateway import runtime
+
+    async def lifetime():
+        await runtime.startup()
+        frozen = gc.get_freeze_count()
+        await runtime.shutdown()
+        return frozen
+
+    assert gc.get_freeze_count() == 0
+    # Django, the apps and the gateway's modules: far more than a few objects.
+    assert asyncio.run(lifetime()) > 10_000
+    assert gc.get_freeze_count() == 0

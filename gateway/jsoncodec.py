@@ -1,0 +1,44 @@
+"""JSON on the gateway's hot path: orjson, with the standard library's behaviour kept.
+
+Every request is parsed once and encoded once for its upstream, and answers are parsed
+to check and account them; orjson does each several times faster than ``json``, which
+counts with large prompts. Where the two disagree the standard library decides, so
+what the gateway accepts and sends does not change: input orjson refuses (integers
+beyond 64 bits, lone surrogates, nesting deeper than orjson's limit) is parsed again
+by ``json``, which accepts it or raises the error callers already handle, and a value
+orjson cannot encode is encoded by ``json``. orjson writes UTF-8 without escaping
+non-ASCII characters and without spaces: the same JSON, fewer bytes.
+
+One difference is deliberate: a request body with ``NaN`` or ``Infinity`` (not JSON;
+orjson would encode them as ``null``, changing the caller's value) is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value.")
+
+
+def loads(data: bytes | str, *, allow_nan: bool = True) -> Any:
+    """Parse ``data`` as ``json.loads`` does (same results, same errors); with
+    ``allow_nan=False``, ``NaN`` and ``Infinity`` raise ``ValueError``."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        if allow_nan:
+            return json.loads(data)
+        return json.loads(data, parse_constant=_refuse_constant)
+
+
+def dumps(value: Any) -> bytes:
+    """Encode ``value`` as JSON bytes."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value).encode()

@@ -1,0 +1,76 @@
+"""The gateway parses and encodes JSON with orjson but accepts and forwards what the
+standard library did: values orjson refuses on its own still reach the upstream intact."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from gateway import jsoncodec
+
+pytestmark = pytest.mark.usefixtures("catalog")
+
+MODEL = "alpha/llama-3.1-8b"
+BIG = 2**70  # beyond orjson's 64-bit integers
+
+
+def _post(gateway, raw_key: str, content: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=content,
+        headers={"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+
+
+def test_values_orjson_refuses_reach_the_upstream_intact(gateway, client_key, upstream):
+    content = (
+        b'{"model": "' + MODEL.encode() + b'", "seed": ' + str(BIG).encode() + b", "
+        b'"messages": [{"role": "user", "content": "hi \\ud800 there"}]}'
+    )
+    response = _post(gateway, client_key.raw_key, content)
+
+    assert response.status_code == 200, response.text
+    sent = upstream.requests[-1]["body"]
+    assert sent["seed"] == BIG
+    assert sent["messages"][0]["content"] == "hi \ud800 there"
+
+
+def test_non_ascii_text_reaches_the_upstream_as_sent(gateway, client_key, upstream):
+    content = {"model": MODEL, "messages": [{"role": "user", "content": "héllo 世界"}]}
+    response = _post(gateway, client_key.raw_key, json.dumps(content, ensure_ascii=False).encode())
+
+    assert response.status_code == 200, response.text
+    assert upstream.requests[-1]["body"]["messages"][0]["content"] == "héllo 世界"
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_in_a_request_is_a_400_not_a_changed_value(gateway, client_key, upstream, constant):
+    content = (
+        b'{"model": "' + MODEL.encode() + b'", "temperature": ' + constant + b", "
+        b'"messages": [{"role": "user", "content": "hi"}]}'
+    )
+    response = _post(gateway, client_key.raw_key, content)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert upstream.requests == []
+
+
+def test_codec_matches_the_standard_library():
+    assert jsoncodec.loads(b'{"a": [1, 2.5, "x"]}') == {"a": [1, 2.5, "x"]}
+    assert jsoncodec.loads(str(BIG)) == BIG
+    assert jsoncodec.loads('"\\udc00"') == "\udc00"
+    assert jsoncodec.loads(b'{"p": NaN}')["p"] != jsoncodec.loads(b'{"p": NaN}')["p"]
+    assert (
+        jsoncodec.dumps({"n": BIG, "s": "\udc00"})
+        == b'{"n": 1180591620717411303424, "s": "\\udc00"}'
+    )
+    assert jsoncodec.dumps({"a": "é"}) == '{"a":"é"}'.encode()
+    for invalid in (b"", b"{", b"\xff", b"[1,]"):
+        with pytest.raises(ValueError):
+            jsoncodec.loads(invalid)
+    with pytest.raises(ValueError):
+        jsoncodec.loads(b"[NaN]", allow_nan=False)
