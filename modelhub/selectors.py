@@ -14,14 +14,26 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from modelhub import rollups
+from modelhub.budgets import (
+    CLIENT_KEY,
+    NEVER,
+    ORGANIZATION,
+    BudgetStatus,
+    budget_period_bounds,
+    from_picodollars,
+    spend_counter,
+)
 from modelhub.models import (
     ClientKey,
     HealthStatus,
+    LimitCounter,
     Model,
     ModelMetric,
     Organization,
     Provider,
     ProviderCredential,
+    Webhook,
+    WebhookEvent,
 )
 from modelhub.quotas import quota_states
 
@@ -531,3 +543,103 @@ def callable_providers_q(organization: Organization, *, prefix: str = "") -> Q:
     return Q(**{pk: credentials.filter(is_active=True).values("provider_id")}) | (
         ~Q(**{pk: credentials.values("provider_id")}) & free
     )
+
+
+# --- Budgets ------------------------------------------------------------------------------
+
+
+def limit_counter_values(keys: Sequence[str]) -> dict[str, int]:
+    """Current values of the gateway's limit counters: in Redis when the gateway keeps them
+    there (``GATEWAY_LIMIT_BACKEND``), else in ``LimitCounter`` rows. Missing is zero."""
+    backend = settings.GATEWAY_LIMIT_BACKEND
+    if backend == "redis" or (backend == "auto" and settings.REDIS_URL):
+        import redis
+
+        client = redis.Redis.from_url(settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL)
+        try:
+            values = client.mget(list(keys)) if keys else []
+        finally:
+            client.close()
+        return {key: int(value or 0) for key, value in zip(keys, values, strict=True)}
+    found = dict(LimitCounter.objects.filter(key__in=keys).values_list("key", "value"))
+    return {key: found.get(key, 0) for key in keys}
+
+
+def _budget_statuses(
+    subject: str, owners: Sequence[Organization] | Sequence[ClientKey], now=None
+) -> dict[int, BudgetStatus]:
+    """The budget status of each owner (organization or key), in one read of the
+    counters. Owners without a budget read nothing and show no spend."""
+    now = now or timezone.now()
+    bounds = {owner.pk: budget_period_bounds(owner.budget_period or None, now) for owner in owners}
+    keys = {
+        owner.pk: spend_counter(subject, owner.pk, owner.budget_period or None, bounds[owner.pk][0])
+        for owner in owners
+        if owner.budget_amount is not None
+    }
+    values = limit_counter_values(list(keys.values()))
+    statuses = {}
+    for owner in owners:
+        start, end = bounds[owner.pk]
+        amount = owner.budget_amount
+        spent = from_picodollars(values[keys[owner.pk]]) if owner.pk in keys else Decimal(0)
+        statuses[owner.pk] = BudgetStatus(
+            amount=amount,
+            period=owner.budget_period or None,
+            spent=spent,
+            remaining=None if amount is None else max(amount - spent, Decimal(0)),
+            period_start=start,
+            period_end=None if end == NEVER else end,
+        )
+    return statuses
+
+
+def organization_budget_statuses(
+    organizations: Sequence[Organization], now=None
+) -> dict[int, BudgetStatus]:
+    """:func:`organization_budget_status` of several organizations, by id, in one read."""
+    return _budget_statuses(ORGANIZATION, organizations, now)
+
+
+def organization_budget_status(organization: Organization, now=None) -> BudgetStatus:
+    """What the organization's keys together spent in the current budget period and what
+    is left (``remaining`` is None without a budget), read from the live counter: Redis
+    when the gateway keeps its counters there, ``LimitCounter`` rows otherwise. Spend is
+    what finished requests cost; requests still running are not in it."""
+    return _budget_statuses(ORGANIZATION, [organization], now)[organization.pk]
+
+
+def client_key_budget_status(client_key: ClientKey, now=None) -> BudgetStatus:
+    """The same for one client key and its own budget."""
+    return _budget_statuses(CLIENT_KEY, [client_key], now)[client_key.pk]
+
+
+# --- Webhooks -----------------------------------------------------------------------------
+
+# The budget subject each budget event is about.
+BUDGET_EVENTS = {
+    WebhookEvent.ORGANIZATION_BUDGET: ORGANIZATION,
+    WebhookEvent.CLIENT_KEY_BUDGET: CLIENT_KEY,
+}
+
+
+def webhook_budget_thresholds(organization: Organization) -> dict[str, tuple[int, ...]]:
+    """The percentages of a budget, by subject, whose crossing one of the organization's
+    active webhooks wants to hear of: what the gateway compares spend against when it
+    settles a request, so that it needs no query per request."""
+    found: dict[str, set[int]] = {}
+    rows = Webhook.objects.for_org(organization).filter(is_active=True)
+    for events, thresholds in rows.values_list("events", "thresholds"):
+        for event in events or ():
+            if event in BUDGET_EVENTS:
+                found.setdefault(BUDGET_EVENTS[event], set()).update(thresholds or ())
+    return {subject: tuple(sorted(values)) for subject, values in found.items()}
+
+
+def webhooks_for_event(organization: Organization, event: str) -> list[Webhook]:
+    """The organization's active webhooks subscribed to ``event``."""
+    return [
+        webhook
+        for webhook in Webhook.objects.for_org(organization).filter(is_active=True)
+        if event in (webhook.events or ())
+    ]

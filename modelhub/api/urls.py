@@ -17,5 +17,11 @@ router.register("api-keys", views.ProviderCredentialViewSet, basename="api-key")
 router.register("client-keys", views.ClientKeyViewSet, basename="client-key")
 router.register("routing-rules", views.RoutingRuleViewSet, basename="routing-rule")
 router.register("metrics", views.ModelMetricViewSet, basename="metric")
+router.register("webhooks", views.WebhookViewSet, basename="webhook")
+router.register(
+    r"webhooks/(?P<webhook_pk>[^/]+)/deliveries",
+    views.WebhookDeliveryViewSet,
+    basename="webhook-delivery",
+)
 
 urlpatterns = router.urls
