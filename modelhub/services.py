@@ -907,18 +907,24 @@ def webhook_credential_unhealthy(
 DELIVERED, RETRY, FAILED, GONE = "delivered", "retry", "failed", "gone"
 
 
-def webhook_delivery_attempt(*, delivery_id: int, last_attempt: bool) -> str:
-    """Make one attempt to deliver an event and record it on the delivery row.
+def webhook_delivery_attempt(*, delivery_id: int) -> tuple[str, int]:
+    """Make one attempt to deliver an event and record it on the delivery row; returns
+    what came of it and the attempts made so far.
 
-    Network errors, timeouts and 5xx answers are worth another attempt (the task's
-    backoff decides when); a refused URL, a redirect or another 4xx is not. Returns
-    DELIVERED, RETRY, FAILED, or GONE when the delivery (or its webhook) was deleted.
+    Network errors, timeouts and 5xx answers are worth another attempt, up to
+    ``WEBHOOK_MAX_ATTEMPTS`` (the task's backoff decides when); a refused URL, a redirect
+    or another 4xx is not. The outcome is DELIVERED, RETRY, FAILED, or GONE when the
+    delivery (or its webhook) was deleted. A delivery already made or given up is left
+    alone, so a task run twice sends nothing twice.
     """
     delivery = WebhookDelivery.objects.select_related("webhook").filter(pk=delivery_id).first()
     if delivery is None:
-        return GONE
-    if delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED):
-        return DELIVERED if delivery.status == DeliveryStatus.DELIVERED else FAILED
+        return GONE, 0
+    if delivery.status == DeliveryStatus.DELIVERED:
+        return DELIVERED, delivery.attempts
+    if delivery.status == DeliveryStatus.FAILED:
+        return FAILED, delivery.attempts
+    last_attempt = delivery.attempts + 1 >= settings.WEBHOOK_MAX_ATTEMPTS
     webhook = delivery.webhook
     secret = decrypt_secret(webhook.encrypted_secret)
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
@@ -962,4 +968,4 @@ def webhook_delivery_attempt(*, delivery_id: int, last_attempt: bool) -> str:
     else:
         delivery.status, outcome = DeliveryStatus.FAILED, FAILED
     delivery.save()
-    return outcome
+    return outcome, delivery.attempts

@@ -11,25 +11,25 @@ from modelhub import services
 
 logger = logging.getLogger(__name__)
 
+# One attempt waits at most WEBHOOK_TIMEOUT_SECONDS to connect and as long for the answer.
+WEBHOOK_TIME_LIMIT = int(settings.WEBHOOK_TIMEOUT_SECONDS * 2) + 30
+
 
 @shared_task(
     name="modelhub.deliver_webhook",
-    bind=True,
-    # Retries after the first attempt; each attempt is recorded on the delivery row.
-    max_retries=max(settings.WEBHOOK_MAX_ATTEMPTS - 1, 0),
     acks_late=True,
-    soft_time_limit=max(int(settings.WEBHOOK_TIMEOUT_SECONDS * 3), 30),
-    time_limit=max(int(settings.WEBHOOK_TIMEOUT_SECONDS * 3), 30) + 30,
+    soft_time_limit=WEBHOOK_TIME_LIMIT,
+    time_limit=WEBHOOK_TIME_LIMIT + 15,
 )
-def deliver_webhook(self, delivery_id: int) -> str:
-    """Deliver one webhook event; network errors and 5xx answers are retried with
-    exponential backoff (WEBHOOK_RETRY_BACKOFF_SECONDS, doubling) up to
-    WEBHOOK_MAX_ATTEMPTS attempts. A delivery already made or given up is left alone."""
-    outcome = services.webhook_delivery_attempt(
-        delivery_id=delivery_id, last_attempt=self.request.retries >= self.max_retries
-    )
+def deliver_webhook(delivery_id: int) -> str:
+    """Make one attempt to deliver a webhook event; after a network error or a 5xx answer
+    queue the next one with exponential backoff (WEBHOOK_RETRY_BACKOFF_SECONDS, doubling),
+    up to WEBHOOK_MAX_ATTEMPTS in all. The delivery row counts the attempts, so the
+    schedule survives a worker's restart and a task run twice sends nothing twice."""
+    outcome, attempts = services.webhook_delivery_attempt(delivery_id=delivery_id)
     if outcome == services.RETRY:
-        raise self.retry(countdown=settings.WEBHOOK_RETRY_BACKOFF_SECONDS * 2**self.request.retries)
-    if outcome == services.FAILED:
-        logger.warning("Webhook delivery %s failed; see its last_error", delivery_id)
+        delay = settings.WEBHOOK_RETRY_BACKOFF_SECONDS * 2 ** (attempts - 1)
+        deliver_webhook.apply_async((delivery_id,), countdown=delay)
+    elif outcome == services.FAILED:
+        logger.warning("Webhook delivery %s failed after %s attempts", delivery_id, attempts)
     return outcome
