@@ -8,6 +8,8 @@ import itertools
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.utils import timezone
+
 from modelhub import services
 from modelhub.models import (
     ClientKey,
@@ -19,6 +21,9 @@ from modelhub.models import (
     ProviderCredential,
     RoutingRule,
     RoutingTarget,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
 )
 from tests.support.recorded import openrouter_records
 
@@ -158,6 +163,8 @@ def load_openrouter(provider: Provider | None = None) -> tuple[Provider, list[Mo
 
 SNAPSHOT_MODELS = [
     Organization,
+    Webhook,
+    WebhookDelivery,
     Membership,
     Provider,
     Model,
@@ -167,6 +174,26 @@ SNAPSHOT_MODELS = [
     RoutingTarget,
     ModelMetric,
 ]
+
+
+def make_webhook(
+    organization: Organization, url: str = "https://hooks.example.com/modelhub", **fields
+) -> Webhook:
+    return services.webhook_create(organization=organization, url=url, **fields).webhook
+
+
+def make_delivery(organization: Organization, webhook: Webhook | None = None) -> WebhookDelivery:
+    """A recorded (not yet delivered) budget event of ``webhook`` (a new one by default)."""
+    webhook = webhook or make_webhook(organization)
+    return WebhookDelivery.objects.create(
+        organization=organization,
+        webhook=webhook,
+        event=WebhookEvent.ORGANIZATION_BUDGET,
+        subject_id=organization.pk,
+        threshold=50,
+        period_start=timezone.now(),
+        payload={"event": WebhookEvent.ORGANIZATION_BUDGET, "threshold": 50},
+    )
 
 
 def db_state() -> dict:
