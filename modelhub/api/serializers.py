@@ -127,12 +127,16 @@ class OrganizationSerializer(serializers.ModelSerializer):
         status = statuses.get(organization.pk)
         return status or selectors.organization_budget_status(organization)
 
-    @extend_schema_field(serializers.DecimalField(max_digits=24, decimal_places=12))
+    @extend_schema_field(
+        serializers.DecimalField(max_digits=32, decimal_places=12, allow_null=True)
+    )
     def get_budget_spent(self, organization) -> str | None:
         status = self._budget(organization)
         return None if status is None else f"{status.spent:.12f}"
 
-    @extend_schema_field(serializers.DecimalField(max_digits=24, decimal_places=12))
+    @extend_schema_field(
+        serializers.DecimalField(max_digits=32, decimal_places=12, allow_null=True)
+    )
     def get_budget_remaining(self, organization) -> str | None:
         status = self._budget(organization)
         return None if status is None or status.remaining is None else f"{status.remaining:.12f}"
