@@ -3,12 +3,18 @@
 The cache holds a snapshot of the key (and a short negative entry for unknown keys), so
 a revoked key stops working within ``GATEWAY_KEY_CACHE_SECONDS``; expiry is checked
 against the snapshot on every request and is exact.
+
+The snapshot carries what every request of the key needs: its organization with the
+organization's own limits and budget, and the budget thresholds the organization's
+webhooks watch. A write to any of them announces a tenant change, which drops the
+organization's snapshots on every gateway worker (``gateway.invalidation``).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -18,6 +24,7 @@ from django.utils import timezone
 from gateway.errors import AuthenticationFailed
 from modelhub.crypto import hash_client_key
 from modelhub.models import ClientKey, Organization
+from modelhub.selectors import webhook_budget_thresholds
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,9 @@ class ClientKeyInfo:
     budget_period: str
     expires_at: datetime | None
     revoked_at: datetime | None
+    # Percentages of the key's and of the organization's budget whose crossing some active
+    # webhook wants to hear of, by budget subject (modelhub.budgets.CLIENT_KEY, ORGANIZATION).
+    budget_thresholds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def allows(self, name: str) -> bool:
         """Whether the key may ask for ``name``; no list means every model."""
@@ -65,6 +75,7 @@ def _load(digest: str) -> ClientKeyInfo | None:
         budget_period=key.budget_period,
         expires_at=key.expires_at,
         revoked_at=key.revoked_at,
+        budget_thresholds=webhook_budget_thresholds(key.organization),
     )
 
 

@@ -1,17 +1,24 @@
-"""Per-client-key limits, enforced atomically (credential quotas: ``modelhub.quotas``).
+"""Limits of client keys and their organizations, enforced atomically together
+(credential quotas: ``modelhub.quotas``).
 
-A client key may have requests per minute, tokens per minute and a budget per period.
-Each is a counter of its window. A request is admitted when every counter is still below
-its limit, and then reserves its share at once - one request, its estimated tokens, the
-most it can cost - in a single atomic step (a Lua script in Redis, a locked transaction
-in the database). When the request ends, the reservation is corrected to the actual
-tokens and cost.
+A client key may have requests per minute, tokens per minute and a budget per period;
+so may its organization, over all its keys together. Each is a counter of its window. A
+request is admitted when every counter - the key's and the organization's - is still
+below its limit, and then reserves its share in all of them at once - one request, its
+estimated tokens, the most it can cost - in a single atomic step (a Lua script in Redis,
+a locked transaction in the database). If any counter refuses, none is raised. When the
+request ends, the reservation is corrected to the actual tokens and cost.
 
 The budget reserves a bound, not an estimate: the prompt plus every completion token the
 request may produce, at its most expensive candidate's prices. Since each counter holds
 what finished requests cost plus at least what running ones can still cost, a request is
 only admitted while everything admitted before it fits in the budget; spend can pass the
-budget by at most the last admitted request's own cost, whatever the concurrency.
+budget by at most the last admitted request's own cost, whatever the concurrency. That
+holds for the organization's budget as for a key's, however many keys share it.
+
+Settling also adds the actual cost to each budget's spend counter (see
+``modelhub.budgets``); its value before and after tells which webhook thresholds the
+request crossed, without a query.
 
 Money is counted in integer picodollars (1e-12 USD): Redis adds integers exactly, and
 the cheapest catalog prices (1e-10 USD per token) still count.
@@ -22,29 +29,39 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils import timezone
 
 from gateway.errors import RateLimited
-from modelhub.quotas import period_bounds
+from modelhub.budgets import (
+    CLIENT_KEY,
+    ORGANIZATION,
+    PICODOLLARS,
+    budget_period_bounds,
+    crossed_thresholds,
+    from_picodollars,
+    reservation_counter,
+    spend_counter,
+    to_picodollars,
+)
 from modelhub.services import (
     CounterIncrement,
-    limit_counters_adjust,
     limit_counters_purge,
     limit_counters_reserve,
+    limit_counters_settle,
 )
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-PICODOLLARS = Decimal(10**12)
+__all__ = ["PICODOLLARS", "from_picodollars", "to_picodollars"]
 
-
-def to_picodollars(amount: Decimal) -> int:
-    return int((amount * PICODOLLARS).to_integral_value(rounding=ROUND_CEILING))
+# Which limit refused a request: the key's own, or its organization's.
+SCOPE_KEY = "key"
+SCOPE_ORGANIZATION = "organization"
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,33 @@ class Window:
     retry_after: int
     description: str
     code: str
+    scope: str = SCOPE_KEY
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A budget a request counts against: its spend counter, and what a threshold event
+    about it says."""
+
+    subject: str  # modelhub.budgets.ORGANIZATION or CLIENT_KEY
+    subject_id: int
+    amount: Decimal
+    period: str | None
+    period_start: datetime | None
+    spend_key: str
+    expires_at: datetime
+    thresholds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """A budget whose spend went from ``before`` to ``after`` (picodollars) past
+    ``thresholds`` (percentages) when a request settled."""
+
+    budget: Budget
+    before: int
+    after: int
+    thresholds: tuple[int, ...]
 
 
 @dataclass
@@ -63,8 +107,9 @@ class Reservation:
     """What a request reserved; ``settle`` replaces estimates with actual usage."""
 
     windows: list[Window] = field(default_factory=list)
-    tokens_key: str | None = None
-    cost_key: str | None = None
+    tokens_keys: list[str] = field(default_factory=list)
+    cost_keys: list[str] = field(default_factory=list)
+    budgets: list[Budget] = field(default_factory=list)
     estimated_tokens: int = 0
     reserved_cost: int = 0  # picodollars: the request's worst case
 
@@ -75,60 +120,136 @@ def _minute(now: datetime) -> tuple[str, datetime, int]:
     return start.strftime("%Y%m%d%H%M"), end, max(math.ceil((end - now).total_seconds()), 1)
 
 
-def client_key_windows(
-    key, *, estimated_tokens: int, worst_case_cost: Decimal, now: datetime
-) -> Reservation:
-    """The counters a request of ``key`` (a ``ClientKeyInfo``) must pass."""
-    reservation = Reservation()
+@dataclass(frozen=True)
+class _Owner:
+    """Whose limits: a key or an organization, in the words and names its windows use."""
+
+    subject: str
+    subject_id: int
+    scope: str
+    whose: str  # "The key's" / "The organization's"
+    code_prefix: str
+
+
+def _add_windows(
+    reservation: Reservation,
+    owner: _Owner,
+    limits,
+    *,
+    thresholds: tuple[int, ...],
+    worst_case: int,
+    now: datetime,
+) -> None:
+    """The windows of one owner's limits (``limits`` has rate_limit_rpm, rate_limit_tpm,
+    budget_amount and budget_period: a ClientKeyInfo or an Organization)."""
     minute, minute_end, minute_left = _minute(now)
-    if key.rate_limit_rpm is not None:
+    prefix = f"gw:{owner.subject}:{owner.subject_id}"
+    if limits.rate_limit_rpm is not None:
         reservation.windows.append(
             Window(
-                f"gw:ck:{key.id}:rpm:{minute}",
-                key.rate_limit_rpm,
+                f"{prefix}:rpm:{minute}",
+                limits.rate_limit_rpm,
                 1,
                 minute_end,
                 minute_left,
-                f"Rate limit of {key.rate_limit_rpm} requests per minute reached.",
-                "rate_limit_exceeded",
+                f"{owner.whose} rate limit of {limits.rate_limit_rpm} requests per minute reached.",
+                f"{owner.code_prefix}rate_limit_exceeded",
+                owner.scope,
             )
         )
-    if key.rate_limit_tpm is not None:
-        tokens_key = f"gw:ck:{key.id}:tpm:{minute}"
-        reservation.tokens_key = tokens_key
-        reservation.estimated_tokens = estimated_tokens
+    if limits.rate_limit_tpm is not None:
+        tokens_key = f"{prefix}:tpm:{minute}"
+        reservation.tokens_keys.append(tokens_key)
         reservation.windows.append(
             Window(
                 tokens_key,
-                key.rate_limit_tpm,
-                estimated_tokens,
+                limits.rate_limit_tpm,
+                reservation.estimated_tokens,
                 minute_end,
                 minute_left,
-                f"Rate limit of {key.rate_limit_tpm} tokens per minute reached.",
-                "rate_limit_exceeded",
+                f"{owner.whose} rate limit of {limits.rate_limit_tpm} tokens per minute reached.",
+                f"{owner.code_prefix}rate_limit_exceeded",
+                owner.scope,
             )
         )
-    if key.budget_amount is not None:
-        start, end = period_bounds(key.budget_period, now)
-        cost_key = f"gw:ck:{key.id}:spend:{key.budget_period}:{start:%Y%m%d%H}"
-        reservation.cost_key = cost_key
-        reservation.reserved_cost = to_picodollars(worst_case_cost)
+    if limits.budget_amount is not None:
+        period = limits.budget_period or None
+        start, end = budget_period_bounds(period, now)
+        cost_key = reservation_counter(owner.subject, owner.subject_id, period, start)
+        reservation.cost_keys.append(cost_key)
+        per = f" per {period}" if period else ""
         reservation.windows.append(
             Window(
                 cost_key,
-                to_picodollars(key.budget_amount),
-                reservation.reserved_cost,
+                to_picodollars(limits.budget_amount),
+                worst_case,
                 end,
                 max(math.ceil((end - now).total_seconds()), 1),
-                f"The key's budget of {key.budget_amount} USD per {key.budget_period} is spent.",
-                "budget_exceeded",
+                f"{owner.whose} budget of {limits.budget_amount} USD{per} is spent.",
+                f"{owner.code_prefix}budget_exceeded",
+                owner.scope,
             )
         )
+        reservation.budgets.append(
+            Budget(
+                subject=owner.subject,
+                subject_id=owner.subject_id,
+                amount=limits.budget_amount,
+                period=period,
+                period_start=start,
+                spend_key=spend_counter(owner.subject, owner.subject_id, period, start),
+                expires_at=end,
+                thresholds=thresholds,
+            )
+        )
+
+
+def has_limits(key) -> bool:
+    """Whether a request of ``key`` (a ``ClientKeyInfo``) has any counter to pass."""
+    return any(
+        owner.rate_limit_rpm is not None
+        or owner.rate_limit_tpm is not None
+        or owner.budget_amount is not None
+        for owner in (key, key.organization)
+    )
+
+
+def request_windows(
+    key, *, estimated_tokens: int, worst_case_cost: Decimal, now: datetime
+) -> Reservation:
+    """The counters a request of ``key`` (a ``ClientKeyInfo``) must pass: the key's own
+    and its organization's."""
+    reservation = Reservation(estimated_tokens=estimated_tokens)
+    if key.budget_amount is not None or key.organization.budget_amount is not None:
+        reservation.reserved_cost = to_picodollars(worst_case_cost)
+    thresholds = key.budget_thresholds
+    _add_windows(
+        reservation,
+        _Owner(CLIENT_KEY, key.id, SCOPE_KEY, "The key's", ""),
+        key,
+        thresholds=thresholds.get(CLIENT_KEY, ()),
+        worst_case=reservation.reserved_cost,
+        now=now,
+    )
+    organization = key.organization
+    _add_windows(
+        reservation,
+        _Owner(
+            ORGANIZATION, organization.pk, SCOPE_ORGANIZATION, "The organization's", "organization_"
+        ),
+        organization,
+        thresholds=thresholds.get(ORGANIZATION, ()),
+        worst_case=reservation.reserved_cost,
+        now=now,
+    )
     return reservation
 
 
 def reject(window: Window) -> RateLimited:
-    return RateLimited(window.description, retry_after=window.retry_after, code=window.code)
+    error = RateLimited(window.description, retry_after=window.retry_after, code=window.code)
+    # Which limit refused: the key's own or the organization's (shared by all its keys).
+    error.headers["X-RateLimit-Scope"] = window.scope
+    return error
 
 
 # --- Backends -----------------------------------------------------------------------------
@@ -172,16 +293,25 @@ class RedisLimiter:
         failed = int(await self.script(keys=[w.key for w in windows], args=args))
         return windows[failed - 1] if failed else None
 
-    async def adjust(self, deltas: list[tuple[str, int]]) -> None:
-        """Add each delta to its counter, in one round trip."""
+    async def settle(
+        self, deltas: list[tuple[str, int]], spends: list[CounterIncrement]
+    ) -> list[int]:
+        """Add each delta to its counter and each spend to its spend counter, in one round
+        trip; returns the spend counters' new values."""
         deltas = [(key, delta) for key, delta in deltas if delta]
-        if len(deltas) == 1:
+        if not deltas and not spends:
+            return []
+        if len(deltas) == 1 and not spends:
             await self.client.incrby(*deltas[0])
-        elif deltas:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key, delta in deltas:
-                    pipe.incrby(key, delta)
-                await pipe.execute()
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, delta in deltas:
+                pipe.incrby(key, delta)
+            for spend in spends:
+                pipe.incrby(spend.key, spend.amount)
+                pipe.expireat(spend.key, int(spend.expires_at.timestamp()) + 60)
+            results = await pipe.execute()
+        return [int(value) for value in results[len(deltas) :: 2]]
 
     async def purge_expired(self) -> None:
         """Redis expires the counters itself."""
@@ -205,10 +335,13 @@ class DatabaseLimiter:
             return None
         return await self.runtime.db(_reserve_in_database, windows)
 
-    async def adjust(self, deltas: list[tuple[str, int]]) -> None:
+    async def settle(
+        self, deltas: list[tuple[str, int]], spends: list[CounterIncrement]
+    ) -> list[int]:
         deltas = [(key, delta) for key, delta in deltas if delta]
-        if deltas:
-            await self.runtime.db(limit_counters_adjust, deltas=deltas)
+        if not deltas and not spends:
+            return []
+        return await self.runtime.db(limit_counters_settle, deltas=deltas, spends=spends)
 
     async def purge_expired(self) -> None:
         await self.runtime.db(
@@ -228,12 +361,21 @@ def build_limiter(runtime: Runtime) -> RedisLimiter | DatabaseLimiter:
 
 async def settle(
     limiter: RedisLimiter | DatabaseLimiter, reservation: Reservation, *, tokens: int, cost: Decimal
-) -> None:
+) -> list[Crossing]:
     """Replace the reserved amounts by what the request actually used (giving back the
-    difference between a budget's worst case and the actual cost)."""
-    deltas = []
-    if reservation.tokens_key:
-        deltas.append((reservation.tokens_key, tokens - reservation.estimated_tokens))
-    if reservation.cost_key:
-        deltas.append((reservation.cost_key, to_picodollars(cost) - reservation.reserved_cost))
-    await limiter.adjust(deltas)
+    difference between a budget's worst case and the actual cost), add the cost to each
+    budget's spend, and return the budgets whose thresholds that spend crossed."""
+    deltas = [(key, tokens - reservation.estimated_tokens) for key in reservation.tokens_keys]
+    actual = to_picodollars(cost)
+    deltas += [(key, actual - reservation.reserved_cost) for key in reservation.cost_keys]
+    budgets = reservation.budgets if actual > 0 else []
+    spends = [CounterIncrement(b.spend_key, 0, actual, b.expires_at) for b in budgets]
+    totals = await limiter.settle(deltas, spends)
+    crossings = []
+    for budget, after in zip(budgets, totals, strict=True):
+        crossed = crossed_thresholds(
+            budget.thresholds, budget=budget.amount, before=after - actual, after=after
+        )
+        if crossed:
+            crossings.append(Crossing(budget, after - actual, after, tuple(crossed)))
+    return crossings

@@ -1,8 +1,11 @@
-"""Reserve: a client key's rate limits and budget, taken before any upstream is called.
+"""Reserve: the rate limits and budgets of a client key and of its organization, taken
+together before any upstream is called.
 
 The counters and their atomic backends are in :mod:`gateway.limits`; this stage computes
 what one request reserves (its estimated tokens, its worst-case cost) and gives back the
-difference once it is settled.
+difference once it is settled. A settled request that carries a budget past one of the
+thresholds the organization's webhooks watch queues their events (on a database thread,
+off the event loop); the comparison itself needs no query.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from django.utils import timezone
 from gateway import limits
 from gateway.parse import output_bound, prompt_bound
 from modelhub.routing import Candidate
-from modelhub.services import estimate_cost
+from modelhub.services import estimate_cost, webhook_budget_crossed
 
 if TYPE_CHECKING:
     from gateway.call import GatewayCall
@@ -51,14 +54,13 @@ def worst_case_cost(call: GatewayCall, candidates: list[Candidate]) -> Decimal:
 
 async def reserve_limits(call: GatewayCall, candidates: list[Candidate]) -> None:
     key = call.key
-    if key.rate_limit_rpm is None and key.rate_limit_tpm is None and key.budget_amount is None:
+    if not limits.has_limits(key):
         return
-    reservation = limits.client_key_windows(
+    budgeted = key.budget_amount is not None or key.organization.budget_amount is not None
+    reservation = limits.request_windows(
         key,
         estimated_tokens=call.estimated_input_tokens + call.estimated_output_tokens,
-        worst_case_cost=worst_case_cost(call, candidates)
-        if key.budget_amount is not None
-        else Decimal(0),
+        worst_case_cost=worst_case_cost(call, candidates) if budgeted else Decimal(0),
         now=timezone.now(),
     )
     # The reservation runs as its own task: a client that hangs up while it is under way
@@ -89,6 +91,34 @@ async def settle_limits(call: GatewayCall, tokens: int, cost: Decimal) -> None:
     if call.reservation is None:
         return
     try:
-        await limits.settle(call.runtime.limiter, call.reservation, tokens=tokens, cost=cost)
+        crossings = await limits.settle(
+            call.runtime.limiter, call.reservation, tokens=tokens, cost=cost
+        )
     except Exception:
         logger.exception("Could not settle the limits of request %s", call.request_id)
+        return
+    for crossing in crossings:
+        call.runtime.spawn(_announce(call, crossing))
+
+
+async def _announce(call: GatewayCall, crossing: limits.Crossing) -> None:
+    """Queue the webhook events of the thresholds a request's spend crossed."""
+    budget = crossing.budget
+    try:
+        await call.runtime.db(
+            webhook_budget_crossed,
+            organization_id=call.key.organization.pk,
+            subject=budget.subject,
+            subject_id=budget.subject_id,
+            amount=budget.amount,
+            period=budget.period,
+            period_start=budget.period_start,
+            spent=limits.from_picodollars(crossing.after),
+            thresholds=crossing.thresholds,
+        )
+    except Exception:
+        logger.exception(
+            "Could not queue the budget events of request %s (thresholds %s)",
+            call.request_id,
+            crossing.thresholds,
+        )

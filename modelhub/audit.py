@@ -65,6 +65,7 @@ AUDITED_MODELS: list[tuple[str, str, list[str]]] = [
     ("client_key", "modelhub.ClientKey", [*TIMESTAMPS, "key_hash", "last_used_at"]),
     ("routing_rule", "modelhub.RoutingRule", TIMESTAMPS),
     ("routing_target", "modelhub.RoutingTarget", []),
+    ("webhook", "modelhub.Webhook", [*TIMESTAMPS, "encrypted_secret"]),
 ]
 
 

@@ -125,6 +125,13 @@ class MembershipQuerySet(OrgScopedQuerySet):
         return self.filter(user=user)
 
 
+class BudgetPeriod(models.TextChoices):
+    """Periods of an organization's budget (a key's may also be an hour or a week)."""
+
+    DAY = "day", "Day"
+    MONTH = "month", "Month"
+
+
 class Organization(ConstraintErrorsOnFields, models.Model):
     """A tenant: a team that owns credentials, client keys, rules and metrics."""
 
@@ -133,6 +140,33 @@ class Organization(ConstraintErrorsOnFields, models.Model):
         max_length=100,
         unique=True,
         help_text="Unique identifier in URLs and the X-Organization header; derived from the name when omitted.",
+    )
+    # The organization's own limits, over all its client keys; each key's limits apply too.
+    budget_amount = models.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text='Most spend of all the organization\'s keys together per budget period in USD, e.g. "500.00"; null for no budget. Never negative.',
+    )
+    budget_period = models.CharField(
+        max_length=8,
+        choices=BudgetPeriod.choices,
+        null=True,
+        blank=True,
+        default=BudgetPeriod.MONTH,
+        help_text="Window of the organization's budget: day or month (reset at UTC midnight, or on the 1st); null for a budget that never resets.",
+    )
+    rate_limit_rpm = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most requests per minute of all the organization's keys together; null for no limit.",
+    )
+    rate_limit_tpm = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most tokens per minute of all the organization's keys together; null for no limit.",
     )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the row was created.")
     updated_at = models.DateTimeField(auto_now=True, help_text="When the row was last changed.")
@@ -1183,3 +1217,124 @@ class AuditLogEntry(AbstractLogEntry):
         indexes = [
             models.Index(fields=["organization", "-timestamp"], name="audit_org_time"),
         ]
+
+
+# --- Webhooks ------------------------------------------------------------------------
+
+
+class WebhookEvent(models.TextChoices):
+    ORGANIZATION_BUDGET = "organization.budget_threshold", "Organization budget threshold"
+    CLIENT_KEY_BUDGET = "client_key.budget_threshold", "Client key budget threshold"
+    CREDENTIAL_UNHEALTHY = "credential.unhealthy", "Credential unhealthy"
+
+
+def default_webhook_thresholds() -> list[int]:
+    return [50, 80, 100]
+
+
+def default_webhook_events() -> list[str]:
+    return list(WebhookEvent.values)
+
+
+class Webhook(OrganizationOwned):
+    """A URL the platform POSTs to when a budget crosses a threshold or a credential turns
+    unhealthy. Each body is signed with the webhook's secret (``X-ModelHub-Signature``);
+    the secret is stored encrypted, as provider credentials are, and shown once."""
+
+    url = models.URLField(
+        max_length=2000,
+        help_text="Where the events are POSTed; must pass the same outbound address policy as provider base URLs.",
+    )
+    description = models.CharField(
+        max_length=200, blank=True, help_text="A note to tell the organization's webhooks apart."
+    )
+    events = models.JSONField(
+        default=default_webhook_events,
+        help_text="Events sent to this URL: organization.budget_threshold, client_key.budget_threshold, credential.unhealthy.",
+    )
+    thresholds = models.JSONField(
+        default=default_webhook_thresholds,
+        help_text="Percentages of a budget (1 to 1000) whose crossing sends a budget event, once per budget period.",
+    )
+    encrypted_secret = models.TextField(editable=False)
+    is_active = models.BooleanField(default=True, help_text="Inactive webhooks are never called.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the row was created.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When the row was last changed.")
+
+    class Meta:
+        db_table = "webhooks"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.description or f"webhook {self.pk}"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RETRYING = "retrying", "Retrying"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class WebhookDelivery(OrganizationOwned):
+    """One event for one webhook and every attempt to deliver it (the webhook's
+    organization owns it too, so it is scoped like every tenant row).
+
+    The unique constraint is what sends a threshold at most once per budget period, across
+    every gateway worker: a second crossing of the same threshold finds the row taken."""
+
+    webhook = models.ForeignKey(
+        Webhook,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        help_text="The webhook this event is sent to.",
+    )
+    event = models.CharField(
+        max_length=40, choices=WebhookEvent.choices, help_text="What happened."
+    )
+    subject_id = models.BigIntegerField(
+        help_text="The id of what the event is about: the organization, client key or credential."
+    )
+    threshold = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The percentage crossed (budget events only)."
+    )
+    period_start = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Start of the budget period the threshold was crossed in; the time of the event for other events.",
+    )
+    payload = models.JSONField(help_text="The JSON body sent.")
+    status = models.CharField(
+        max_length=16,
+        choices=DeliveryStatus.choices,
+        default=DeliveryStatus.PENDING,
+        help_text="pending, retrying, delivered or failed (no attempts left).",
+    )
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts made so far.")
+    response_code = models.PositiveIntegerField(
+        null=True, blank=True, help_text="HTTP status of the last attempt's answer."
+    )
+    last_error = models.TextField(
+        blank=True, help_text="Why the last attempt failed, if it did (secrets removed)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the event happened.")
+    last_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last attempt was made."
+    )
+    delivered_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the receiver accepted the event (2xx)."
+    )
+
+    class Meta:
+        db_table = "webhook_deliveries"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["webhook", "-created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["webhook", "event", "subject_id", "threshold", "period_start"],
+                name="uniq_webhook_delivery_per_period",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to webhook {self.webhook_id} ({self.status})"

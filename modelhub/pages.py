@@ -124,21 +124,18 @@ def active_organization(request) -> Organization | AllOrganizations | None:
 
 
 def _organization_budget(organization):
-    """The organization's own budget use, where the model has organization budgets
-    (``selectors.organization_budget_status``); None otherwise or without a budget."""
-    status_of = getattr(selectors, "organization_budget_status", None)
-    if status_of is None or organization is ALL_ORGANIZATIONS:
+    """The organization's own budget use; None for the all-organizations view and for an
+    organization without a budget."""
+    if organization is ALL_ORGANIZATIONS or organization.budget_amount is None:
         return None
-    return status_of(organization)
+    return selectors.organization_budget_status(organization)
 
 
 def _budget_bar(status, label: str):
-    """A bar of spent / budget; from the two fields every budget status has (a key's and
-    an organization's), so it does not depend on either's helpers."""
+    """A bar of spent / budget, for a key's budget or the organization's."""
     if status is None:
         return None
-    share = float(status.spent) / float(status.budget) * 100 if status.budget else 100.0
-    return percent_bar(share, label=label)
+    return percent_bar(status.percent_used, label=label)
 
 
 def _daily_bars(daily: list[dict], start: date, days: int, key: str, fmt: str) -> list[Bar]:

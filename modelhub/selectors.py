@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,15 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from modelhub import rollups
+from modelhub.budgets import (
+    CLIENT_KEY,
+    NEVER,
+    ORGANIZATION,
+    BudgetStatus,
+    budget_period_bounds,
+    from_picodollars,
+    spend_counter,
+)
 from modelhub.models import (
     ClientKey,
     HealthStatus,
@@ -28,9 +36,11 @@ from modelhub.models import (
     StoredResponse,
     SyncRun,
     SyncStatus,
+    Webhook,
+    WebhookEvent,
     responses_retention_cutoff,
 )
-from modelhub.quotas import period_bounds, quota_states
+from modelhub.quotas import quota_states
 from modelhub.tenancy import ALL_ORGANIZATIONS
 
 # The tag Ollama means when a model is named without one.
@@ -568,109 +578,70 @@ def stored_response_get(*, organization: Organization, response_id: str) -> Stor
     )
 
 
-# --- Budget use, from the gateway's live counters -------------------------------------------
-# The gateway admits a request against a counter per client key and budget period (see
-# ``gateway.limits``: Redis when it runs with Redis, ``LimitCounter`` rows otherwise). The
-# counter holds what finished requests cost plus the worst case of the ones still running,
-# in integer picodollars; reading the same counter shows what the gateway enforces, not a
-# sum of metric rows written a moment later.
-
-PICODOLLARS = Decimal(10**12)
-
-
-@dataclass(frozen=True)
-class BudgetStatus:
-    """Spend against a budget in its current period, in USD."""
-
-    spent: Decimal
-    budget: Decimal
-    remaining: Decimal
-    period_start: datetime
-    period_end: datetime
-
-    @property
-    def percent_used(self) -> float:
-        if not self.budget:
-            return 100.0
-        return round(float(self.spent) / float(self.budget) * 100, 2)
-
-
-def budget_counter_key(client_key_id: int, period: str, period_start: datetime) -> str:
-    """The name ``gateway.limits.client_key_windows`` gives a key's spend counter."""
-    return f"gw:ck:{client_key_id}:spend:{period}:{period_start:%Y%m%d%H}"
+# --- Budgets ------------------------------------------------------------------------------
 
 
 class LimitCountersUnavailable(Exception):
     """The Redis holding the gateway's counters did not answer."""
 
 
-_limit_redis = None
-_limit_redis_url = ""
-_limit_redis_lock = threading.Lock()
-
-
-def _limit_counters_redis_url() -> str:
-    """The Redis the gateway keeps its counters in, or "" when they are database rows."""
+def limit_counter_values(keys: Sequence[str]) -> dict[str, int]:
+    """Current values of the gateway's limit counters: in Redis when the gateway keeps them
+    there (``GATEWAY_LIMIT_BACKEND``), else in ``LimitCounter`` rows. Missing is zero."""
     backend = settings.GATEWAY_LIMIT_BACKEND
     if backend == "redis" or (backend == "auto" and settings.REDIS_URL):
-        return settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL
-    return ""
+        import redis
+
+        client = redis.Redis.from_url(
+            settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+        try:
+            values = client.mget(list(keys)) if keys else []
+        except redis.RedisError as exc:
+            raise LimitCountersUnavailable(f"The budget counters could not be read: {exc}") from exc
+        finally:
+            client.close()
+        return {key: int(value or 0) for key, value in zip(keys, values, strict=True)}
+    found = dict(LimitCounter.objects.filter(key__in=keys).values_list("key", "value"))
+    return {key: found.get(key, 0) for key in keys}
 
 
-def _limit_counter_values(keys: list[str]) -> dict[str, int]:
-    """Current values of the named counters (absent ones are not in the answer)."""
-    global _limit_redis, _limit_redis_url
-    if not keys:
-        return {}
-    url = _limit_counters_redis_url()
-    if not url:
-        return dict(LimitCounter.objects.filter(key__in=keys).values_list("key", "value"))
-    import redis
-
-    with _limit_redis_lock:
-        if _limit_redis is None or _limit_redis_url != url:
-            _limit_redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-            _limit_redis_url = url
-        client = _limit_redis
-    try:
-        values = client.mget(keys)
-    except redis.RedisError as exc:
-        raise LimitCountersUnavailable(f"The budget counters could not be read: {exc}") from exc
-    return {key: int(value) for key, value in zip(keys, values, strict=True) if value}
+def _budget_statuses(
+    subject: str, owners: Sequence[Organization] | Sequence[ClientKey], now=None
+) -> dict[int, BudgetStatus]:
+    """The budget status of each owner (organization or key), in one read of the
+    counters. Owners without a budget read nothing and show no spend."""
+    now = now or timezone.now()
+    bounds = {owner.pk: budget_period_bounds(owner.budget_period or None, now) for owner in owners}
+    keys = {
+        owner.pk: spend_counter(subject, owner.pk, owner.budget_period or None, bounds[owner.pk][0])
+        for owner in owners
+        if owner.budget_amount is not None
+    }
+    values = limit_counter_values(list(keys.values()))
+    statuses = {}
+    for owner in owners:
+        start, end = bounds[owner.pk]
+        amount = owner.budget_amount
+        spent = from_picodollars(values[keys[owner.pk]]) if owner.pk in keys else Decimal(0)
+        statuses[owner.pk] = BudgetStatus(
+            amount=amount,
+            period=owner.budget_period or None,
+            spent=spent,
+            remaining=None if amount is None else max(amount - spent, Decimal(0)),
+            period_start=start,
+            period_end=None if end == NEVER else end,
+        )
+    return statuses
 
 
 def client_key_budget_statuses(
     keys: Iterable[ClientKey], now: datetime | None = None
 ) -> dict[int, BudgetStatus]:
-    """:class:`BudgetStatus` of every key with a budget, by key id, in one read."""
-    now = now or timezone.now()
-    periods: dict[int, tuple[Decimal, datetime, datetime, str]] = {}
-    for key in keys:
-        if key.budget_amount is not None:
-            start, end = period_bounds(key.budget_period, now)
-            periods[key.pk] = (
-                Decimal(key.budget_amount),
-                start,
-                end,
-                budget_counter_key(key.pk, key.budget_period, start),
-            )
-    values = _limit_counter_values([counter for *_, counter in periods.values()])
-    statuses = {}
-    for key_id, (budget, start, end, counter) in periods.items():
-        spent = max(Decimal(values.get(counter, 0)) / PICODOLLARS, Decimal(0))
-        statuses[key_id] = BudgetStatus(
-            spent=spent,
-            budget=budget,
-            remaining=max(budget - spent, Decimal(0)),
-            period_start=start,
-            period_end=end,
-        )
-    return statuses
-
-
-def client_key_budget_status(key: ClientKey, now: datetime | None = None) -> BudgetStatus | None:
-    """What ``key`` spent of its budget this period; None for a key without a budget."""
-    return client_key_budget_statuses([key], now).get(key.pk)
+    """:class:`BudgetStatus` of each key, by key id, in one read of the counters."""
+    return _budget_statuses(CLIENT_KEY, list(keys), now)
 
 
 def budgeted_client_keys(organization):
@@ -732,24 +703,18 @@ class TelemetrySnapshot:
 
 
 def _organization_budget_gauges() -> list[BudgetGauge]:
-    """Organizations' own budgets, where the model has them
-    (``organization_budget_status``, returning None for an organization without one)."""
-    status_of = globals().get("organization_budget_status")
-    if status_of is None:
-        return []
-    gauges = []
-    for organization in Organization.objects.order_by("slug"):
-        status = status_of(organization)
-        if status is not None:
-            gauges.append(
-                BudgetGauge(
-                    organization.slug,
-                    BUDGET_SOURCE_ORGANIZATION,
-                    Decimal(status.budget),
-                    Decimal(status.remaining),
-                )
-            )
-    return gauges
+    """The organizations' own budgets, of those that have one."""
+    organizations = list(Organization.objects.filter(budget_amount__isnull=False).order_by("slug"))
+    statuses = organization_budget_statuses(organizations)
+    return [
+        BudgetGauge(
+            organization.slug,
+            BUDGET_SOURCE_ORGANIZATION,
+            Decimal(statuses[organization.pk].amount or 0),
+            Decimal(statuses[organization.pk].remaining or 0),
+        )
+        for organization in organizations
+    ]
 
 
 def telemetry_snapshot(now: datetime | None = None) -> TelemetrySnapshot:
@@ -767,8 +732,8 @@ def telemetry_snapshot(now: datetime | None = None) -> TelemetrySnapshot:
     for key in keys:
         status = statuses[key.pk]
         totals = sums.setdefault(key.organization.slug, [Decimal(0), Decimal(0)])
-        totals[0] += status.budget
-        totals[1] += status.remaining
+        totals[0] += status.amount or 0
+        totals[1] += status.remaining or 0
     budgets = _organization_budget_gauges() + [
         BudgetGauge(slug, BUDGET_SOURCE_CLIENT_KEYS, budget, remaining)
         for slug, (budget, remaining) in sorted(sums.items())
@@ -797,3 +762,54 @@ def telemetry_snapshot(now: datetime | None = None) -> TelemetrySnapshot:
         .order_by("provider_slug")
     ]
     return TelemetrySnapshot(budgets, health, syncs)
+
+
+def organization_budget_statuses(
+    organizations: Sequence[Organization], now=None
+) -> dict[int, BudgetStatus]:
+    """:func:`organization_budget_status` of several organizations, by id, in one read."""
+    return _budget_statuses(ORGANIZATION, organizations, now)
+
+
+def organization_budget_status(organization: Organization, now=None) -> BudgetStatus:
+    """What the organization's keys together spent in the current budget period and what
+    is left (``remaining`` is None without a budget), read from the live counter: Redis
+    when the gateway keeps its counters there, ``LimitCounter`` rows otherwise. Spend is
+    what finished requests cost; requests still running are not in it."""
+    return _budget_statuses(ORGANIZATION, [organization], now)[organization.pk]
+
+
+def client_key_budget_status(client_key: ClientKey, now=None) -> BudgetStatus:
+    """The same for one client key and its own budget."""
+    return _budget_statuses(CLIENT_KEY, [client_key], now)[client_key.pk]
+
+
+# --- Webhooks -----------------------------------------------------------------------------
+
+# The budget subject each budget event is about.
+BUDGET_EVENTS = {
+    WebhookEvent.ORGANIZATION_BUDGET: ORGANIZATION,
+    WebhookEvent.CLIENT_KEY_BUDGET: CLIENT_KEY,
+}
+
+
+def webhook_budget_thresholds(organization: Organization) -> dict[str, tuple[int, ...]]:
+    """The percentages of a budget, by subject, whose crossing one of the organization's
+    active webhooks wants to hear of: what the gateway compares spend against when it
+    settles a request, so that it needs no query per request."""
+    found: dict[str, set[int]] = {}
+    rows = Webhook.objects.for_org(organization).filter(is_active=True)
+    for events, thresholds in rows.values_list("events", "thresholds"):
+        for event in events or ():
+            if event in BUDGET_EVENTS:
+                found.setdefault(BUDGET_EVENTS[event], set()).update(thresholds or ())
+    return {subject: tuple(sorted(values)) for subject, values in found.items()}
+
+
+def webhooks_for_event(organization: Organization, event: str) -> list[Webhook]:
+    """The organization's active webhooks subscribed to ``event``."""
+    return [
+        webhook
+        for webhook in Webhook.objects.for_org(organization).filter(is_active=True)
+        if event in (webhook.events or ())
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,11 +18,18 @@ from django.db.models import F, ForeignKey
 from django.utils import timezone
 from django.utils.text import slugify
 
-from modelhub import rollups
-from modelhub.crypto import encrypt_secret, generate_client_key, hash_client_key, mask_secret
+from modelhub import budgets, outbound, rollups, selectors, webhooks
+from modelhub.crypto import (
+    decrypt_secret,
+    encrypt_secret,
+    generate_client_key,
+    hash_client_key,
+    mask_secret,
+)
 from modelhub.invalidation import publish_tenant_change
 from modelhub.models import (
     ClientKey,
+    DeliveryStatus,
     HealthStatus,
     LimitCounter,
     Membership,
@@ -34,19 +43,24 @@ from modelhub.models import (
     RoutingTarget,
     StoredResponse,
     User,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
     responses_retention_cutoff,
 )
 from modelhub.quotas import below_quotas_q, period_bounds
-from modelhub.redaction import scrub_for_credential
+from modelhub.redaction import scrub, scrub_for_credential
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
 
 # --- Organizations and members -----------------------------------------------------------
 
 
 @transaction.atomic
-def organization_create(*, name: str, owner: User, slug: str = "") -> Organization:
+def organization_create(*, name: str, owner: User, slug: str = "", **fields) -> Organization:
     """Create an organization with ``owner`` as its owner; without a slug, the name's
-    slug is used."""
-    organization = Organization(name=name, slug=slug or slugify(name)[:100])
+    slug is used. ``fields`` may set its limits and budget."""
+    organization = Organization(name=name, slug=slug or slugify(name)[:100], **fields)
     if not organization.slug:
         raise ValidationError({"slug": "Give a slug: the name has no letters to derive one."})
     organization.full_clean()
@@ -293,6 +307,7 @@ def provider_credential_record_failure(
     now = now or timezone.now()
     with transaction.atomic():
         credential = ProviderCredential.objects.select_for_update().get(pk=credential.pk)
+        was_unhealthy = credential.health_status == HealthStatus.UNHEALTHY
         credential.consecutive_failures += 1
         credential.last_failure_at = now
         # The gateway scrubbed the text already; any other caller gets the same guard.
@@ -320,6 +335,10 @@ def provider_credential_record_failure(
                 ]
             )
         publish_tenant_change(credential.organization_id)
+        if credential.health_status == HealthStatus.UNHEALTHY and not was_unhealthy:
+            # Decided under the row lock: one event per turn to unhealthy, however many
+            # gateway workers saw the failures.
+            webhook_credential_unhealthy(credential=credential, now=now)
     return credential
 
 
@@ -708,10 +727,30 @@ def limit_counters_reserve(*, increments: Sequence[CounterIncrement]) -> int | N
 
 
 @transaction.atomic
-def limit_counters_adjust(*, deltas: Sequence[tuple[str, int]]) -> None:
-    """Add each delta to its counter (a reservation corrected to actual usage)."""
-    for key, delta in deltas:
-        LimitCounter.objects.filter(key=key).update(value=F("value") + delta)
+def limit_counters_settle(
+    *, deltas: Sequence[tuple[str, int]], spends: Sequence[CounterIncrement] = ()
+) -> list[int]:
+    """Add each delta to its counter (a reservation corrected to actual usage) and each
+    spend's amount to its counter, created if need be; returns the spend counters' new
+    values, in order. Rows are locked in key order, as ``limit_counters_reserve`` does."""
+    if spends:
+        LimitCounter.objects.bulk_create(
+            [LimitCounter(key=c.key, value=0, expires_at=c.expires_at) for c in spends],
+            ignore_conflicts=True,
+        )
+    amounts: dict[str, int] = {}
+    for key, delta in [*deltas, *((c.key, c.amount) for c in spends)]:
+        amounts[key] = amounts.get(key, 0) + delta
+    values = dict(
+        LimitCounter.objects.select_for_update()
+        .filter(key__in=sorted(amounts))
+        .order_by("key")
+        .values_list("key", "value")
+    )
+    for key in sorted(amounts):
+        if amounts[key] and key in values:
+            LimitCounter.objects.filter(key=key).update(value=F("value") + amounts[key])
+    return [values.get(c.key, 0) + amounts[c.key] for c in spends]
 
 
 def limit_counters_purge(*, expired_before: datetime) -> int:
@@ -761,3 +800,254 @@ def stored_responses_purge(*, now: datetime | None = None) -> int:
     ).filter(created_at__lt=cutoff)
     deleted, _ = expired.delete()
     return deleted
+
+
+# --- Webhooks -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedWebhook:
+    webhook: Webhook
+    secret: str  # shown in the create response only; stored encrypted
+
+
+def _check_webhook(webhook: Webhook) -> None:
+    webhook.full_clean(exclude=["encrypted_secret"])
+    try:
+        outbound.check_url(webhook.url)
+    except outbound.OutboundURLRefused as exc:
+        raise ValidationError({"url": exc.message}) from None
+
+
+def webhook_create(*, organization: Organization, url: str, **fields) -> CreatedWebhook:
+    """Create a webhook with a new signing secret, returned here once."""
+    secret = WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
+    webhook = Webhook(
+        organization=organization, url=url, encrypted_secret=encrypt_secret(secret), **fields
+    )
+    _check_webhook(webhook)
+    webhook.save()
+    # The gateway's key snapshots carry the thresholds the organization's webhooks watch.
+    publish_tenant_change(organization.pk)
+    return CreatedWebhook(webhook, secret)
+
+
+def webhook_update(*, webhook: Webhook, **fields) -> Webhook:
+    for name, value in fields.items():
+        setattr(webhook, name, value)
+    _check_webhook(webhook)
+    webhook.save()
+    publish_tenant_change(webhook.organization_id)
+    return webhook
+
+
+def webhook_delete(*, webhook: Webhook) -> None:
+    organization_id = webhook.organization_id
+    webhook.delete()
+    publish_tenant_change(organization_id)
+
+
+def _queue_delivery(delivery: WebhookDelivery) -> None:
+    from modelhub.tasks import deliver_webhook
+
+    transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))
+
+
+def _record_event(
+    webhook: Webhook,
+    *,
+    event: str,
+    subject_id: int,
+    threshold: int | None,
+    period_start: datetime,
+    payload: dict,
+) -> WebhookDelivery | None:
+    """The delivery of one event to one webhook, queued; None when this event was
+    recorded before (the unique constraint holds across every gateway worker)."""
+    delivery, created = WebhookDelivery.objects.get_or_create(
+        organization_id=webhook.organization_id,
+        webhook=webhook,
+        event=event,
+        subject_id=subject_id,
+        threshold=threshold,
+        period_start=period_start,
+        defaults={"payload": payload},
+    )
+    if not created:
+        return None
+    _queue_delivery(delivery)
+    return delivery
+
+
+def _organization_payload(organization: Organization) -> dict:
+    return {"id": organization.pk, "slug": organization.slug, "name": organization.name}
+
+
+def webhook_budget_crossed(
+    *,
+    organization_id: int,
+    subject: str,
+    subject_id: int,
+    amount: Decimal,
+    period: str | None,
+    period_start: datetime | None,
+    spent: Decimal,
+    thresholds: Sequence[int],
+    now: datetime | None = None,
+) -> list[WebhookDelivery]:
+    """A budget's spend crossed ``thresholds`` (percentages): queue one delivery per
+    webhook watching each of them - never a second one for the same threshold, budget
+    and period."""
+    now = now or timezone.now()
+    organization = Organization.objects.filter(pk=organization_id).first()
+    if organization is None:
+        return []
+    payload: dict = {
+        "organization": _organization_payload(organization),
+        "budget": {
+            "amount": str(amount),
+            "period": period,
+            "period_start": period_start.isoformat() if period_start else None,
+            "period_end": (
+                period_bounds(period, period_start)[1].isoformat()
+                if period and period_start
+                else None
+            ),
+        },
+        "spent": str(spent),
+    }
+    if subject == budgets.ORGANIZATION:
+        event = WebhookEvent.ORGANIZATION_BUDGET
+    else:
+        event = WebhookEvent.CLIENT_KEY_BUDGET
+        client_key = ClientKey.objects.for_org(organization).filter(pk=subject_id).first()
+        if client_key is None:
+            return []
+        payload["client_key"] = {
+            "id": client_key.pk,
+            "name": client_key.name,
+            "prefix": client_key.prefix,
+        }
+    deliveries = []
+    for webhook in selectors.webhooks_for_event(organization, event):
+        for threshold in sorted(set(thresholds) & set(webhook.thresholds or ())):
+            delivery = _record_event(
+                webhook,
+                event=event,
+                subject_id=subject_id,
+                threshold=threshold,
+                period_start=period_start or budgets.LIFETIME_START,
+                payload={
+                    "event": event,
+                    "created_at": now.isoformat(),
+                    **payload,
+                    "threshold": threshold,
+                },
+            )
+            if delivery is not None:
+                deliveries.append(delivery)
+    return deliveries
+
+
+def webhook_credential_unhealthy(
+    *, credential: ProviderCredential, now: datetime | None = None
+) -> list[WebhookDelivery]:
+    """A credential just turned unhealthy: queue the event for the webhooks watching it."""
+    now = now or timezone.now()
+    organization = credential.organization
+    payload = {
+        "event": WebhookEvent.CREDENTIAL_UNHEALTHY,
+        "created_at": now.isoformat(),
+        "organization": _organization_payload(organization),
+        "credential": {
+            "id": credential.pk,
+            "name": credential.name,
+            "provider": credential.provider.slug,
+            "consecutive_failures": credential.consecutive_failures,
+            "cooldown_until": (
+                credential.cooldown_until.isoformat() if credential.cooldown_until else None
+            ),
+            "last_error": credential.visible_last_error,
+        },
+    }
+    deliveries = []
+    for webhook in selectors.webhooks_for_event(organization, WebhookEvent.CREDENTIAL_UNHEALTHY):
+        delivery = _record_event(
+            webhook,
+            event=WebhookEvent.CREDENTIAL_UNHEALTHY,
+            subject_id=credential.pk,
+            threshold=None,
+            period_start=now,
+            payload=payload,
+        )
+        if delivery is not None:
+            deliveries.append(delivery)
+    return deliveries
+
+
+# What came of one delivery attempt (the task retries RETRY).
+DELIVERED, RETRY, FAILED, GONE = "delivered", "retry", "failed", "gone"
+
+
+def webhook_delivery_attempt(*, delivery_id: int) -> tuple[str, int]:
+    """Make one attempt to deliver an event and record it on the delivery row; returns
+    what came of it and the attempts made so far.
+
+    Network errors, timeouts and 5xx answers are worth another attempt, up to
+    ``WEBHOOK_MAX_ATTEMPTS`` (the task's backoff decides when); a refused URL, a redirect
+    or another 4xx is not. The outcome is DELIVERED, RETRY, FAILED, or GONE when the
+    delivery (or its webhook) was deleted. A delivery already made or given up is left
+    alone, so a task run twice sends nothing twice.
+    """
+    delivery = WebhookDelivery.objects.select_related("webhook").filter(pk=delivery_id).first()
+    if delivery is None:
+        return GONE, 0
+    if delivery.status == DeliveryStatus.DELIVERED:
+        return DELIVERED, delivery.attempts
+    if delivery.status == DeliveryStatus.FAILED:
+        return FAILED, delivery.attempts
+    last_attempt = delivery.attempts + 1 >= settings.WEBHOOK_MAX_ATTEMPTS
+    webhook = delivery.webhook
+    secret = decrypt_secret(webhook.encrypted_secret)
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "ModelHub-Webhooks/1",
+        webhooks.SIGNATURE_HEADER: webhooks.signature(secret, body),
+        webhooks.EVENT_HEADER: delivery.event,
+        webhooks.DELIVERY_HEADER: str(delivery.pk),
+    }
+    code: int | None = None
+    error = ""
+    retry = False
+    if not webhook.is_active:
+        error = "The webhook was deactivated before the event could be delivered."
+    else:
+        try:
+            code = webhooks.post(webhook.url, body, headers)
+        except webhooks.DeliveryRefused as exc:
+            error = str(exc)
+        except Exception as exc:  # the network: refused, reset, timed out, unresolvable
+            error = f"{type(exc).__name__}: {exc}"
+            retry = True
+        else:
+            if 200 <= code < 300:
+                error = ""
+            elif code >= 500:
+                error, retry = f"The receiver answered {code}.", True
+            else:
+                error = f"The receiver answered {code}; it is not retried."
+    now = timezone.now()
+    delivery.attempts += 1
+    delivery.last_attempt_at = now
+    delivery.response_code = code
+    # The URL may carry a token of the receiver's; neither it nor the secret is kept.
+    delivery.last_error = scrub(error, [secret, webhook.url])
+    if code is not None and 200 <= code < 300:
+        delivery.status, delivery.delivered_at, outcome = DeliveryStatus.DELIVERED, now, DELIVERED
+    elif retry and not last_attempt:
+        delivery.status, outcome = DeliveryStatus.RETRYING, RETRY
+    else:
+        delivery.status, outcome = DeliveryStatus.FAILED, FAILED
+    delivery.save()
+    return outcome, delivery.attempts

@@ -11,8 +11,9 @@ from modelhub.models import Membership, Organization, Role, User
 from tests.support.api import client_for, make_user
 from tests.support.environment import REQUIRE_SERVICES
 
-# The gateway under uvicorn and its fake upstream serve tests in more than one package.
-pytest_plugins = ["tests.support.gateway"]
+# The gateway under uvicorn, its fake upstream and the webhook receiver serve tests in
+# more than one package.
+pytest_plugins = ["tests.support.gateway", "tests.support.webhooks"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -454,6 +454,9 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "modelhub.models.Role",
         "ModelTypeEnum": "modelhub.models.ModelType",
         "SyncStatusEnum": "modelhub.models.SyncStatus",
+        "WebhookEventEnum": "modelhub.models.WebhookEvent",
+        "BudgetPeriodEnum": "modelhub.models.BudgetPeriod",
+        "DeliveryStatusEnum": "modelhub.models.DeliveryStatus",
     },
 }
 
@@ -500,6 +503,15 @@ CREDENTIAL_COOLDOWN_SECONDS = env.int("CREDENTIAL_COOLDOWN_SECONDS", default=30)
 # default) is kept for previous_response_id and GET /v1/responses/{id}; a daily task
 # removes older ones.
 RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
+
+# Webhooks (budget thresholds, credential health): seconds to wait for the receiver's
+# connection and for its answer; attempts per event; the first retry's delay in seconds
+# (it doubles with each further retry). Network errors and 5xx answers are retried. Their
+# URLs pass the same outbound address policy as providers' base URLs
+# (GATEWAY_ALLOW_PRIVATE_UPSTREAMS decides about loopback and private networks).
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+WEBHOOK_RETRY_BACKOFF_SECONDS = env.float("WEBHOOK_RETRY_BACKOFF_SECONDS", default=30.0)
 
 # --- Catalog sync ---------------------------------------------------------------------
 # Hours between two scheduled syncs of every provider (fractions allowed: 0.5 = 30 min).

@@ -15,7 +15,19 @@ def _request(summary: str, value: dict, description: str = "") -> OpenApiExample
     return OpenApiExample(summary, value=value, description=description, request_only=True)
 
 
-ORGANIZATION = [_request("A team", {"name": "Research Lab", "slug": "research"})]
+ORGANIZATION = [
+    _request("A team", {"name": "Research Lab", "slug": "research"}),
+    _request(
+        "A team with a monthly budget and a rate limit over all its keys",
+        {
+            "name": "Platform Team",
+            "slug": "platform",
+            "budget_amount": "500.00",
+            "budget_period": "month",
+            "rate_limit_rpm": 600,
+        },
+    ),
+]
 
 MEMBER = [_request("Add a colleague as admin", {"username": "alice", "role": "admin"})]
 
@@ -146,4 +158,20 @@ METRIC = [
             "status_code": 200,
         },
     )
+]
+
+WEBHOOK = [
+    _request(
+        "Budget alerts at half, most and all of the budget",
+        {
+            "url": "https://hooks.example.com/modelhub",
+            "description": "Finance alerts",
+            "events": ["organization.budget_threshold", "client_key.budget_threshold"],
+            "thresholds": [50, 80, 100],
+        },
+    ),
+    _request(
+        "Credential health alerts",
+        {"url": "https://ops.example.com/hooks/modelhub", "events": ["credential.unhealthy"]},
+    ),
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -24,6 +26,9 @@ from modelhub.models import (
     RoutingRule,
     RoutingTarget,
     User,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
 )
 from modelhub.routing import DATA_COLLECTION_CHOICES, PREFERENCE_SORTS, REQUEST_PARAMETERS
 
@@ -61,8 +66,22 @@ def org_rules(organization, user):
 # --- Organizations ---------------------------------------------------------------------
 
 
+class OrganizationListSerializer(serializers.ListSerializer):
+    """Reads the budget counters of a page of organizations at once, not one by one."""
+
+    def to_representation(self, data):
+        organizations = list(data.all() if hasattr(data, "all") else data)
+        # The root serializer's context, which every child reads.
+        context = cast(dict, cast(serializers.Serializer, self.child).context)
+        context["budget_statuses"] = selectors.organization_budget_statuses(organizations)
+        return super().to_representation(organizations)
+
+
 class OrganizationSerializer(serializers.ModelSerializer):
-    """An organization and the caller's role in it."""
+    """An organization, the caller's role in it, and its limits over all its client keys.
+
+    Members read the limits; admins and owners change them. Each request must fit in the
+    limits of its key and of its organization; the 429 says which refused it."""
 
     slug = serializers.SlugField(
         max_length=100,
@@ -73,14 +92,66 @@ class OrganizationSerializer(serializers.ModelSerializer):
         help_text="Your role in the organization: owner, admin or member."
     )
 
+    budget_spent = serializers.SerializerMethodField(
+        help_text="Spend of all the organization's keys in the current budget period, in USD (finished requests); null without a budget."
+    )
+    budget_remaining = serializers.SerializerMethodField(
+        help_text="What is left of the budget in the current period, in USD (never below 0); null without a budget."
+    )
+    budget_period_start = serializers.SerializerMethodField(
+        help_text="Start of the current budget period (UTC); null without a budget or for a budget without a period."
+    )
+    budget_period_end = serializers.SerializerMethodField(
+        help_text="When the budget resets (UTC); null without a budget or for a budget without a period."
+    )
+
     class Meta:
         model = Organization
-        fields = ["id", "name", "slug", "role", "created_at", "updated_at"]
+        fields = [
+            "id", "name", "slug", "role", "budget_amount", "budget_period", "rate_limit_rpm",
+            "rate_limit_tpm", "budget_spent", "budget_remaining", "budget_period_start",
+            "budget_period_end", "created_at", "updated_at",
+        ]  # fmt: skip
         read_only_fields = ["id", "role", "created_at", "updated_at"]
+        list_serializer_class = OrganizationListSerializer
+        extra_kwargs = {
+            "rate_limit_rpm": {"max_value": 10**9},
+            "rate_limit_tpm": {"max_value": 2 * 10**9},
+            "budget_amount": {"min_value": Decimal(0)},
+        }
 
     def get_role(self, organization) -> str | None:
         roles = self.context.get("roles") or {}
         return roles.get(organization.pk)
+
+    def _budget(self, organization):
+        if organization.budget_amount is None:
+            return None
+        statuses = self.context.get("budget_statuses") or {}
+        status = statuses.get(organization.pk)
+        return status or selectors.organization_budget_status(organization)
+
+    @extend_schema_field(
+        serializers.DecimalField(max_digits=32, decimal_places=12, allow_null=True)
+    )
+    def get_budget_spent(self, organization) -> str | None:
+        status = self._budget(organization)
+        return None if status is None else f"{status.spent:.12f}"
+
+    @extend_schema_field(
+        serializers.DecimalField(max_digits=32, decimal_places=12, allow_null=True)
+    )
+    def get_budget_remaining(self, organization) -> str | None:
+        status = self._budget(organization)
+        return None if status is None or status.remaining is None else f"{status.remaining:.12f}"
+
+    def get_budget_period_start(self, organization) -> datetime | None:
+        status = self._budget(organization)
+        return None if status is None else status.period_start
+
+    def get_budget_period_end(self, organization) -> datetime | None:
+        status = self._budget(organization)
+        return None if status is None else status.period_end
 
 
 class MemberSerializer(serializers.ModelSerializer):
@@ -1166,7 +1237,7 @@ class AuditLogEntrySerializer(serializers.ModelSerializer):
     action = serializers.SerializerMethodField(help_text="create, update or delete.")
     object_type = serializers.SerializerMethodField(
         help_text="What changed: organization, member, provider, model, api_key, client_key, "
-        "routing_rule or routing_target."
+        "routing_rule, routing_target or webhook."
     )
     object_id = serializers.IntegerField(help_text="The id of the changed object.")
     object_repr = serializers.CharField(help_text="The changed object as it was named then.")
@@ -1217,3 +1288,79 @@ class AuditLogEntrySerializer(serializers.ModelSerializer):
             for field, values in (entry.changes or {}).items()
             if isinstance(values, list | tuple) and len(values) == 2
         }
+
+
+# --- Webhooks -----------------------------------------------------------------------------
+
+MAX_THRESHOLDS = 20
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    """A webhook; its signing secret is shown once, in the create response."""
+
+    url = serializers.URLField(
+        max_length=2000,
+        help_text="Where the events are POSTed (http or https); must pass the same outbound address policy as provider base URLs.",
+    )
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices),
+        allow_empty=False,
+        max_length=len(WebhookEvent.choices),
+        required=False,
+        help_text="Events sent to this URL (default: all): organization.budget_threshold, client_key.budget_threshold, credential.unhealthy.",
+    )
+    thresholds = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=1000),
+        allow_empty=False,
+        max_length=MAX_THRESHOLDS,
+        required=False,
+        help_text="Percentages of a budget (1 to 1000; default [50, 80, 100]) whose crossing sends a budget event, once per budget period.",
+    )
+
+    class Meta:
+        model = Webhook
+        fields = [
+            "id", "url", "description", "events", "thresholds", "is_active", "created_at",
+            "updated_at",
+        ]  # fmt: skip
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate_url(self, value: str) -> str:
+        # The platform POSTs to this URL: it passes the outbound address policy now, and
+        # again (with the addresses its host resolves to) at every delivery.
+        try:
+            outbound.check_url(value)
+        except outbound.OutboundURLRefused as exc:
+            raise serializers.ValidationError(exc.message) from exc
+        return value
+
+    def validate_events(self, value):
+        return sorted(set(value))
+
+    def validate_thresholds(self, value):
+        return sorted(set(value))
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    """The new webhook with its signing secret: store it now, it is never shown again."""
+
+    secret = serializers.CharField(
+        read_only=True,
+        help_text="The signing secret, shown this once: each event carries X-ModelHub-Signature: sha256=<hex HMAC-SHA256 of the raw body with this secret>.",
+    )
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    """One event sent (or being sent) to a webhook, with its attempts."""
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id", "webhook", "event", "subject_id", "threshold", "period_start", "payload",
+            "status", "attempts", "response_code", "last_error", "created_at",
+            "last_attempt_at", "delivered_at",
+        ]  # fmt: skip
+        read_only_fields = fields

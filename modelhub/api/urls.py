@@ -18,5 +18,11 @@ router.register("client-keys", views.ClientKeyViewSet, basename="client-key")
 router.register("routing-rules", views.RoutingRuleViewSet, basename="routing-rule")
 router.register("metrics", views.ModelMetricViewSet, basename="metric")
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
+router.register("webhooks", views.WebhookViewSet, basename="webhook")
+router.register(
+    r"webhooks/(?P<webhook_pk>[^/]+)/deliveries",
+    views.WebhookDeliveryViewSet,
+    basename="webhook-delivery",
+)
 
 urlpatterns = router.urls

@@ -19,7 +19,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -40,6 +40,8 @@ from modelhub.models import (
     RoutingRule,
     RoutingTarget,
     User,
+    Webhook,
+    WebhookDelivery,
 )
 from modelhub.quotas import current_usage, quota_states
 from modelhub.routing import ProviderPreferences, RouteRequest, evaluate
@@ -649,3 +651,88 @@ class AuditLogViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
     ordering_fields = ["timestamp"]
     ordering = ["-timestamp", "-id"]
     action_roles = {"list": Role.ADMIN, "retrieve": Role.ADMIN}
+
+
+# --- Webhooks -----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List webhooks (secrets are never returned)"),
+    retrieve=extend_schema(summary="Retrieve a webhook"),
+    update=extend_schema(summary="Update a webhook (admins)"),
+    partial_update=extend_schema(summary="Update a webhook (admins)"),
+    destroy=extend_schema(
+        summary="Delete a webhook and its deliveries (admins)",
+        responses={204: None, **_errors(401, 403, 404)},
+    ),
+)
+class WebhookViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
+    """Webhooks: signed POSTs when a budget of the organization or of one of its keys
+    crosses a threshold (once per budget period), or when a credential turns unhealthy."""
+
+    queryset = Webhook.objects.all()
+    serializer_class = serializers.WebhookSerializer
+    filterset_fields = ["is_active"]
+    search_fields = ["url", "description"]
+    ordering_fields = ["created_at", "updated_at"]
+    ordering = ["-created_at", "-id"]
+
+    @extend_schema(
+        summary="Create a webhook (admins)",
+        description="The response holds the signing secret in `secret`; it is stored encrypted and never shown again.",
+        responses={201: serializers.WebhookCreatedSerializer, **_errors(400, 401, 403)},
+        examples=examples.WEBHOOK,
+    )
+    def create(self, request, *args, **kwargs):
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        created = services.webhook_create(organization=self.organization, **data.validated_data)
+        # Shown this once, by WebhookCreatedSerializer.secret; stored encrypted.
+        created.webhook.secret = created.secret  # type: ignore[attr-defined]
+        body = serializers.WebhookCreatedSerializer(created.webhook).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.webhook_update(
+            webhook=serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        services.webhook_delete(webhook=instance)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List a webhook's deliveries, newest first"),
+    retrieve=extend_schema(summary="Retrieve one delivery of a webhook"),
+)
+class WebhookDeliveryViewSet(viewsets.ReadOnlyModelViewSet, OrganizationScopedViewSet):
+    """Every event sent to a webhook, with its status, attempts and last error (read only)."""
+
+    queryset = WebhookDelivery.objects.all()
+    serializer_class = serializers.WebhookDeliverySerializer
+    filterset_fields = ["status", "event"]
+    ordering_fields = ["created_at", "last_attempt_at"]
+    ordering = ["-created_at", "-id"]
+
+    def safely_get_queryset(self, queryset):
+        return queryset.filter(webhook_id=self.webhook.pk)
+
+    @cached_property
+    def webhook(self) -> Webhook:
+        # Another organization's webhook is a 404, like a missing one.
+        found = (
+            Webhook.objects.for_org(self.organization)
+            .filter(pk=_integer_or_none(self.kwargs.get("webhook_pk")))
+            .first()
+        )
+        if found is None:
+            raise exceptions.NotFound("No webhook with this id in the organization.")
+        return found
+
+
+def _integer_or_none(value) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**63 else None

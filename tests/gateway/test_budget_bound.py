@@ -24,7 +24,8 @@ from gateway.limits import PICODOLLARS
 from gateway.parse import output_bound, prompt_bound
 from gateway.upstreams import CHAT, EMBEDDINGS
 from modelhub.models import ApiFormat, LimitCounter, Model, ModelMetric, Provider
-from modelhub.services import provider_credential_create
+from modelhub.selectors import organization_budget_status
+from modelhub.services import organization_update, provider_credential_create
 from tests.support.gateway import metrics_rows, wait_for
 from tests.support.upstream import Action
 
@@ -93,12 +94,13 @@ def writer_model(org, upstream):
     )
 
 
-async def _burst(url: str, raw_key: str, body: dict) -> list[int]:
-    """REQUESTS chat completions at once; their status codes."""
+async def _burst(url: str, raw_keys: str | list[str], body: dict) -> list[int]:
+    """REQUESTS chat completions at once (from the keys in turn); their status codes."""
+    keys = [raw_keys] if isinstance(raw_keys, str) else raw_keys
     limits = httpx.Limits(max_connections=REQUESTS)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
 
-        async def one() -> int:
+        async def one(raw_key: str) -> int:
             response = await http.post(
                 "/v1/chat/completions",
                 headers={"Authorization": f"Bearer {raw_key}"},
@@ -106,7 +108,7 @@ async def _burst(url: str, raw_key: str, body: dict) -> list[int]:
             )
             return response.status_code
 
-        return await asyncio.gather(*[one() for _ in range(REQUESTS)])
+        return await asyncio.gather(*[one(keys[i % len(keys)]) for i in range(REQUESTS)])
 
 
 @pytest.mark.parametrize("workload", WORKLOADS.values(), ids=WORKLOADS.keys())
@@ -137,6 +139,36 @@ def test_concurrent_requests_spend_at_most_one_request_past_the_budget(
         ModelMetric.objects.filter(client_key_id=issued.client_key.pk, cost__gt=0).count()
         == admitted
     )
+
+
+def test_an_organization_budget_holds_across_its_keys(
+    limit_backend, gateway, writer_model, make_key, upstream, org
+):
+    # Three keys of one organization, none with a budget of its own, share the
+    # organization's: a hundred requests at once spend at most it plus one request.
+    organization_update(organization=org, budget_amount=BUDGET, budget_period="month")
+    issued = [make_key(name=f"app-{n}") for n in range(3)]
+    upstream.script("writer", *[Action(usage=USAGE) for _ in range(REQUESTS)])
+    upstream.delay = 0.3
+    statuses = asyncio.run(_burst(gateway.url, [i.raw_key for i in issued], {"messages": MESSAGES}))
+    admitted = statuses.count(200)
+    assert admitted + statuses.count(429) == REQUESTS
+    rows = metrics_rows(REQUESTS, organization=org)
+    spent = sum((row.cost for row in rows), Decimal(0))
+    print(
+        f"\n[{limit_backend}] organization budget, 3 keys: sent={REQUESTS} admitted={admitted} "
+        f"budget={BUDGET} spent={spent} ({spent / BUDGET:.0%})"
+    )
+    assert 1 <= admitted < REQUESTS
+    assert spent <= BUDGET + ACTUAL_COST
+    # Each key sent its share, and the refusals name the organization's budget.
+    assert {row.client_key_id for row in rows} == {i.client_key.pk for i in issued}
+    assert {row.error_type for row in rows if row.status_code == 429} == {
+        "organization_budget_exceeded"
+    }
+    assert len(upstream.requests_for("writer")) == admitted
+    # Once settled, the live counter says what the rows say.
+    wait_for(lambda: organization_budget_status(org).spent == spent)
 
 
 def test_budget_is_spent_down_to_its_last_request(

@@ -139,5 +139,6 @@ def test_database_counters_are_windowed(database_limits, gateway, make_key):
     sdk = _sdk(gateway, make_key(rate_limit_rpm=10, budget_amount=Decimal("1")))
     sdk.chat.completions.create(model="alpha/llama-3.1-8b", messages=MESSAGES)
     keys = sorted(LimitCounter.objects.values_list("key", flat=True))
-    assert len(keys) == 2
-    assert ":rpm:" in keys[0] and ":spend:month:" in keys[1]
+    # The minute's requests, the budget's reservations and its settled spend.
+    assert len(keys) == 3
+    assert ":rpm:" in keys[0] and ":spend:month:" in keys[1] and ":spent:month:" in keys[2]

@@ -13,6 +13,7 @@ from tests.support.builders import (
     make_model,
     make_provider,
     make_rule,
+    make_webhook,
 )
 
 
@@ -28,6 +29,7 @@ def objects(org):
         "client_key": make_client_key(org, name="k"),
         "rule": make_rule(org, [model], name="r"),
         "metric": make_metric(org, model=model),
+        "webhook": make_webhook(org),
     }
 
 
@@ -109,6 +111,17 @@ WRITES = {
             "status_code": 200,
             "success": True,
             "created_at": "2025-05-01T10:00:00Z",
+        },
+    ),
+    "webhooks": (
+        "webhooks",
+        "webhook",
+        lambda o: {
+            "url": "https://hooks.example.com/modelhub",
+            "description": "alerts",
+            "events": ["organization.budget_threshold", "credential.unhealthy"],
+            "thresholds": [50, 100],
+            "is_active": True,
         },
     ),
 }
@@ -270,6 +283,14 @@ def test_junk_in_every_field_of_an_update(name, field, objects, owner_client):
         ("metrics", "created_at", "notadate"),
         ("metrics", "created_at", "0001-01-01T00:00:00+05:00"),
         ("metrics", "model_type", "image"),
+        ("webhooks", "url", "http://169.254.169.254/latest"),
+        ("webhooks", "url", "gopher://hooks.example.com/"),
+        ("webhooks", "url", "https://hooks.example.com/\u0000"),
+        ("webhooks", "thresholds", [0]),
+        ("webhooks", "thresholds", [50, 10**30]),
+        ("webhooks", "thresholds", "50"),
+        ("webhooks", "events", ["everything"]),
+        ("webhooks", "events", "credential.unhealthy"),
     ],
 )
 def test_specific_bad_values_are_400_naming_the_field(name, field, value, objects, owner_client):
@@ -344,6 +365,42 @@ def test_organization_and_member_bad_input(path, payload, objects, owner_client)
 
 
 @pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("budget_amount", "-0.01"),
+        ("budget_amount", "1e30"),
+        ("budget_amount", "NaN"),
+        ("budget_amount", "lots"),
+        ("budget_period", "week"),
+        ("budget_period", "fortnight"),
+        ("budget_period", ["day"]),
+        ("rate_limit_rpm", -1),
+        ("rate_limit_rpm", 10**30),
+        ("rate_limit_rpm", "many"),
+        ("rate_limit_tpm", -5),
+        ("rate_limit_tpm", 1.5),
+        ("budget_spent", "0"),
+    ],
+)
+@pytest.mark.parametrize("method", ["patch", "post"])
+def test_organization_limits_bad_input(method, field, value, objects, owner_client):
+    before = db_state()
+    if method == "patch":
+        response = owner_client.patch(f"{API}/organizations/acme/", {field: value}, format="json")
+    else:
+        payload = {"name": "Limited", "slug": "limited", field: value}
+        response = owner_client.post(f"{API}/organizations/", payload, format="json")
+    if field == "budget_spent":
+        # Read only: ignored, never written.
+        assert response.status_code in (200, 201)
+        assert response.json()["budget_spent"] is None
+        return
+    body = assert_clean_error(response)
+    assert field in body, body
+    assert db_state() == before
+
+
+@pytest.mark.parametrize(
     "payload", [{"role": "god"}, {"role": None}, {}, {"role": ["owner"]}], ids=str
 )
 def test_member_role_change_bad_input(payload, org, owner, member, owner_client):
@@ -373,6 +430,8 @@ DETAIL_PATHS = [
     "audit-log/{}/",
     "organizations/acme/members/{}/",
     "organizations/{}/",
+    "webhooks/{}/",
+    "webhooks/{}/deliveries/",
 ]
 
 
@@ -397,6 +456,7 @@ LIST_PATHS = [
     "routing-rules/",
     "metrics/",
     "audit-log/",
+    "webhooks/",
 ]
 
 
@@ -463,6 +523,7 @@ FILTERS = {
     ],
     "organizations/acme/members/": ["role"],
     "audit-log/": ["object_type", "object_id", "actor", "action", "since", "until"],
+    "webhooks/": ["is_active"],
 }
 GARBAGE = ["abc", str(10**30), "1e400", "NaN", "1.5", "a\u0000b", "☃" * 300]
 
@@ -608,3 +669,20 @@ def test_reports_at_the_edges_of_the_calendar_still_work(path, objects, owner_cl
         f"{API}/{path}", {"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T00:00:00Z"}
     )
     assert whole.status_code == 200, whole.content[:300]
+
+
+@pytest.mark.parametrize("pk", ["987654321", "abc", str(10**30), "-1", "0", "1.5", "%00"])
+def test_unknown_or_malformed_delivery_ids_are_404(pk, objects, owner_client):
+    url = f"{API}/webhooks/{objects['webhook'].pk}/deliveries/{pk}/"
+    assert_clean_error(owner_client.get(url), statuses=(404,))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"page": "abc"}, {"page": "0"}, {"page": str(10**30)}, {"status": "a\u0000b"}, {"event": "x"}],
+    ids=str,
+)
+def test_bad_delivery_list_parameters_are_4xx(params, objects, owner_client):
+    url = f"{API}/webhooks/{objects['webhook'].pk}/deliveries/"
+    response = owner_client.get(url, params)
+    assert_clean_error(response, statuses=(400, 404))

@@ -22,16 +22,20 @@ from modelhub.models import (
     ProviderCredential,
     Role,
     RoutingRule,
+    Webhook,
+    WebhookDelivery,
 )
 from tests.support.api import API, ROLES, make_user
 from tests.support.builders import (
     db_state,
     make_client_key,
     make_credential,
+    make_delivery,
     make_metric,
     make_model,
     make_provider,
     make_rule,
+    make_webhook,
     unique,
 )
 
@@ -52,6 +56,12 @@ def org_credential(org) -> ProviderCredential:
     return existing or make_credential(org, org_provider(org), name="main")
 
 
+def org_webhook(org) -> Webhook:
+    """The organization's webhook whose deliveries are listed (created on first use)."""
+    existing = Webhook.objects.for_org(org).filter(description="listed").first()
+    return existing or make_webhook(org, description="listed")
+
+
 def new_member(org) -> Membership:
     user = make_user(unique("person"))
     return Membership.objects.create(organization=org, user=user, role=Role.MEMBER)
@@ -68,12 +78,11 @@ class Endpoint:
     name: str
     model: type
     make: Callable  # (org) -> object of that org
-    create: Callable  # (org) -> valid create payload
+    create: Callable | None  # (org) -> valid create payload; None: read only
     update: Callable | None  # (org, obj) -> valid PUT payload (also sent as PATCH)
     updated: Callable | None  # (obj refetched) -> True when the update payload was applied
     base: Callable = None  # (org) -> list URL; default f"{API}/{name}/"
     read_role: str = Role.MEMBER  # the least role that may list and retrieve
-    creatable: bool = True
 
     def list_url(self, org) -> str:
         return self.base(org) if self.base else f"{API}/{self.name}/"
@@ -192,7 +201,27 @@ ENDPOINTS = [
         update=None,
         updated=None,
         read_role=Role.ADMIN,
-        creatable=False,
+    ),
+    Endpoint(
+        name="webhooks",
+        model=Webhook,
+        make=lambda org: make_webhook(org),
+        create=lambda org: {
+            "url": "https://hooks.example.com/modelhub",
+            "thresholds": [80],
+            "events": ["organization.budget_threshold"],
+        },
+        update=lambda org, obj: {"url": "https://hooks.example.com/renamed", "is_active": False},
+        updated=lambda obj: obj.url.endswith("/renamed") and not obj.is_active,
+    ),
+    Endpoint(
+        name="webhook-deliveries",
+        model=WebhookDelivery,
+        make=lambda org: make_delivery(org, org_webhook(org)),
+        create=None,
+        update=None,
+        updated=None,
+        base=lambda org: f"{API}/webhooks/{org_webhook(org).pk}/deliveries/",
     ),
 ]
 WRITABLE = [e for e in ENDPOINTS if e.writable]
@@ -220,10 +249,12 @@ def detail_methods(endpoint):
 def test_foreign_object_is_404_like_a_missing_one(endpoint, method, org, other_org, owner_client):
     foreign = endpoint.make(other_org)
     payload = endpoint.update(org, endpoint.make(org)) if method in ("put", "patch") else None
+    # URLs first: a nested endpoint's URL may need a parent object of the organization.
+    foreign_url, missing_url = (endpoint.detail_url(org, pk) for pk in (foreign.pk, 987654321))
     before = db_state()
 
-    response = call(owner_client, method, endpoint.detail_url(org, foreign.pk), payload)
-    missing = call(owner_client, method, endpoint.detail_url(org, 987654321), payload)
+    response = call(owner_client, method, foreign_url, payload)
+    missing = call(owner_client, method, missing_url, payload)
 
     assert response.status_code == 404
     assert response.json() == missing.json()
@@ -405,7 +436,7 @@ DENIED = {"member": 403, "non_member": 404, "anonymous": 401}
 def role_cases():
     for endpoint in ENDPOINTS:
         actions = ACTIONS if endpoint.writable else ["list", "retrieve", "create"]
-        if not endpoint.creatable:
+        if endpoint.create is None:
             actions = ["list", "retrieve"]
         for role in ROLES:
             for action in actions:

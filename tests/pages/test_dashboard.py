@@ -396,28 +396,32 @@ def test_all_organizations_view_lists_each_credential_with_its_organization(
 
 
 def spend(key, amount: str) -> None:
-    """Count ``amount`` against the key's budget the way the gateway admits a request."""
+    """Count ``amount`` as spent from the key's budget, the way the gateway settles a
+    request: on the key's spend counter of the current period."""
     import asyncio
 
     from django.conf import settings
 
     from gateway import limits
+    from modelhub import budgets
+    from modelhub.services import CounterIncrement, limit_counters_settle
 
-    reservation = limits.client_key_windows(
-        key, estimated_tokens=0, worst_case_cost=Decimal(amount), now=timezone.now()
-    )
+    period = key.budget_period or None
+    start, end = budgets.budget_period_bounds(period, timezone.now())
+    counter = budgets.spend_counter(budgets.CLIENT_KEY, key.pk, period, start)
+    spent = [CounterIncrement(counter, 0, budgets.to_picodollars(Decimal(amount)), end)]
     if settings.REDIS_URL:
 
-        async def reserve():
+        async def settle():
             limiter = limits.RedisLimiter(settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL)
             try:
-                assert await limiter.reserve(reservation.windows) is None
+                await limiter.settle([], spent)
             finally:
                 await limiter.close()
 
-        asyncio.run(reserve())
+        asyncio.run(settle())
     else:
-        assert limits._reserve_in_database(reservation.windows) is None
+        limit_counters_settle(deltas=[], spends=spent)
 
 
 @pytest.fixture
@@ -442,9 +446,9 @@ def test_client_key_budget_status_reads_the_gateways_counter(org, clean_counters
         organization=org, name="capped", budget_amount=Decimal("2"), budget_period="day"
     ).client_key
     unlimited = services.client_key_create(organization=org, name="free").client_key
-    assert client_key_budget_status(unlimited) is None
+    assert client_key_budget_status(unlimited).amount is None
     status = client_key_budget_status(key)
-    assert (status.spent, status.budget, status.remaining) == (0, Decimal("2"), Decimal("2"))
+    assert (status.spent, status.amount, status.remaining) == (0, Decimal("2"), Decimal("2"))
 
     spend(key, "0.5")
     spend(key, "0.25")

@@ -8,6 +8,8 @@ import itertools
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.utils import timezone
+
 from modelhub import services
 from modelhub.models import (
     AuditLogEntry,
@@ -20,6 +22,9 @@ from modelhub.models import (
     ProviderCredential,
     RoutingRule,
     RoutingTarget,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
 )
 from tests.support.recorded import openrouter_records
 
@@ -159,6 +164,8 @@ def load_openrouter(provider: Provider | None = None) -> tuple[Provider, list[Mo
 
 SNAPSHOT_MODELS = [
     Organization,
+    Webhook,
+    WebhookDelivery,
     Membership,
     Provider,
     Model,
@@ -170,6 +177,26 @@ SNAPSHOT_MODELS = [
     # A denied or refused call leaves no audit entry either.
     AuditLogEntry,
 ]
+
+
+def make_webhook(
+    organization: Organization, url: str = "https://hooks.example.com/modelhub", **fields
+) -> Webhook:
+    return services.webhook_create(organization=organization, url=url, **fields).webhook
+
+
+def make_delivery(organization: Organization, webhook: Webhook | None = None) -> WebhookDelivery:
+    """A recorded (not yet delivered) budget event of ``webhook`` (a new one by default)."""
+    webhook = webhook or make_webhook(organization)
+    return WebhookDelivery.objects.create(
+        organization=organization,
+        webhook=webhook,
+        event=WebhookEvent.ORGANIZATION_BUDGET,
+        subject_id=organization.pk,
+        threshold=50,
+        period_start=timezone.now(),
+        payload={"event": WebhookEvent.ORGANIZATION_BUDGET, "threshold": 50},
+    )
 
 
 def db_state() -> dict:
