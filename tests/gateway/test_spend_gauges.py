@@ -18,6 +18,7 @@ from modelhub import selectors
 from modelhub.models import Provider, SyncRun, SyncStatus
 from modelhub.services import (
     client_key_create,
+    organization_update,
     provider_credential_create,
     provider_credential_update,
 )
@@ -48,7 +49,7 @@ def clean_counters():
         import redis
 
         client = redis.Redis.from_url(settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL)
-        for name in client.scan_iter("gw:ck:*"):
+        for name in [*client.scan_iter("gw:ck:*"), *client.scan_iter("gw:org:*")]:
             client.delete(name)
 
 
@@ -71,6 +72,7 @@ def test_budget_remaining_follows_the_gateways_counters(
 ):
     import openai
 
+    organization_update(organization=org, budget_amount=Decimal("20"), budget_period="month")
     capped = make_key(name="capped", budget_amount=Decimal("1"), budget_period="day")
     make_key(name="also-capped", budget_amount=Decimal("0.5"), budget_period="month")
     make_key(name="revoked", budget_amount=Decimal("7"), revoked_at=timezone.now())
@@ -97,6 +99,17 @@ def test_budget_remaining_follows_the_gateways_counters(
         == 1.5
     )
     assert value(samples, remaining, organization="globex", source="client_keys") == 3
+    # The organization's own budget, spent by the same requests.
+    assert value(samples, remaining, organization="acme", source="organization") == pytest.approx(
+        20 - 2 * float(REQUEST_COST)
+    )
+    assert (
+        value(
+            samples, "gateway_organization_budget_usd", organization="acme", source="organization"
+        )
+        == 20
+    )
+    assert value(samples, remaining, organization="globex", source="organization") is None
     # Labelled by organization only: no key's name, prefix or value.
     for secret in (capped.raw_key, capped.client_key.prefix, "capped"):
         assert secret not in text

@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from modelhub import services
@@ -433,7 +434,7 @@ def clean_counters():
         import redis
 
         client = redis.Redis.from_url(settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL)
-        for name in client.scan_iter("gw:ck:*"):
+        for name in [*client.scan_iter("gw:ck:*"), *client.scan_iter("gw:org:*")]:
             client.delete(name)
     yield
 
@@ -474,8 +475,31 @@ def test_dashboard_shows_budget_use_per_key(client, owner, org, other_org, clean
     assert "$3.0000 / $4.00" in budgets
     assert 'aria-label="75% of the key&#x27;s budget spent"' in budgets
     assert "their-capped" not in html
-    # The organization itself has no budget (nor, before organization budgets, a field for one).
+    # The organization itself has no budget.
     assert 'id="organization-budget"' not in html
+
+
+def test_dashboard_shows_the_organizations_own_budget(client, owner, org, clean_counters):
+    from modelhub import budgets
+    from modelhub.services import CounterIncrement, limit_counters_settle, organization_update
+
+    organization_update(organization=org, budget_amount=Decimal("10"), budget_period="month")
+    org.refresh_from_db()
+    start, end = budgets.budget_period_bounds("month", timezone.now())
+    counter = budgets.spend_counter(budgets.ORGANIZATION, org.pk, "month", start)
+    amount = budgets.to_picodollars(Decimal("2.5"))
+    if settings.REDIS_URL:
+        import redis
+
+        redis.Redis.from_url(settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL).incrby(
+            counter, amount
+        )
+    else:
+        limit_counters_settle(deltas=[], spends=[CounterIncrement(counter, 0, amount, end)])
+    html = login(client, owner).get("/dashboard/").content.decode()
+    line = html.split('id="organization-budget"', 1)[1].split("</p>", 1)[0]
+    assert "$2.5000 of $10.00" in line
+    assert "25% of the organization&#x27;s budget spent" in line
 
 
 def test_staff_see_every_organizations_budgeted_keys(client, staff, org, other_org, clean_counters):
