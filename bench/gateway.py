@@ -52,6 +52,30 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LITELLM_VENV = ROOT / "bench" / ".litellm-venv"
 MESSAGES = [{"role": "user", "content": "Say hello in one word."}]
+# The client protocols the gateway speaks, each streamed from the same OpenAI-compatible
+# mock: (path, body for a model, what the stream's last bytes hold when it is complete).
+PROTOCOLS = {
+    "chat": (
+        "/chat/completions",
+        lambda model: {"model": model, "messages": MESSAGES, "stream": True},
+        b"[DONE]",
+    ),
+    "responses": (
+        "/responses",
+        lambda model: {
+            "model": model,
+            "input": MESSAGES[0]["content"],
+            "stream": True,
+            "store": False,
+        },
+        b"response.completed",
+    ),
+    "messages": (
+        "/messages",
+        lambda model: {"model": model, "max_tokens": 64, "messages": MESSAGES, "stream": True},
+        b"message_stop",
+    ),
+}
 METRICS_TOKEN = "bench-metrics-token-" + secrets.token_hex(8)
 HELD_STREAMS = 1000
 # Seconds to wait for the gateway's batched metric rows after a phase (it flushes every
@@ -255,6 +279,8 @@ class Result:
     streams_per_second: float = 0.0
     held_ok: int = 0
     rss: float = 0.0
+    # Per client protocol, streamed one at a time: (p50 of the whole stream, p50 TTFB) ms.
+    protocols: dict = field(default_factory=dict)
     errors: int = 0
     checks_failed: list[str] = field(default_factory=list)
 
@@ -269,16 +295,24 @@ class Client:
         self.sent = 0
         self.errors = 0
 
-    async def request(self, stream: bool = False, model: str | None = None):
-        """Time of the whole answer and, for a stream, of its first byte; None on error."""
-        body = {"model": model or self.target.model, "messages": MESSAGES}
-        if stream:
-            body["stream"] = True
+    async def request(self, stream: bool = False, model: str | None = None, protocol: str = ""):
+        """Time of the whole answer and, for a stream, of its first byte; None on error.
+        With a ``protocol`` of PROTOCOLS, a stream in that protocol."""
+        end_marker = b"[DONE]"
+        path = "/chat/completions"
+        if protocol:
+            path, make_body, end_marker = PROTOCOLS[protocol]
+            body = make_body(model or self.target.model)
+            stream = True
+        else:
+            body = {"model": model or self.target.model, "messages": MESSAGES}
+            if stream:
+                body["stream"] = True
         self.sent += 1
         started = time.perf_counter()
         try:
             async with self.session.post(
-                self.target.base_url + "/chat/completions", json=body, headers=self.target.headers
+                self.target.base_url + path, json=body, headers=self.target.headers
             ) as response:
                 if response.status != 200:
                     await response.read()
@@ -288,11 +322,15 @@ class Client:
                     return time.perf_counter() - started, None
                 first = None
                 tail = b""
+                complete = False
                 async for data in response.content.iter_any():
                     if first is None:
                         first = time.perf_counter() - started
-                    tail = (tail + data)[-64:]
-                if b"[DONE]" not in tail:
+                    # The marker is in the last event (which may be long): look at every
+                    # chunk, with the end of the one before in case it is split.
+                    complete = complete or end_marker in tail + data
+                    tail = data[-64:]
+                if not complete:
                     raise RuntimeError("stream ended early")
                 return time.perf_counter() - started, first
         except Exception:
@@ -433,6 +471,23 @@ async def measure(target: Target, upstream_url: str, args) -> Result:
             sampler.cancel()
             result.held_ok = sum(outcome is not None for outcome in outcomes)
             result.rss = peak
+
+        if target.count_rows is not None and args.protocol_requests:
+            # The same stream in each protocol, in turns, so that the machine's noise falls
+            # on all of them alike: what translating a protocol adds over chat.
+            timings: dict[str, list] = {name: [] for name in PROTOCOLS}
+            async with Phase(client, result, "protocols"):
+                for _ in range(args.protocol_requests):
+                    for name in PROTOCOLS:
+                        timing = await client.request(protocol=name)
+                        if timing is not None:
+                            timings[name].append(timing)
+            for name, found in timings.items():
+                if found:
+                    result.protocols[name] = (
+                        statistics.median(t[0] for t in found) * 1000,
+                        statistics.median(t[1] for t in found) * 1000,
+                    )
     return result
 
 
@@ -658,6 +713,13 @@ def main() -> None:
         "--sequential", type=int, default=2000, help="most requests of the c1 phase (2000)"
     )
     parser.add_argument(
+        "--protocol-requests",
+        type=int,
+        default=500,
+        help="streams per protocol (chat, responses, messages) sent to the gateway one at a "
+        "time, in turns (500; 0 skips the phase)",
+    )
+    parser.add_argument(
         "--sqlite",
         action="store_true",
         help="run the gateway on a SQLite file without Redis (the embedded defaults)",
@@ -764,6 +826,19 @@ def print_table(results: dict[str, Result], args) -> None:
             f"gateway 2 workers / 1 worker: req/s x{two.rps / one.rps:.2f}, "
             f"streams/s x{two.streams_per_second / one.streams_per_second:.2f}"
         )
+    for name, r in results.items():
+        chat = r.protocols.get("chat")
+        if not chat:
+            continue
+        print(f"\n{name}: one stream at a time, the same answer in each protocol (ms)")
+        print(
+            f"{'protocol':<12}{'p50 stream':>11}{'+ vs chat':>10}{'p50 TTFB':>10}{'+ vs chat':>10}"
+        )
+        for protocol, (total, first) in r.protocols.items():
+            print(
+                f"{protocol:<12}{total:>11.2f}{total - chat[0]:>+10.2f}"
+                f"{first:>10.2f}{first - chat[1]:>+10.2f}"
+            )
     failed = {name: r.checks_failed for name, r in results.items() if r.checks_failed}
     if failed:
         print(f"checks FAILED (upstream calls or metric rows differ from requests): {failed}")
