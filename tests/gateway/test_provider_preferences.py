@@ -308,3 +308,44 @@ def test_the_readme_snippet_runs_as_written(gateway, client_key, upstream, monke
         exec(compile(code, "README.md", "exec"), {})
     assert printed.getvalue().split()[0] == "azure"
     assert hits(upstream) == {"openai": 0, "azure": 1, "together": 0}
+
+
+def test_responses_take_preferences(client, upstream):
+    raw = client.responses.with_raw_response.create(
+        model="gpt-4o", input="hi", store=False, extra_body={"provider": {"only": ["azure"]}}
+    )
+    assert served_by(raw) == "azure"
+    assert raw.parse().output_text
+    assert hits(upstream) == {"openai": 0, "azure": 1, "together": 0}
+    assert "provider" not in upstream.requests[-1]["body"]
+
+
+def test_messages_take_preferences(gateway, client_key, upstream):
+    import anthropic
+
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key=client_key.raw_key, max_retries=0)
+    raw = claude.messages.with_raw_response.create(
+        model="gpt-4o",
+        max_tokens=50,
+        messages=MESSAGES,
+        extra_body={"provider": {"order": ["together"], "allow_fallbacks": False}},
+    )
+    assert raw.headers["x-gateway-provider"] == "together"
+    assert raw.parse().content[0].text
+    assert hits(upstream) == {"openai": 0, "azure": 0, "together": 1}
+
+
+def test_messages_refuse_bad_preferences_in_anthropics_shape(gateway, client_key, upstream):
+    import anthropic
+
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key=client_key.raw_key, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as error:
+        claude.messages.create(
+            model="gpt-4o",
+            max_tokens=50,
+            messages=MESSAGES,
+            extra_body={"provider": {"sort": "fastest"}},
+        )
+    assert error.value.body["error"]["type"] == "invalid_request_error"
+    assert "provider.sort" in error.value.body["error"]["message"]
+    assert upstream.requests == []
