@@ -10,6 +10,7 @@ from modelhub import outbound, selectors
 from modelhub.api.tenancy import ScopedRelatedField
 from modelhub.models import (
     ClientKey,
+    ErrorSource,
     Membership,
     Model,
     ModelMetric,
@@ -729,8 +730,38 @@ class RoutingPlanSerializer(serializers.Serializer):
 # --- Metrics ------------------------------------------------------------------------------
 
 
+class FailedAttemptSerializer(serializers.Serializer):
+    """One upstream attempt that failed, and whose it was."""
+
+    provider = serializers.IntegerField(help_text="The provider that failed (its id).")
+    credential = serializers.IntegerField(
+        allow_null=True, help_text="The provider credential used (its id); null for none."
+    )
+    model = serializers.IntegerField(help_text="The model asked for (its id).")
+    error_type = serializers.CharField(
+        help_text="How it failed: timeout, connection, http_503, client_error, ..."
+    )
+    status_code = serializers.IntegerField(
+        allow_null=True, help_text="The upstream's HTTP status; null when none came back."
+    )
+
+
 class ModelMetricSerializer(serializers.ModelSerializer):
     """One request's usage, cost and timing."""
+
+    error_source = serializers.ChoiceField(
+        choices=ErrorSource.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Whose failure it was: client (the caller's input or limits), provider "
+        "(upstream errors, timeouts, upstream 429) or gateway; empty for a success.",
+    )
+    failed_attempts = FailedAttemptSerializer(
+        many=True,
+        read_only=True,
+        help_text="Each failed upstream attempt, in order, including those the request "
+        "fell back from.",
+    )
 
     client_key = ScopedRelatedField(
         model=ClientKey,
@@ -775,9 +806,10 @@ class ModelMetricSerializer(serializers.ModelSerializer):
             "model_type", "requested_model", "served_model", "strategy", "input_tokens",
             "output_tokens", "cached_tokens", "total_tokens", "cost", "latency_ms",
             "time_to_first_token_ms", "status_code", "success", "error_type", "error_message",
-            "fallbacks_used", "attempts", "streamed", "created_at",
+            "error_source", "failed_attempts", "fallbacks_used", "attempts", "streamed",
+            "created_at",
         ]  # fmt: skip
-        read_only_fields = ["id"]
+        read_only_fields = ["id", "error_source", "failed_attempts"]
         extra_kwargs = {
             "input_tokens": {"max_value": MAX_TOKENS},
             "output_tokens": {"max_value": MAX_TOKENS},
