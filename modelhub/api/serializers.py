@@ -948,6 +948,14 @@ class DashboardTotalsSerializer(serializers.Serializer):
     successful_requests = serializers.IntegerField(help_text="Requests that succeeded.")
     failed_requests = serializers.IntegerField(help_text="Requests that failed.")
     error_rate = serializers.FloatField(help_text="Failed / all, from 0 to 1.")
+    client_errors = serializers.IntegerField(
+        help_text="Failed requests that were the caller's fault: bad input, its own limits."
+    )
+    provider_errors = serializers.IntegerField(
+        help_text="Failed requests that were a provider's: upstream errors, timeouts, 429."
+    )
+    client_error_rate = serializers.FloatField(help_text="Client errors / all, from 0 to 1.")
+    provider_error_rate = serializers.FloatField(help_text="Provider errors / all, from 0 to 1.")
     tokens = serializers.IntegerField(help_text="Tokens.")
     cost = serializers.DecimalField(
         min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD."
@@ -982,6 +990,10 @@ class ProviderLatencySerializer(serializers.Serializer):
     requests = serializers.IntegerField(help_text="Requests.")
     errors = serializers.IntegerField(help_text="Failed requests.")
     error_rate = serializers.FloatField(help_text="Failed / all, from 0 to 1.")
+    provider_errors = serializers.IntegerField(
+        help_text="Failed requests that were the provider's, not the caller's."
+    )
+    provider_error_rate = serializers.FloatField(help_text="Provider errors / all, from 0 to 1.")
     fallbacks = serializers.IntegerField(help_text="Fallbacks away from it.")
     avg_latency_ms = serializers.FloatField(
         allow_null=True, help_text="Average latency in milliseconds."
