@@ -86,8 +86,11 @@ def csv_lines(queryset, *, max_rows: int) -> Iterator[bytes]:
 async def _async_lines(lines: Iterator[bytes]) -> AsyncIterator[bytes]:
     # Each chunk is read on the request's database thread: the server-side cursor stays
     # on the connection that opened it, and the event loop never waits for the database.
-    read = sync_to_async(next, thread_sensitive=True)
-    while (chunk := await read(lines, None)) is not None:
+    def read() -> bytes | None:
+        return next(lines, None)
+
+    read_on_thread = sync_to_async(read, thread_sensitive=True)
+    while (chunk := await read_on_thread()) is not None:
         yield chunk
 
 

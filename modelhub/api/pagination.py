@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -59,7 +60,7 @@ class KeysetCursorPagination(pagination.CursorPagination):
     max_page_size = 200
     invalid_cursor_message = "Invalid cursor: use the next or previous link of a page as it is."
     # How a cursor's value is read back, per ordering field type.
-    parsers = {
+    parsers: dict[str, Callable[[str], object]] = {
         "created_at": parse_datetime,
         "cost": Decimal,
         "latency_ms": int,
