@@ -170,4 +170,5 @@ class KeysetCursorPagination(pagination.CursorPagination):
         described["properties"]["previous"]["description"] = (
             "URL of the previous page; null on the first."
         )
+        described["properties"]["results"]["description"] = "The objects of this page."
         return described
