@@ -75,6 +75,8 @@ class UsageRecord:
     attempts: int = 0
     fallbacks_used: int = 0
     streamed: bool = False
+    # Each failed upstream attempt, for the request log (see ModelMetric.failed_attempts).
+    failed_attempts: list[dict] = field(default_factory=list)
     created_at: datetime = field(default_factory=timezone.now)
     # The organization's slug for the per-tenant series: known from the key, so labelling
     # a request needs no query.
@@ -114,6 +116,7 @@ class UsageRecord:
             fallbacks_used=self.fallbacks_used,
             attempts=self.attempts,
             streamed=self.streamed,
+            failed_attempts=self.failed_attempts,
             created_at=self.created_at,
         )
 
@@ -592,6 +595,21 @@ def describe(record: UsageRecord, candidate: Candidate) -> None:
     credential = candidate.credential
     record.credential_id = credential.pk if credential is not None else None
     record.credential_quota_period = credential.quota_period if credential is not None else None
+
+
+def note_failed_attempt(record: UsageRecord, candidate: Candidate, kind: str, status) -> None:
+    """Attribute a failed upstream attempt to the provider, credential and model that
+    failed, whether the request then fell back, retried or ended."""
+    credential = candidate.credential
+    record.failed_attempts.append(
+        {
+            "provider": candidate.model.provider_id,
+            "credential": credential.pk if credential is not None else None,
+            "model": candidate.model.pk,
+            "error_type": kind,
+            "status_code": status,
+        }
+    )
 
 
 def _queue_record(call: GatewayCall, record: UsageRecord) -> None:

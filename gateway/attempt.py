@@ -25,7 +25,7 @@ from django.conf import settings
 from django.http import HttpResponse
 
 from gateway import anthropic, jsoncodec
-from gateway.accounting import UsageRecord, describe, finish_and_settle
+from gateway.accounting import UsageRecord, describe, finish_and_settle, note_failed_attempt
 from gateway.dialect import Untranslatable
 from gateway.errors import (
     AttemptFailed,
@@ -376,6 +376,7 @@ async def attempt_candidates(
                 # The request's row names what failed last, not nothing (the dashboard's
                 # per-provider errors), until a later candidate answers.
                 describe(record, candidate)
+                note_failed_attempt(record, candidate, failure.kind, failure.status)
                 if failure.response is not None:
                     record.status_code = failure.status or 400
                     record.error_type = failure.kind

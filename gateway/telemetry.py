@@ -27,6 +27,8 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from modelhub.selectors import TelemetrySnapshot
 
+from modelhub.models import ErrorSource
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 REQUESTS = Counter(
@@ -98,25 +100,15 @@ ORGANIZATION_FALLBACKS = Counter(
     ["organization"],
 )
 
-ERROR_CLIENT = "client"
-ERROR_PROVIDER = "provider"
-ERROR_GATEWAY = "gateway"
+ERROR_CLIENT = ErrorSource.CLIENT.value
+ERROR_PROVIDER = ErrorSource.PROVIDER.value
+ERROR_GATEWAY = ErrorSource.GATEWAY.value
 
 
 def error_kind(status: int, error_type: str, attempts: int) -> str | None:
-    """Whose failure a finished request is, or ``None`` for a success.
-
-    A 4xx of the gateway's own (bad input, missing key, rate limit, budget) is the
-    caller's; an ``upstream_*`` error or a 5xx after an upstream attempt is the provider's;
-    any other 5xx is the gateway's own.
-    """
-    if status < 400:
-        return None
-    if error_type.startswith("upstream_"):
-        return ERROR_PROVIDER
-    if status < 500:
-        return ERROR_CLIENT
-    return ERROR_PROVIDER if attempts else ERROR_GATEWAY
+    """Whose failure a finished request is (see ``ErrorSource.of``, which the request
+    log stores), or ``None`` for a success."""
+    return ErrorSource.of(status_code=status, error_type=error_type, attempts=attempts) or None
 
 
 # The label that stands for every organization's private providers and models: their

@@ -835,6 +835,31 @@ class RoutingTarget(models.Model):
 # --- Metrics and sync ------------------------------------------------------------------
 
 
+class ErrorSource(models.TextChoices):
+    """Whose failure a failed request is: the caller's, a provider's or the gateway's."""
+
+    CLIENT = "client", "Client"
+    PROVIDER = "provider", "Provider"
+    GATEWAY = "gateway", "Gateway"
+
+    @classmethod
+    def of(cls, *, status_code: int, error_type: str, attempts: int) -> str:
+        """The source of a request's outcome; "" for a success.
+
+        A 4xx of the gateway's own (bad input, missing key, the caller's own rate limits,
+        budget or quotas) or the upstream's 4xx answer to the caller's input is the
+        client's; an ``upstream_*`` error (an upstream 429, timeout or failure) or a 5xx
+        after an upstream attempt is the provider's; any other 5xx is the gateway's own.
+        """
+        if status_code < 400:
+            return ""
+        if error_type.startswith("upstream_"):
+            return cls.PROVIDER
+        if status_code < 500:
+            return cls.CLIENT
+        return cls.PROVIDER if attempts else cls.GATEWAY
+
+
 class ModelMetric(OrganizationOwned):
     """One gateway request (or one reported through the API) with its usage and cost."""
 
@@ -917,6 +942,19 @@ class ModelMetric(OrganizationOwned):
         max_length=100, blank=True, help_text="Error code when it failed, e.g. upstream_timeout."
     )
     error_message = models.TextField(blank=True, help_text="Error message when it failed.")
+    error_source = models.CharField(
+        max_length=8,
+        choices=ErrorSource.choices,
+        blank=True,
+        help_text="Whose failure it was: client (the caller's input or limits), provider "
+        "(upstream errors, timeouts, upstream 429) or gateway; empty for a success.",
+    )
+    failed_attempts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Each failed upstream attempt, in order: provider, credential and model "
+        "ids, error_type and the upstream's status (null when none came back).",
+    )
     fallbacks_used = models.PositiveSmallIntegerField(
         default=0, help_text="Candidates given up on before the one that served."
     )
@@ -933,8 +971,20 @@ class ModelMetric(OrganizationOwned):
     class Meta:
         db_table = "model_metrics"
         ordering = ["-created_at", "-id"]
+        # The request log pages by keyset on (ordering field, id) within an organization:
+        # one index per ordering, so any page costs one short index range scan.
         indexes = [
-            models.Index(fields=["organization", "created_at"], name="metrics_org_time"),
+            models.Index(fields=["organization", "created_at", "id"], name="metrics_org_time_id"),
+            models.Index(fields=["organization", "cost", "id"], name="metrics_org_cost_id"),
+            models.Index(
+                fields=["organization", "latency_ms", "id"], name="metrics_org_latency_id"
+            ),
+            # Failures are a few percent of the rows: browsing them must not scan the rest.
+            models.Index(
+                fields=["organization", "created_at", "id"],
+                name="metrics_org_failed",
+                condition=Q(success=False),
+            ),
             models.Index(
                 fields=["organization", "provider", "created_at"], name="metrics_org_prov"
             ),
@@ -1026,6 +1076,9 @@ class MetricDaily(models.Model):
     served_model = models.CharField(max_length=300, blank=True)
     requests = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0)
+    # Of ``errors``: the callers' own (4xx) and the providers'; the rest are the gateway's.
+    client_errors = models.PositiveBigIntegerField(default=0)
+    provider_errors = models.PositiveBigIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     total_tokens = models.PositiveBigIntegerField(default=0)

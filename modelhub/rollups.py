@@ -19,7 +19,13 @@ from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
-from modelhub.models import MetricDaily, MetricDailyLatency, ModelMetric, Organization
+from modelhub.models import (
+    ErrorSource,
+    MetricDaily,
+    MetricDailyLatency,
+    ModelMetric,
+    Organization,
+)
 from modelhub.tenancy import ALL_ORGANIZATIONS, AllOrganizations
 
 # Upper bounds, in milliseconds, of the latency buckets; the last bucket is open-ended.
@@ -31,7 +37,7 @@ OVERFLOW_BUCKET = len(LATENCY_BUCKETS_MS)
 
 USAGE_COLUMNS = (
     "requests", "errors", "input_tokens", "output_tokens", "total_tokens", "cost",
-    "latency_sum_ms", "successes", "fallbacks",
+    "latency_sum_ms", "successes", "fallbacks", "client_errors", "provider_errors",
 )  # fmt: skip
 USAGE_KEY = ("organization_id", "day", "provider_pk", "model_pk", "client_key_pk", "served_model")
 LATENCY_KEY = ("organization_id", "day", "provider_pk", "bucket")
@@ -84,7 +90,7 @@ def _upsert(table: str, key: tuple[str, ...], columns: tuple[str, ...], rows: li
 
 def add_metrics(metrics: Iterable[ModelMetric], chunk: int = 200) -> None:
     """Fold freshly written metrics into the daily rollups."""
-    usage: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0, 0, Decimal(0), 0, 0, 0])
+    usage: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0, 0, Decimal(0), 0, 0, 0, 0, 0])
     latency: dict[tuple, int] = defaultdict(int)
     for metric in metrics:
         day = _day(metric)
@@ -109,6 +115,8 @@ def add_metrics(metrics: Iterable[ModelMetric], chunk: int = 200) -> None:
             totals[7] += 1
             latency[(metric.organization_id, day, provider, latency_bucket(metric.latency_ms))] += 1
         totals[8] += metric.fallbacks_used
+        totals[9] += metric.error_source == ErrorSource.CLIENT
+        totals[10] += metric.error_source == ErrorSource.PROVIDER
     usage_rows = [(*key, *values) for key, values in usage.items()]
     latency_rows = [(*key, count) for key, count in latency.items()]
     with transaction.atomic():
@@ -172,6 +180,8 @@ def rebuild(
         n_latency=Coalesce(Sum("latency_ms", filter=Q(success=True)), 0),
         n_successes=Count("id", filter=Q(success=True)),
         n_fallbacks=Coalesce(Sum("fallbacks_used"), 0),
+        n_client_errors=Count("id", filter=Q(error_source=ErrorSource.CLIENT)),
+        n_provider_errors=Count("id", filter=Q(error_source=ErrorSource.PROVIDER)),
     )
     created = MetricDaily.objects.bulk_create(
         (
@@ -191,6 +201,8 @@ def rebuild(
                 latency_sum_ms=row["n_latency"],
                 successes=row["n_successes"],
                 fallbacks=row["n_fallbacks"],
+                client_errors=row["n_client_errors"],
+                provider_errors=row["n_provider_errors"],
             )
             for row in grouped.order_by()
         ),

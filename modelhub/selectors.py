@@ -319,6 +319,8 @@ def _rollup_aggregates():
     return {
         "requests": Coalesce(Sum("requests"), 0),
         "errors": Coalesce(Sum("errors"), 0),
+        "client_errors": Coalesce(Sum("client_errors"), 0),
+        "provider_errors": Coalesce(Sum("provider_errors"), 0),
         "tokens": Coalesce(Sum("total_tokens"), 0),
         "cost": Coalesce(Sum("cost"), Decimal(0), output_field=DecimalField()),
         "fallbacks": Coalesce(Sum("fallbacks"), 0),
@@ -404,7 +406,13 @@ def dashboard_summary(*, organization, start=None, end=None) -> dict:
             "requests": requests,
             "successful_requests": requests - totals["errors"],
             "failed_requests": totals["errors"],
-            "error_rate": round(totals["errors"] / requests, 4) if requests else 0.0,
+            "error_rate": _rate(totals["errors"], requests),
+            # The callers' own failures (bad input, their limits) and the providers' are
+            # different alarms: one is the callers' to fix, the other the operator's.
+            "client_errors": totals["client_errors"],
+            "provider_errors": totals["provider_errors"],
+            "client_error_rate": _rate(totals["client_errors"], requests),
+            "provider_error_rate": _rate(totals["provider_errors"], requests),
             "tokens": totals["tokens"],
             "cost": totals["cost"],
             "avg_latency_ms": _mean_latency(totals),
@@ -417,6 +425,10 @@ def dashboard_summary(*, organization, start=None, end=None) -> dict:
         "latency_by_provider": latency_by_provider(organization, first_day, last_day),
         "credentials": credential_overview(organization),
     }
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
 
 
 def _usage(row) -> dict:
@@ -457,9 +469,9 @@ def latency_by_provider(organization, first_day, last_day) -> list[dict]:
                 "provider_slug": slugs.get(group["provider_pk"]),
                 "requests": group["requests"],
                 "errors": group["errors"],
-                "error_rate": round(group["errors"] / group["requests"], 4)
-                if group["requests"]
-                else 0.0,
+                "error_rate": _rate(group["errors"], group["requests"]),
+                "provider_errors": group["provider_errors"],
+                "provider_error_rate": _rate(group["provider_errors"], group["requests"]),
                 "fallbacks": group["fallbacks"],
                 "avg_latency_ms": _mean_latency(group),
                 "p50_ms": rollups.percentile_from_buckets(counts, 50),

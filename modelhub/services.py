@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from typing import cast
 from auditlog.context import disable_auditlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import F, ForeignKey
 from django.utils import timezone
 from django.utils.text import slugify
@@ -30,6 +31,7 @@ from modelhub.invalidation import publish_tenant_change
 from modelhub.models import (
     ClientKey,
     DeliveryStatus,
+    ErrorSource,
     HealthStatus,
     LimitCounter,
     Membership,
@@ -571,6 +573,7 @@ def metric_create(*, organization: Organization, **fields) -> ModelMetric:
         "total_tokens", int(fields.get("input_tokens") or 0) + int(fields.get("output_tokens") or 0)
     )
     metric = ModelMetric(organization=organization, **fields)
+    _attribute_error(metric)
     metric.full_clean(exclude=["organization"])
     with transaction.atomic():
         metric.save()
@@ -645,20 +648,39 @@ def _metrics_copy(rows: list[ModelMetric]) -> None:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(cast(str, field.column)) for field in fields)
     sql = f"COPY {quote(ModelMetric._meta.db_table)} ({columns}) FROM STDIN"
+    from psycopg.types.json import Jsonb  # the PostgreSQL driver: imported when it is used
+
     attnames = [field.attname for field in fields]
+    # JSON columns take their values wrapped; a bare list would be dumped as an array.
+    json_columns = [
+        index for index, field in enumerate(fields) if isinstance(field, models.JSONField)
+    ]
     with (
         connection.cursor() as cursor,
         connection.wrap_database_errors,
         cursor.cursor.copy(sql) as copy,
     ):
         for row in rows:
-            copy.write_row([getattr(row, name) for name in attnames])
+            values = [getattr(row, name) for name in attnames]
+            for index in json_columns:
+                values[index] = Jsonb(values[index])
+            copy.write_row(values)
+
+
+def _attribute_error(metric: ModelMetric) -> None:
+    # Derived from the outcome, never taken from the caller: the dashboard splits its
+    # error rate on it.
+    metric.error_source = ErrorSource.of(
+        status_code=metric.status_code, error_type=metric.error_type, attempts=metric.attempts
+    )
 
 
 def metrics_bulk_create(rows: Iterable[ModelMetric], batch_size: int = 500) -> int:
     """Write many metric rows at once, with their daily rollups (the gateway's batched
     writer uses this). On PostgreSQL the rows are copied in and get no primary keys."""
     rows = list(rows)
+    for row in rows:
+        _attribute_error(row)
     with transaction.atomic():
         if connection.vendor == "postgresql":
             _metrics_copy(rows)
@@ -667,6 +689,61 @@ def metrics_bulk_create(rows: Iterable[ModelMetric], batch_size: int = 500) -> i
             created = ModelMetric.objects.bulk_create(rows, batch_size=batch_size)
         rollups.add_metrics(created)
     return len(created)
+
+
+@dataclass
+class RetentionResult:
+    deleted: int
+    batches: int
+    finished: bool  # False when the time budget ran out with expired rows left
+
+
+def metrics_delete_expired(
+    *,
+    days: int | None = None,
+    batch_size: int | None = None,
+    max_seconds: float | None = None,
+    now: datetime | None = None,
+) -> RetentionResult:
+    """Delete the raw metric rows older than ``days`` (METRIC_RETENTION_DAYS), every
+    organization's, in batches of ``batch_size`` rows.
+
+    Each batch is one statement in its own transaction: the oldest rows by the
+    ``created_at`` index, deleted by primary key. Locks and the write-ahead log stay
+    bounded by the batch, and the gateway's inserts never wait long, whatever the
+    backlog. The daily rollups (MetricDaily, MetricDailyLatency) are not touched: the
+    dashboard keeps its history. With ``max_seconds`` the work stops after the batch that
+    crosses it; the next run goes on where this one stopped.
+    """
+    days = settings.METRIC_RETENTION_DAYS if days is None else days
+    batch_size = settings.METRIC_RETENTION_BATCH_SIZE if batch_size is None else batch_size
+    if days < 1 or batch_size < 1:
+        raise ValueError("Retention needs at least one day and one row per batch.")
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    # Retention is a policy of the installation, not of a tenant: every organization's rows.
+    expired = (
+        ModelMetric.objects.across_tenants(reason="metric retention")
+        .filter(created_at__lt=cutoff)
+        .order_by("created_at")
+        .values("pk")
+    )
+    started = time.monotonic()
+    deleted = batches = 0
+    while True:
+        with transaction.atomic():
+            count, _ = (
+                ModelMetric.objects.across_tenants(reason="metric retention")
+                .filter(pk__in=expired[:batch_size])
+                .delete()
+            )
+        if not count:
+            return RetentionResult(deleted, batches, finished=True)
+        deleted += count
+        batches += 1
+        if count < batch_size:
+            return RetentionResult(deleted, batches, finished=True)
+        if max_seconds is not None and time.monotonic() - started >= max_seconds:
+            return RetentionResult(deleted, batches, finished=False)
 
 
 def provider_credential_reserve_request(

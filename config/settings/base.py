@@ -597,6 +597,13 @@ GATEWAY_SHUTDOWN_TIMEOUT = env.float("GATEWAY_SHUTDOWN_TIMEOUT", default=10.0)
 # How old (seconds) the database gauges of /metrics (budget remaining, credential health,
 # last sync) may get: a scrape re-reads them off the event loop once they are older.
 METRICS_GAUGE_REFRESH_SECONDS = env.float("METRICS_GAUGE_REFRESH_SECONDS", default=15.0)
+# Raw metric rows (the request log) older than this many days are deleted by a nightly
+# Celery beat task, METRIC_RETENTION_BATCH_SIZE rows per statement and transaction, so
+# neither the table nor a lock grows with the backlog. The daily rollups are kept.
+METRIC_RETENTION_DAYS = env.int("METRIC_RETENTION_DAYS", default=90)
+METRIC_RETENTION_BATCH_SIZE = env.int("METRIC_RETENTION_BATCH_SIZE", default=10_000)
+# Most rows one CSV export of the request log writes; a last line says when more matched.
+METRICS_EXPORT_MAX_ROWS = env.int("METRICS_EXPORT_MAX_ROWS", default=1_000_000)
 
 if not DEBUG:
     _short = [key for key in API_KEYS if len(key) < API_KEYS_MIN_LENGTH]

@@ -15,6 +15,7 @@ from modelhub.audit import ACTIONS, object_types
 from modelhub.models import (
     AuditLogEntry,
     ClientKey,
+    ErrorSource,
     HealthStatus,
     Model,
     ModelMetric,
@@ -158,8 +159,19 @@ class RoutingRuleFilter(FilterSet):
 
 
 class ModelMetricFilter(FilterSet):
+    """The request log's filters. ``since`` is inclusive and ``until`` exclusive, so that
+    consecutive windows neither overlap nor leave a gap; ``start``/``end`` (both
+    inclusive) are the reports' names for the same range."""
+
+    since = DateTimeFilter(
+        field_name="created_at", lookup_expr="gte", label="From this time (ISO 8601), inclusive."
+    )
+    until = DateTimeFilter(
+        field_name="created_at", lookup_expr="lt", label="Before this time (ISO 8601), exclusive."
+    )
     start = DateTimeFilter(field_name="created_at", lookup_expr="gte")
     end = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+    error_source = filters.ChoiceFilter(choices=ErrorSource.choices)
     model_type = filters.ChoiceFilter(choices=ModelType.choices)
     model = id_filter("model")
     provider = id_filter("provider")
@@ -174,7 +186,17 @@ class ModelMetricFilter(FilterSet):
             "requested_model",
             "served_model",
             "status_code",
+            "streamed",
+            "error_type",
         ]
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        data = self.form.cleaned_data
+        since, until = data.get("since"), data.get("until")
+        if since and until and since >= until:
+            raise ValidationError({"since": ["since must be before until."]})
+        return queryset
 
 
 class AuditLogFilter(FilterSet):

@@ -15,6 +15,7 @@ from modelhub.audit import ACTIONS, object_types
 from modelhub.models import (
     AuditLogEntry,
     ClientKey,
+    ErrorSource,
     Membership,
     Model,
     ModelMetric,
@@ -922,8 +923,38 @@ class RoutingPlanSerializer(serializers.Serializer):
 # --- Metrics ------------------------------------------------------------------------------
 
 
+class FailedAttemptSerializer(serializers.Serializer):
+    """One upstream attempt that failed, and whose it was."""
+
+    provider = serializers.IntegerField(help_text="The provider that failed (its id).")
+    credential = serializers.IntegerField(
+        allow_null=True, help_text="The provider credential used (its id); null for none."
+    )
+    model = serializers.IntegerField(help_text="The model asked for (its id).")
+    error_type = serializers.CharField(
+        help_text="How it failed: timeout, connection, http_503, client_error, ..."
+    )
+    status_code = serializers.IntegerField(
+        allow_null=True, help_text="The upstream's HTTP status; null when none came back."
+    )
+
+
 class ModelMetricSerializer(serializers.ModelSerializer):
     """One request's usage, cost and timing."""
+
+    error_source = serializers.ChoiceField(
+        choices=ErrorSource.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Whose failure it was: client (the caller's input or limits), provider "
+        "(upstream errors, timeouts, upstream 429) or gateway; empty for a success.",
+    )
+    failed_attempts = FailedAttemptSerializer(
+        many=True,
+        read_only=True,
+        help_text="Each failed upstream attempt, in order, including those the request "
+        "fell back from.",
+    )
 
     client_key = ScopedRelatedField(
         model=ClientKey,
@@ -968,9 +999,10 @@ class ModelMetricSerializer(serializers.ModelSerializer):
             "model_type", "requested_model", "served_model", "strategy", "input_tokens",
             "output_tokens", "cached_tokens", "total_tokens", "cost", "latency_ms",
             "time_to_first_token_ms", "status_code", "success", "error_type", "error_message",
-            "fallbacks_used", "attempts", "streamed", "created_at",
+            "error_source", "failed_attempts", "fallbacks_used", "attempts", "streamed",
+            "created_at",
         ]  # fmt: skip
-        read_only_fields = ["id"]
+        read_only_fields = ["id", "error_source", "failed_attempts"]
         extra_kwargs = {
             "input_tokens": {"max_value": MAX_TOKENS},
             "output_tokens": {"max_value": MAX_TOKENS},
@@ -1109,6 +1141,14 @@ class DashboardTotalsSerializer(serializers.Serializer):
     successful_requests = serializers.IntegerField(help_text="Requests that succeeded.")
     failed_requests = serializers.IntegerField(help_text="Requests that failed.")
     error_rate = serializers.FloatField(help_text="Failed / all, from 0 to 1.")
+    client_errors = serializers.IntegerField(
+        help_text="Failed requests that were the caller's fault: bad input, its own limits."
+    )
+    provider_errors = serializers.IntegerField(
+        help_text="Failed requests that were a provider's: upstream errors, timeouts, 429."
+    )
+    client_error_rate = serializers.FloatField(help_text="Client errors / all, from 0 to 1.")
+    provider_error_rate = serializers.FloatField(help_text="Provider errors / all, from 0 to 1.")
     tokens = serializers.IntegerField(help_text="Tokens.")
     cost = serializers.DecimalField(
         min_value=0, max_digits=30, decimal_places=10, help_text="Spend in USD."
@@ -1143,6 +1183,10 @@ class ProviderLatencySerializer(serializers.Serializer):
     requests = serializers.IntegerField(help_text="Requests.")
     errors = serializers.IntegerField(help_text="Failed requests.")
     error_rate = serializers.FloatField(help_text="Failed / all, from 0 to 1.")
+    provider_errors = serializers.IntegerField(
+        help_text="Failed requests that were the provider's, not the caller's."
+    )
+    provider_error_rate = serializers.FloatField(help_text="Provider errors / all, from 0 to 1.")
     fallbacks = serializers.IntegerField(help_text="Fallbacks away from it.")
     avg_latency_ms = serializers.FloatField(
         allow_null=True, help_text="Average latency in milliseconds."

@@ -21,10 +21,13 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from modelhub import selectors, services
 from modelhub.api import examples, filters, serializers
+from modelhub.api.exports import csv_response
+from modelhub.api.pagination import KeysetCursorPagination, keyset_ordering
 from modelhub.api.tenancy import GlobalRowPermission, OrganizationScopedViewSet, RolePermission
 from modelhub.models import (
     AuditLogEntry,
@@ -563,7 +566,6 @@ class RoutingRuleViewSet(viewsets.ModelViewSet, OrganizationScopedViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List request metrics"),
     create=extend_schema(summary="Report a request metric (admins)", examples=examples.METRIC),
 )
 class ModelMetricViewSet(
@@ -572,15 +574,58 @@ class ModelMetricViewSet(
     mixins.CreateModelMixin,
     OrganizationScopedViewSet,
 ):
-    """Per-request metrics and the reports built from them (aggregated in the database)."""
+    """The request log: one row per gateway request (or one reported through the API),
+    with its usage, cost, timing and whose failure it was; and the reports built from
+    them (aggregated in the database)."""
 
     # The credential's secret scrubs stored error text (visible_error_message).
     queryset = ModelMetric.objects.select_related("credential")
     serializer_class = serializers.ModelMetricSerializer
     filterset_class = filters.ModelMetricFilter
+    # No OrderingFilter: the keyset pagination orders, and refuses an ordering it has no
+    # index for.
+    filter_backends = [filters.FilterBackend, filters.SearchFilter]
+    pagination_class = KeysetCursorPagination
     search_fields = ["requested_model", "served_model", "request_id"]
-    ordering_fields = ["created_at", "cost", "latency_ms", "total_tokens"]
+    ordering_fields = ["created_at", "cost", "latency_ms"]
     ordering = ["-created_at", "-id"]
+
+    def perform_content_negotiation(self, request, force=False):
+        # ?format=csv is the list's export, not a renderer: errors still answer in JSON.
+        if self.action == "list" and request.query_params.get("format") == "csv":
+            return JSONRenderer(), JSONRenderer.media_type
+        return super().perform_content_negotiation(request, force)
+
+    @extend_schema(
+        summary="The request log: filter, order and page through requests, or export them",
+        description=(
+            "Pages by cursor: follow `next` and `previous` as they are. `ordering` is one of "
+            "`created_at`, `cost`, `latency_ms`, with `-` for descending (default "
+            "`-created_at`). `since` is inclusive and `until` exclusive. `format=csv` "
+            "streams every matching row (in the same order, at most "
+            "METRICS_EXPORT_MAX_ROWS; a last line starting with `# truncated` says when "
+            "more matched) instead of a page."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "format",
+                OpenApiTypes.STR,
+                enum=["json", "csv"],
+                description="csv: the whole filtered log as a CSV file.",
+            )
+        ],
+        responses={
+            (200, "application/json"): serializers.ModelMetricSerializer(many=True),
+            (200, "text/csv"): OpenApiTypes.STR,
+            **_errors(400, 401),
+        },
+    )
+    def list(self, request, *args, **kwargs):
+        if request.query_params.get("format") != "csv":
+            return super().list(request, *args, **kwargs)
+        queryset = self.filter_queryset(self.get_queryset())
+        ordered = queryset.order_by(*keyset_ordering(request, self))
+        return csv_response(request._request, ordered, filename="requests.csv")
 
     def perform_create(self, serializer):
         serializer.instance = services.metric_create(

@@ -460,7 +460,11 @@ LIST_PATHS = [
 ]
 
 
-@pytest.mark.parametrize("path", LIST_PATHS)
+# The request log pages by cursor (test_bad_cursors_are_400), every other list by number.
+NUMBERED_LIST_PATHS = [path for path in LIST_PATHS if path != "metrics/"]
+
+
+@pytest.mark.parametrize("path", NUMBERED_LIST_PATHS)
 @pytest.mark.parametrize(
     "params",
     [{"page": "abc"}, {"page": "0"}, {"page": "-1"}, {"page": str(10**30)}, {"page": "99"}],
@@ -470,6 +474,28 @@ def test_bad_pages_are_404_with_a_message(path, params, objects, owner_client):
     response = owner_client.get(f"{API}/{path}", params)
     body = assert_clean_error(response, statuses=(404,))
     assert "page" in body["detail"].lower()
+
+
+# base64 of: nothing useful, a position without an id, an id that is not a number, a
+# time without a zone, a cost that is no number, an offset beyond DRF's cutoff.
+BAD_CURSORS = ["abc", "%00", "☃", "x" * 5000, "cD0x", "cD14fHk=", "cD0yMDI2LTAxLTAxVDAwOjAwOjAwfDE=",
+               "bz05OTk5OTk=", "cD0tMXwx"]  # fmt: skip
+
+
+@pytest.mark.parametrize("ordering", ["-created_at", "cost", "-latency_ms"])
+@pytest.mark.parametrize("cursor", BAD_CURSORS)
+def test_bad_cursors_are_400(cursor, ordering, objects, owner_client):
+    response = owner_client.get(f"{API}/metrics/?ordering={ordering}&cursor={cursor}")
+    harmless = cursor in ("%00", "bz05OTk5OTk=") or (
+        cursor == "cD0tMXwx" and ordering != "-created_at"
+    )
+    if harmless:
+        # base64 skips a NUL (an empty cursor: the first page); a huge offset is ignored
+        # (pages are keyed, not offset); a cost or latency of -1 is a valid position.
+        assert response.status_code == 200
+        return
+    body = assert_clean_error(response)
+    assert "cursor" in body
 
 
 @pytest.mark.parametrize("path", LIST_PATHS)
@@ -509,6 +535,11 @@ FILTERS = {
     "client-keys/": ["revoked", "name"],
     "routing-rules/": ["model_type", "strategy", "is_active", "match_model"],
     "metrics/": [
+        "since",
+        "until",
+        "streamed",
+        "error_type",
+        "error_source",
         "start",
         "end",
         "model_type",
@@ -553,7 +584,11 @@ def test_garbage_filters_are_400_or_ignored(path, name, objects, owner_client):
 )
 def test_bad_ordering_and_search_are_harmless(path, params, objects, owner_client):
     response = owner_client.get(f"{API}/{path}", params)
-    if "\u0000" in params.get("search", ""):
+    if path == "metrics/" and "ordering" in params:
+        # The request log pages by the ordering's index: any other ordering is refused.
+        body = assert_clean_error(response)
+        assert "created_at" in str(body["ordering"])
+    elif "\u0000" in params.get("search", ""):
         # A NUL cannot be stored or compared in PostgreSQL text: refused, not searched.
         body = assert_clean_error(response)
         assert "search" in str(body).lower() or "null" in str(body).lower()
@@ -584,6 +619,34 @@ def test_bad_audit_log_dates_are_400(name, objects, owner_client):
         response = owner_client.get(f"{API}/audit-log/", {name: value})
         body = assert_clean_error(response)
         assert name in body
+
+
+@pytest.mark.parametrize("name", ["since", "until"])
+@pytest.mark.parametrize("export", [{}, {"format": "csv"}], ids=["page", "csv"])
+def test_bad_request_log_times_are_400(name, export, objects, owner_client):
+    for value in ["notadate", "2025-02-30", "99999-01-01", "0001-01-01T00:00:00+05:00", "a\u0000"]:
+        response = owner_client.get(f"{API}/metrics/", {name: value, **export})
+        body = assert_clean_error(response)
+        assert name in body
+
+
+@pytest.mark.parametrize("name", FILTERS["metrics/"])
+def test_garbage_filters_of_the_csv_export_are_400_in_json_or_ignored(name, objects, owner_client):
+    for value in GARBAGE:
+        response = owner_client.get(f"{API}/metrics/", {name: value, "format": "csv"})
+        assert response.status_code in (200, 400), (name, value[:20], response.content[:300])
+        if response.status_code == 400:
+            assert name in response.json()
+        else:
+            assert response["Content-Type"].startswith("text/csv")
+            b"".join(response.streaming_content)
+
+
+@pytest.mark.parametrize("value", ["xml", "CSV", "", "csv\u0000"])
+def test_other_formats_of_the_request_log_are_refused_or_json(value, objects, owner_client):
+    response = owner_client.get(f"{API}/metrics/", {"format": value})
+    assert response.status_code in (200, 404), response.content[:300]
+    assert response["Content-Type"].startswith("application/json")
 
 
 @pytest.mark.parametrize("header", ["x" * 5000, "a\u0000b", "acme;drop", "☃"])
@@ -629,7 +692,7 @@ TEXT_FILTERS = {
     "api-keys/": ["search"],
     "client-keys/": ["name", "search"],
     "routing-rules/": ["match_model", "search"],
-    "metrics/": ["requested_model", "served_model", "search"],
+    "metrics/": ["requested_model", "served_model", "error_type", "search"],
     "organizations/": ["slug", "search"],
     "organizations/acme/members/": ["search"],
 }

@@ -282,6 +282,79 @@ def test_lists_exclude_other_organizations(endpoint, org, other_org, owner_clien
     assert ids == expected
 
 
+def _request_log(org, other_org):
+    """Two requests of each organization, each made with its own key and credential."""
+    rows = {}
+    for owner in (org, other_org):
+        provider = org_provider(owner)
+        rows[owner.pk] = [
+            make_metric(
+                owner,
+                provider=provider,
+                model=org_model(owner),
+                client_key=make_client_key(owner),
+                credential=org_credential(owner),
+                status_code=status,
+                success=status == 200,
+                error_type="" if status == 200 else "upstream_error",
+                cost=cost,
+            )
+            for status, cost in ((200, "0.5"), (502, "0"))
+        ]
+    return rows
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"ordering": "-cost", "page_size": 1},
+        {"ordering": "latency_ms", "page_size": 1},
+        {"error_source": "provider"},
+        {"success": "false", "since": "2000-01-01T00:00:00Z"},
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("export", [False, True], ids=["pages", "csv"])
+def test_request_log_pages_and_export_exclude_other_organizations(
+    params, export, org, other_org, owner_client
+):
+    rows = _request_log(org, other_org)
+    theirs = {row.pk for row in rows[other_org.pk]}
+    url = f"{API}/metrics/"
+    if export:
+        response = owner_client.get(url, {**params, "format": "csv"})
+        assert response.status_code == 200
+        lines = b"".join(response.streaming_content).decode().splitlines()[1:]
+        found = {int(line.split(",")[0]) for line in lines}
+    else:
+        found, response = set(), owner_client.get(url, params)
+        while True:
+            assert response.status_code == 200
+            found |= {row["id"] for row in response.json()["results"]}
+            if not response.json()["next"]:
+                break
+            response = owner_client.get(response.json()["next"])
+    assert found and not found & theirs
+    assert found <= {row.pk for row in rows[org.pk]}
+
+
+@pytest.mark.parametrize("name", ["client_key", "provider", "model", "credential"])
+@pytest.mark.parametrize("export", [False, True], ids=["pages", "csv"])
+def test_request_log_filters_by_another_organizations_ids_find_nothing(
+    name, export, org, other_org, owner_client
+):
+    rows = _request_log(org, other_org)
+    foreign = getattr(rows[other_org.pk][0], f"{name}_id")
+    response = owner_client.get(
+        f"{API}/metrics/", {name: foreign, **({"format": "csv"} if export else {})}
+    )
+    assert response.status_code == 200
+    if export:
+        assert b"".join(response.streaming_content).decode().count("\n") == 1  # the header
+    else:
+        assert response.json()["results"] == []
+
+
 # --- Foreign ids in input ---------------------------------------------------------------
 
 

@@ -520,3 +520,77 @@ def test_unreachable_budget_counters_are_a_message_not_an_error(client, owner, o
     html = response.content.decode()
     assert "budget counters (Redis) did not answer" in html
     assert 'id="total-cost"' in html
+
+
+def failure(org, model, *, status, error_type, attempts):
+    return services.metric_create(
+        organization=org,
+        provider=model.provider,
+        model=model,
+        requested_model=model.catalog_id,
+        served_model=model.catalog_id,
+        status_code=status,
+        success=False,
+        error_type=error_type,
+        attempts=attempts,
+        created_at=timezone.now() - timedelta(minutes=1),
+    )
+
+
+@pytest.fixture
+def outcomes(org, catalog):
+    """10 requests of groq: 4 succeed, 3 are refused for the caller (bad input, its rate
+    limit, an upstream 400 passed back), 2 fail at the provider (an upstream 5xx after
+    attempts, an upstream 429) and 1 in the gateway (nothing could be tried)."""
+    llama = catalog["llama"]
+    for _ in range(4):
+        metric(org, llama, cost="0.001", latency=100)
+    failure(org, llama, status=400, error_type="invalid_request_error", attempts=0)
+    failure(org, llama, status=429, error_type="rate_limit_exceeded", attempts=0)
+    failure(org, llama, status=400, error_type="client_error", attempts=1)
+    failure(org, llama, status=502, error_type="upstream_error", attempts=3)
+    failure(org, llama, status=429, error_type="upstream_rate_limited", attempts=2)
+    failure(org, llama, status=503, error_type="no_healthy_upstream", attempts=0)
+
+
+def test_the_error_rate_counts_client_and_provider_errors_apart(org, outcomes):
+    totals = dashboard_summary(organization=org)["totals"]
+    assert totals["failed_requests"] == 6 and totals["error_rate"] == 0.6
+    assert totals["client_errors"] == 3 and totals["client_error_rate"] == 0.3
+    assert totals["provider_errors"] == 2 and totals["provider_error_rate"] == 0.2
+    [groq] = dashboard_summary(organization=org)["latency_by_provider"]
+    assert groq["provider_errors"] == 2 and groq["provider_error_rate"] == 0.2
+
+
+def test_the_split_of_errors_survives_a_rebuild_of_the_rollups(org, outcomes):
+    from modelhub import rollups
+
+    written = rollup_snapshot()
+    rollups.rebuild()
+    assert rollup_snapshot() == written
+    assert dashboard_summary(organization=org)["totals"]["client_errors"] == 3
+
+
+def test_dashboard_page_shows_client_and_provider_error_rates(client, org, owner, outcomes):
+    html = login(client, owner).get("/dashboard/").content.decode()
+    assert 'id="error-rate">60%<' in html
+    assert 'id="provider-error-rate"' in html and ">20%<" in html
+    assert 'id="client-error-rate"' in html and ">30%<" in html
+
+
+def test_rows_written_before_error_sources_get_theirs_from_the_migration(org, outcomes):
+    """The migration attributes the failed rows already written, and splits their rollups."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from modelhub.models import MetricDaily, ModelMetric
+
+    migration = import_module("modelhub.migrations.0011_request_log")
+    before = dict(ModelMetric.objects.values_list("pk", "error_source"))
+    ModelMetric.objects.update(error_source="")
+    MetricDaily.objects.update(client_errors=0, provider_errors=0)
+    migration.attribute_errors(apps, None)
+    assert dict(ModelMetric.objects.values_list("pk", "error_source")) == before
+    totals = dashboard_summary(organization=org)["totals"]
+    assert (totals["client_errors"], totals["provider_errors"]) == (3, 2)

@@ -225,6 +225,8 @@ def rollup_snapshot() -> tuple[list, list]:
             "latency_sum_ms",
             "successes",
             "fallbacks",
+            "client_errors",
+            "provider_errors",
         )
     )
     latency = sorted(
