@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from modelhub import services
 from modelhub.models import Model, Organization, Provider, User
@@ -58,28 +59,28 @@ def test_range_switch_and_staff_switcher(live_server, browser):
     page.wait_for_url(f"{live_server.url}/dashboard/")
 
     # The staff member's own organization first, over the default 30 days.
-    assert page.text_content("#view-name").strip() == "Research Lab"
-    assert page.text_content("#range-label").strip() == "last 30 days"
-    assert page.text_content("#total-cost").strip() == "$3.0000"
+    expect(page.locator("#view-name")).to_have_text("Research Lab")
+    expect(page.locator("#range-label")).to_have_text("last 30 days")
+    expect(page.locator("#total-cost")).to_have_text("$3.0000")
 
     page.click("a.range-preset[data-range='7d']")
     page.wait_for_url("**range=7d*")
-    assert page.text_content("#range-label").strip() == "last 7 days"
-    assert page.text_content("#total-cost").strip() == "$1.0000"
+    expect(page.locator("#range-label")).to_have_text("last 7 days")
+    expect(page.locator("#total-cost")).to_have_text("$1.0000")
 
     # The switcher submits on change and keeps the range.
     page.select_option("#org", "*")
     page.wait_for_url("**org=*&range=7d")
-    assert page.text_content("#view-name").strip() == "All organizations"
-    assert "every organization" in page.text_content("#view-scope")
-    assert page.text_content("#range-label").strip() == "last 7 days"
-    assert page.text_content("#total-cost").strip() == "$5.0000"
+    expect(page.locator("#view-name")).to_have_text("All organizations")
+    expect(page.locator("#view-scope")).to_contain_text("every organization")
+    expect(page.locator("#range-label")).to_have_text("last 7 days")
+    expect(page.locator("#total-cost")).to_have_text("$5.0000")
     page.screenshot(path=str(ARTIFACTS / "dashboard-all-organizations.png"), full_page=True)
 
     page.select_option("#org", "sales")
     page.wait_for_url("**org=sales*")
-    assert page.text_content("#view-name").strip() == "Sales"
-    assert page.text_content("#total-cost").strip() == "$4.0000"
+    expect(page.locator("#view-name")).to_have_text("Sales")
+    expect(page.locator("#total-cost")).to_have_text("$4.0000")
 
     # A custom range, then one the page refuses with a message instead of an error.
     today = timezone.now().date()
@@ -89,13 +90,13 @@ def test_range_switch_and_staff_switcher(live_server, browser):
     page.fill("#range-to", f"{today - timedelta(days=10):%Y-%m-%d}")
     page.click("#range-form button[type=submit]")
     page.wait_for_url("**from=*")
-    assert page.text_content("#total-cost").strip() == "$2.0000"
+    expect(page.locator("#total-cost")).to_have_text("$2.0000")
     assert page.locator("#range-notice").count() == 0
 
     page.fill("#range-from", f"{today:%Y-%m-%d}")
     page.fill("#range-to", f"{today - timedelta(days=3):%Y-%m-%d}")
     page.click("#range-form button[type=submit]")
     page.wait_for_selector("#range-notice")
-    assert "start date is after the end date" in page.text_content("#range-notice")
-    assert page.text_content("#range-label").strip() == "last 30 days"
+    expect(page.locator("#range-notice")).to_contain_text("start date is after the end date")
+    expect(page.locator("#range-label")).to_have_text("last 30 days")
     page.close()
