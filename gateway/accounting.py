@@ -22,7 +22,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from gateway import telemetry
-from gateway.reserve import settle_limits
+from gateway.reserve import settle_limits, settle_limits_soon
 from modelhub.models import ModelMetric
 from modelhub.redaction import bounded
 from modelhub.services import (
@@ -623,7 +623,7 @@ def finish(call: GatewayCall, record: UsageRecord, *, tokens: int, cost: Decimal
     """Queue the usage record and settle the key's limits in the background (for streams
     that ended and requests that were cancelled: nothing is left to answer)."""
     _queue_record(call, record)
-    if call.reservation is not None:
+    if call.reservation is not None and not settle_limits_soon(call, tokens, cost):
         call.runtime.spawn(settle_limits(call, tokens, cost))
 
 
@@ -632,7 +632,9 @@ async def finish_and_settle(
 ) -> None:
     """Queue the usage record and settle the key's limits before the answer goes out, so
     the client's next request already counts what this one really used (one counter
-    update; the metric row itself is still written in the background)."""
+    update; the metric row itself is still written in the background). Coalesced Redis
+    settles are only queued: they land within GATEWAY_LIMIT_SETTLE_INTERVAL_MS, and until
+    then the counters hold the reservation, at least the actual cost."""
     _queue_record(call, record)
     await settle_limits(call, tokens, cost)
 

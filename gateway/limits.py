@@ -20,13 +20,23 @@ Settling also adds the actual cost to each budget's spend counter (see
 ``modelhub.budgets``); its value before and after tells which webhook thresholds the
 request crossed, without a query.
 
+With Redis, settles need not be written one request at a time: a :class:`SettleCoalescer`
+queues them and writes every few milliseconds one pipeline that adds each counter's summed
+deltas. That costs the event loop one round trip per interval instead of one per request,
+and loosens nothing: until its settle lands, a request's counters keep its reservation
+(the worst case), so a late settle only gives the difference back late.
+
 Money is counted in integer picodollars (1e-12 USD): Redis adds integers exactly, and
 the cheapest catalog prices (1e-10 USD per token) still count.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -36,6 +46,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from gateway.errors import RateLimited
+from gateway.telemetry import LIMIT_SETTLE_FLUSHES, LIMIT_SETTLES_DROPPED
 from modelhub.budgets import (
     CLIENT_KEY,
     ORGANIZATION,
@@ -58,6 +69,8 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 __all__ = ["PICODOLLARS", "from_picodollars", "to_picodollars"]
+
+logger = logging.getLogger(__name__)
 
 # Which limit refused a request: the key's own, or its organization's.
 SCOPE_KEY = "key"
@@ -270,6 +283,154 @@ return 0
 """
 
 
+@dataclass
+class _QueuedSettle:
+    deltas: list[tuple[str, int]]
+    spends: list[CounterIncrement]
+    # Called with the spend counters' values after this settle (as ``settle`` returns).
+    done: Callable[[list[int]], None] | None
+    retried: bool = False
+
+
+class SettleCoalescer:
+    """Writes the settles of one process's requests together, one pipeline per interval.
+
+    The deltas of a counter are summed into one INCRBY, and so is each spend counter's
+    cost. A spend counter's new value, less the batch's sum, is its value before the
+    batch; each settle's share is then laid out after it in the order settles were
+    queued, so every settle learns the values before and after its own cost as if it had
+    been written alone, and a threshold is crossed by exactly one of them.
+
+    A flush that fails (Redis unreachable) is logged, counted and tried once more with
+    the next flush; the settles of a second failure, and any beyond ``max_pending``, are
+    given up. Either way their requests' counters keep the worst case reserved: budgets
+    stay bounded, only the refund is lost until the counter's window ends.
+
+    A request refused while settles wait has them written first and asks again (see
+    ``RedisLimiter.reserve``): a client's next request counts what its previous ones
+    really used, as with inline settles. Settles of other processes may still be
+    queued, for at most an interval.
+    """
+
+    def __init__(self, client, *, interval: float, max_pending: int):
+        self.client = client
+        self.interval = interval
+        self.max_pending = max_pending
+        self.pending: list[_QueuedSettle] = []
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.flushing: asyncio.Future | None = None
+        self.closed = False
+
+    def queue(
+        self,
+        deltas: list[tuple[str, int]],
+        spends: list[CounterIncrement],
+        done: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        """Queue a settle (nonzero deltas only); returns at once."""
+        if not deltas and not spends:
+            return
+        if self.closed or len(self.pending) >= self.max_pending:
+            LIMIT_SETTLES_DROPPED.labels("queue_full").inc()
+            logger.warning("Limit settle queue full: a request keeps its reservation.")
+            return
+        self.pending.append(_QueuedSettle(deltas, spends, done))
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        self.wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self.wake.wait()
+            await asyncio.sleep(self.interval)
+            self.wake.clear()
+            # Shielded: a shutdown waits for a pipeline under way instead of cutting it.
+            self.flushing = flushing = asyncio.ensure_future(self.flush())
+            await asyncio.shield(flushing)
+
+    async def flush(self) -> None:
+        """Write what is queued in one pipeline and tell each settle its spend values."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        counters: dict[str, int] = {}
+        spent: dict[str, int] = {}
+        expiry: dict[str, int] = {}
+        for item in batch:
+            for key, delta in item.deltas:
+                counters[key] = counters.get(key, 0) + delta
+            for spend in item.spends:
+                spent[spend.key] = spent.get(spend.key, 0) + spend.amount
+                expires = int(spend.expires_at.timestamp()) + 60
+                expiry[spend.key] = max(expiry.get(spend.key, 0), expires)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, delta in counters.items():
+                    if delta:
+                        pipe.incrby(key, delta)
+                for key, amount in spent.items():
+                    pipe.incrby(key, amount)
+                    pipe.expireat(key, expiry[key])
+                results = await pipe.execute() if len(pipe) else []
+        except Exception:
+            LIMIT_SETTLE_FLUSHES.labels("error").inc()
+            retry = [item for item in batch if not item.retried]
+            given_up = len(batch) - len(retry)
+            logger.exception(
+                "Could not write %d limit settles (%d retried with the next flush)",
+                len(batch),
+                len(retry),
+            )
+            if given_up:
+                LIMIT_SETTLES_DROPPED.labels("redis_error").inc(given_up)
+            for item in retry:
+                item.retried = True
+            # Ahead of later settles: spend is laid out in the order it was queued.
+            self.pending[:0] = retry
+            if retry and not self.closed:
+                self.wake.set()
+            return
+        LIMIT_SETTLE_FLUSHES.labels("ok").inc()
+        afters = results[len(results) - 2 * len(spent) :: 2]
+        running = {key: int(after) - spent[key] for key, after in zip(spent, afters, strict=True)}
+        for item in batch:
+            totals = []
+            for spend in item.spends:
+                running[spend.key] += spend.amount
+                totals.append(running[spend.key])
+            if item.done is not None:
+                try:
+                    item.done(totals)
+                except Exception:
+                    logger.exception("Could not handle a settled request's spend")
+
+    async def write_now(self) -> bool:
+        """Write what is queued or being written before going on; whether there was any."""
+        flushing = self.flushing
+        if flushing is not None and not flushing.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(flushing)
+        elif not self.pending:
+            return False
+        # Two pipelines may run at once: each adds its own batch atomically per counter.
+        await self.flush()
+        return True
+
+    async def close(self) -> None:
+        """Write what is still queued (trying a failed pipeline once more)."""
+        self.closed = True
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.flushing is not None:
+            with contextlib.suppress(Exception):
+                await self.flushing
+        await self.flush()
+        await self.flush()
+
+
 class RedisLimiter:
     def __init__(self, url: str):
         import redis.asyncio as redis
@@ -283,6 +444,16 @@ class RedisLimiter:
         )
         self.client = redis.Redis(connection_pool=pool)
         self.script = self.client.register_script(RESERVE_SCRIPT)
+        interval = settings.GATEWAY_LIMIT_SETTLE_INTERVAL_MS / 1000
+        self.coalescer = (
+            SettleCoalescer(
+                self.client,
+                interval=interval,
+                max_pending=settings.GATEWAY_LIMIT_SETTLE_MAX_PENDING,
+            )
+            if interval > 0
+            else None
+        )
 
     async def reserve(self, windows: list[Window]) -> Window | None:
         if not windows:
@@ -290,7 +461,13 @@ class RedisLimiter:
         args: list[int] = []
         for window in windows:
             args += [window.amount, window.limit, int(window.expires_at.timestamp()) + 60]
-        failed = int(await self.script(keys=[w.key for w in windows], args=args))
+        keys = [w.key for w in windows]
+        failed = int(await self.script(keys=keys, args=args))
+        # Refused while this process still holds settles back: they may give back what
+        # the client's previous requests reserved beyond their cost (its next request
+        # must count what they really used), so write them and ask again.
+        if failed and self.coalescer is not None and await self.coalescer.write_now():
+            failed = int(await self.script(keys=keys, args=args))
         return windows[failed - 1] if failed else None
 
     async def settle(
@@ -317,6 +494,8 @@ class RedisLimiter:
         """Redis expires the counters itself."""
 
     async def close(self) -> None:
+        if self.coalescer is not None:
+            await self.coalescer.close()
         await self.client.aclose()
 
 
@@ -327,6 +506,9 @@ def _reserve_in_database(windows: list[Window]) -> Window | None:
 
 
 class DatabaseLimiter:
+    # Each settle is its own transaction (see ``limit_counters_settle``).
+    coalescer = None
+
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
@@ -359,18 +541,17 @@ def build_limiter(runtime: Runtime) -> RedisLimiter | DatabaseLimiter:
     return DatabaseLimiter(runtime)
 
 
-async def settle(
-    limiter: RedisLimiter | DatabaseLimiter, reservation: Reservation, *, tokens: int, cost: Decimal
-) -> list[Crossing]:
-    """Replace the reserved amounts by what the request actually used (giving back the
-    difference between a budget's worst case and the actual cost), add the cost to each
-    budget's spend, and return the budgets whose thresholds that spend crossed."""
+def _settlement(reservation: Reservation, tokens: int, cost: Decimal):
+    """The deltas that replace a reservation by actual usage, and the spend to add."""
     deltas = [(key, tokens - reservation.estimated_tokens) for key in reservation.tokens_keys]
     actual = to_picodollars(cost)
     deltas += [(key, actual - reservation.reserved_cost) for key in reservation.cost_keys]
     budgets = reservation.budgets if actual > 0 else []
     spends = [CounterIncrement(b.spend_key, 0, actual, b.expires_at) for b in budgets]
-    totals = await limiter.settle(deltas, spends)
+    return deltas, spends, budgets, actual
+
+
+def _crossings(budgets: list[Budget], actual: int, totals: list[int]) -> list[Crossing]:
     crossings = []
     for budget, after in zip(budgets, totals, strict=True):
         crossed = crossed_thresholds(
@@ -379,3 +560,45 @@ async def settle(
         if crossed:
             crossings.append(Crossing(budget, after - actual, after, tuple(crossed)))
     return crossings
+
+
+async def settle(
+    limiter: RedisLimiter | DatabaseLimiter, reservation: Reservation, *, tokens: int, cost: Decimal
+) -> list[Crossing]:
+    """Replace the reserved amounts by what the request actually used (giving back the
+    difference between a budget's worst case and the actual cost), add the cost to each
+    budget's spend, and return the budgets whose thresholds that spend crossed."""
+    deltas, spends, budgets, actual = _settlement(reservation, tokens, cost)
+    totals = await limiter.settle(deltas, spends)
+    return _crossings(budgets, actual, totals)
+
+
+def settle_soon(
+    limiter: RedisLimiter | DatabaseLimiter,
+    reservation: Reservation,
+    *,
+    tokens: int,
+    cost: Decimal,
+    announce: Callable[[Crossing], object],
+) -> bool:
+    """Queue what ``settle`` does on the limiter's coalescer, without waiting for it;
+    ``announce`` gets each crossing once the settle is written. False when it must be
+    awaited (call ``settle`` instead): when the limiter settles inline (the database, or
+    an interval of 0), and when the request used more than it reserved (more tokens than
+    estimated): held back, that excess would be missing from the counters that admit the
+    client's next request. A settle that only gives back can wait."""
+    coalescer = limiter.coalescer
+    if coalescer is None:
+        return False
+    deltas, spends, budgets, actual = _settlement(reservation, tokens, cost)
+    if any(delta > 0 for _, delta in deltas):
+        return False
+    done = None
+    if budgets:
+
+        def done(totals: list[int]) -> None:
+            for crossing in _crossings(budgets, actual, totals):
+                announce(crossing)
+
+    coalescer.queue([(key, delta) for key, delta in deltas if delta], spends, done)
+    return True

@@ -87,8 +87,24 @@ def _release_abandoned(
     call.runtime.spawn(settle_limits(call, 0, Decimal(0)))
 
 
+def settle_limits_soon(call: GatewayCall, tokens: int, cost: Decimal) -> bool:
+    """Queue the settle when the limiter coalesces them (Redis): the request goes on at
+    once. False when it must be awaited (``settle_limits``)."""
+    if call.reservation is None:
+        return True
+    return limits.settle_soon(
+        call.runtime.limiter,
+        call.reservation,
+        tokens=tokens,
+        cost=cost,
+        announce=lambda crossing: call.runtime.spawn(_announce(call, crossing)),
+    )
+
+
 async def settle_limits(call: GatewayCall, tokens: int, cost: Decimal) -> None:
     if call.reservation is None:
+        return
+    if settle_limits_soon(call, tokens, cost):
         return
     try:
         crossings = await limits.settle(

@@ -228,6 +228,9 @@ class Runtime:
         await self.changes.close()
         await self.recorder.close()
         await self.limiter.close()
+        if self.background:
+            # Settles written by that close may have crossed webhook thresholds.
+            await asyncio.wait(list(self.background), timeout=settings.GATEWAY_SHUTDOWN_TIMEOUT)
         await self.session.close()
         await self.loop.run_in_executor(None, self._close_db_threads)
 

@@ -69,6 +69,17 @@ METRIC_ROWS_DROPPED = Counter(
     "(organization_deleted, invalid_row, queue_full, database_unreachable).",
     ["reason"],
 )
+LIMIT_SETTLE_FLUSHES = Counter(
+    "gateway_limit_settle_flushes_total",
+    "Pipelines that wrote queued limit settles to Redis, by outcome (ok, error).",
+    ["outcome"],
+)
+LIMIT_SETTLES_DROPPED = Counter(
+    "gateway_limit_settles_dropped_total",
+    "Limit settles given up (their requests keep their worst-case reservation until the "
+    "window ends), by reason (redis_error: failed twice, queue_full).",
+    ["reason"],
+)
 
 # Per-tenant series. The ``organization`` label is the organization's slug (never a client
 # key or a private name), so each of these grows with the number of organizations times a

@@ -580,6 +580,13 @@ GATEWAY_LIMIT_REDIS_URL = env.str("GATEWAY_LIMIT_REDIS_URL", default="")
 # Connections per process to that Redis, and how long a request waits for a free one.
 GATEWAY_LIMIT_REDIS_CONNECTIONS = env.int("GATEWAY_LIMIT_REDIS_CONNECTIONS", default=64)
 GATEWAY_LIMIT_REDIS_WAIT_SECONDS = env.float("GATEWAY_LIMIT_REDIS_WAIT_SECONDS", default=5.0)
+# Redis settles (a finished request's correction of what it reserved) are queued and
+# written together every GATEWAY_LIMIT_SETTLE_INTERVAL_MS milliseconds, one pipeline per
+# process, instead of one round trip per request; 0 settles each request inline. At most
+# GATEWAY_LIMIT_SETTLE_MAX_PENDING settles wait (while Redis is unreachable): beyond, a
+# request keeps its reservation (its worst case) until the counter's window ends.
+GATEWAY_LIMIT_SETTLE_INTERVAL_MS = env.float("GATEWAY_LIMIT_SETTLE_INTERVAL_MS", default=5.0)
+GATEWAY_LIMIT_SETTLE_MAX_PENDING = env.int("GATEWAY_LIMIT_SETTLE_MAX_PENDING", default=100_000)
 # Threads (each with its own database connection) that run the gateway's ORM calls.
 GATEWAY_DB_THREADS = env.int("GATEWAY_DB_THREADS", default=4)
 # Metric rows are written in batches: every GATEWAY_METRICS_FLUSH_SECONDS or when
