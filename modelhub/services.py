@@ -941,7 +941,7 @@ def _record_event(
 ) -> WebhookDelivery | None:
     """The delivery of one event to one webhook, queued; None when this event was
     recorded before (the unique constraint holds across every gateway worker)."""
-    delivery, created = WebhookDelivery.objects.get_or_create(
+    delivery, created = WebhookDelivery.objects.for_org(webhook.organization).get_or_create(
         organization_id=webhook.organization_id,
         webhook=webhook,
         event=event,
@@ -1076,7 +1076,12 @@ def webhook_delivery_attempt(*, delivery_id: int) -> tuple[str, int]:
     delivery (or its webhook) was deleted. A delivery already made or given up is left
     alone, so a task run twice sends nothing twice.
     """
-    delivery = WebhookDelivery.objects.select_related("webhook").filter(pk=delivery_id).first()
+    delivery = (
+        WebhookDelivery.objects.across_tenants(reason="a delivery task names its row by id")
+        .select_related("webhook")
+        .filter(pk=delivery_id)
+        .first()
+    )
     if delivery is None:
         return GONE, 0
     if delivery.status == DeliveryStatus.DELIVERED:

@@ -30,6 +30,8 @@ SCOPED_MODELS = [
     "Model",
     "StoredResponse",
     "AuditLogEntry",
+    "Webhook",
+    "WebhookDelivery",
 ]
 # Where a manager use may start: a scope, the escape hatch, or a write of new rows.
 ALLOWED_METHODS = {
