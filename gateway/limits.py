@@ -52,6 +52,7 @@ from modelhub.budgets import (
     ORGANIZATION,
     PICODOLLARS,
     budget_period_bounds,
+    counters_redis_url,
     crossed_thresholds,
     from_picodollars,
     reservation_counter,
@@ -535,10 +536,8 @@ class DatabaseLimiter:
 
 
 def build_limiter(runtime: Runtime) -> RedisLimiter | DatabaseLimiter:
-    backend = settings.GATEWAY_LIMIT_BACKEND
-    if backend == "redis" or (backend == "auto" and settings.REDIS_URL):
-        return RedisLimiter(settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL)
-    return DatabaseLimiter(runtime)
+    url = counters_redis_url()
+    return RedisLimiter(url) if url else DatabaseLimiter(runtime)
 
 
 def _settlement(reservation: Reservation, tokens: int, cost: Decimal):

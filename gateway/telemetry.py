@@ -111,10 +111,6 @@ ORGANIZATION_FALLBACKS = Counter(
     ["organization"],
 )
 
-ERROR_CLIENT = ErrorSource.CLIENT.value
-ERROR_PROVIDER = ErrorSource.PROVIDER.value
-ERROR_GATEWAY = ErrorSource.GATEWAY.value
-
 
 def error_kind(status: int, error_type: str, attempts: int) -> str | None:
     """Whose failure a finished request is (see ``ErrorSource.of``, which the request

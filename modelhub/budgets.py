@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 
+from django.conf import settings
+
 from modelhub.quotas import period_bounds
 
 PICODOLLARS = Decimal(10**12)
@@ -29,6 +31,15 @@ LIFETIME_START = datetime(1970, 1, 1, tzinfo=UTC)
 # The subjects of a budget: the prefix of their counters.
 ORGANIZATION = "org"
 CLIENT_KEY = "ck"
+
+
+def counters_redis_url() -> str:
+    """The Redis the gateway keeps its limit and budget counters in (GATEWAY_LIMIT_BACKEND),
+    or "" when they are ``LimitCounter`` rows."""
+    backend = settings.GATEWAY_LIMIT_BACKEND
+    if backend == "redis" or (backend == "auto" and settings.REDIS_URL):
+        return settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL
+    return ""
 
 
 def to_picodollars(amount: Decimal) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -242,3 +243,24 @@ def check_url(url: str, *, allow_private: bool | None = None) -> OutboundTarget:
         if isinstance(address, ipaddress.IPv4Address) and host != str(address):
             raise OutboundURLRefused(f"write the IPv4 address as four decimal numbers ({address})")
     return OutboundTarget(scheme=scheme, host=host, port=port, address=address)
+
+
+def resolve_url(url: str, *, allow_private: bool | None = None) -> tuple[OutboundTarget, list[str]]:
+    """Check ``url``, then every address its host resolves to now: ``(target, addresses)``
+    for a caller that connects to a checked address itself (so that a second lookup
+    cannot lead elsewhere). Raises :class:`OutboundURLRefused` for the URL or for any
+    refused address (a client may connect to any of them), ``OSError`` when the name
+    does not resolve."""
+    target = check_url(url, allow_private=allow_private)
+    if target.address is not None:
+        return target, [str(target.address)]
+    infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    refusals = [address_refusal(address, allow_private=allow_private) for address in addresses]
+    refused = next((reason for reason in refusals if reason), None)
+    if not addresses or refused:
+        raise OutboundURLRefused(
+            f"its host resolves to an address the outbound address policy refuses "
+            f"({refused or 'no address at all'})"
+        )
+    return target, addresses

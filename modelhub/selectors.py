@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,7 @@ from modelhub.budgets import (
     ORGANIZATION,
     BudgetStatus,
     budget_period_bounds,
+    counters_redis_url,
     from_picodollars,
     spend_counter,
 )
@@ -597,24 +599,26 @@ class LimitCountersUnavailable(Exception):
     """The Redis holding the gateway's counters did not answer."""
 
 
+@functools.cache
+def _counters_client(url: str):
+    """One client (and connection pool) per Redis URL for the process, reused by every
+    read of the counters; redis-py clients are thread-safe."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
 def limit_counter_values(keys: Sequence[str]) -> dict[str, int]:
     """Current values of the gateway's limit counters: in Redis when the gateway keeps them
     there (``GATEWAY_LIMIT_BACKEND``), else in ``LimitCounter`` rows. Missing is zero."""
-    backend = settings.GATEWAY_LIMIT_BACKEND
-    if backend == "redis" or (backend == "auto" and settings.REDIS_URL):
+    url = counters_redis_url()
+    if url:
         import redis
 
-        client = redis.Redis.from_url(
-            settings.GATEWAY_LIMIT_REDIS_URL or settings.REDIS_URL,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-        )
         try:
-            values = client.mget(list(keys)) if keys else []
+            values = _counters_client(url).mget(list(keys)) if keys else []
         except redis.RedisError as exc:
             raise LimitCountersUnavailable(f"The budget counters could not be read: {exc}") from exc
-        finally:
-            client.close()
         return {key: int(value or 0) for key, value in zip(keys, values, strict=True)}
     found = dict(LimitCounter.objects.filter(key__in=keys).values_list("key", "value"))
     return {key: found.get(key, 0) for key in keys}
@@ -656,13 +660,13 @@ def client_key_budget_statuses(
     return _budget_statuses(CLIENT_KEY, list(keys), now)
 
 
-def budgeted_client_keys(organization):
+def budgeted_client_keys(organization, now: datetime | None = None):
     """The organization's usable keys that have a budget (revoked and expired ones spend
     nothing more); every organization's for ``tenancy.ALL_ORGANIZATIONS``."""
     return (
         _rows_of(ClientKey, organization)
         .filter(budget_amount__isnull=False, revoked_at__isnull=True)
-        .exclude(expires_at__lte=timezone.now())
+        .exclude(expires_at__lte=now or timezone.now())
         .select_related("organization")
         .order_by("organization__slug", "name", "id")
     )
@@ -733,12 +737,7 @@ def telemetry_snapshot(now: datetime | None = None) -> TelemetrySnapshot:
     """Budget remaining per organization, credential health counts per organization and
     the last successful sync per provider, for every organization at once."""
     now = now or timezone.now()
-    keys = list(
-        ClientKey.objects.across_tenants(reason=METRICS_SCRAPE)
-        .filter(budget_amount__isnull=False, revoked_at__isnull=True)
-        .exclude(expires_at__lte=now)
-        .select_related("organization")
-    )
+    keys = list(budgeted_client_keys(ALL_ORGANIZATIONS, now))
     statuses = client_key_budget_statuses(keys, now)
     sums: dict[str, list[Decimal]] = {}
     for key in keys:

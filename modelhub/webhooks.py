@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -51,26 +50,13 @@ def resolve_destination(url: str) -> Destination:
     """Check ``url`` and every address its host resolves to; raises
     :class:`DeliveryRefused` naming the reason (never the URL: it may hold a token)."""
     try:
-        target = outbound.check_url(url)
+        target, addresses = outbound.resolve_url(url)
     except outbound.OutboundURLRefused as exc:
         raise DeliveryRefused(exc.message) from None
-    if target.address is not None:
-        addresses = [str(target.address)]
-    else:
-        try:
-            infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            # Name resolution can fail for a moment; the caller retries this like a
-            # network error.
-            raise ConnectionError(f"cannot resolve the webhook's host: {exc}") from None
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        refusals = [outbound.address_refusal(address) for address in addresses]
-        if not addresses or any(refusals):
-            # Any refused address refuses the host, as for provider base URLs.
-            raise DeliveryRefused(
-                "The webhook's host resolves to an address the outbound address policy "
-                f"refuses: {next(r for r in refusals if r)}."
-            )
+    except OSError as exc:
+        # Name resolution can fail for a moment; the caller retries this like a network
+        # error.
+        raise ConnectionError(f"cannot resolve the webhook's host: {exc}") from None
     parts = urlsplit(url)
     path = parts.path or "/"
     if parts.query:

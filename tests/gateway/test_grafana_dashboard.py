@@ -99,8 +99,8 @@ def test_every_queried_metric_is_exposed_after_traffic(
     openai.OpenAI(
         base_url=f"{gateway.url}/v1", api_key=capped.raw_key, max_retries=0
     ).chat.completions.create(model=MODEL, messages=MESSAGES)
-    for _chunk in client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):
-        pass
+    # A streamed request, read to its end: the streaming series (time to first token).
+    list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL, messages=[])
     # The first candidate fails, the fallback serves.
