@@ -29,6 +29,28 @@ def first_tool_name(body: dict) -> str:
 FAULTS = {"stall_headers", "stall_body", "reset", "garbage", "garbage_stream"}
 
 
+async def serve_lifespan(receive, send) -> None:
+    """Answer an ASGI server's lifespan events until shutdown (the test apps keep no state
+    to set up)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_body(receive) -> bytes:
+    """The whole body of an ASGI HTTP request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 @dataclass
 class Action:
     """What the upstream does with the next request for a model."""
@@ -90,19 +112,9 @@ class FakeUpstream:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            await serve_lifespan(receive, send)
+            return
+        raw = await read_body(receive)
         body = json.loads(raw) if raw else {}
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         path = scope["path"]

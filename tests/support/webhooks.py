@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support.upstream import ServerThread
+from tests.support.upstream import ServerThread, read_body, serve_lifespan
 
 
 @dataclass(frozen=True)
@@ -58,19 +58,9 @@ class WebhookReceiver:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            await serve_lifespan(receive, send)
+            return
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         with self.lock:
             self.received.append(Received(scope["path"], headers, body))
