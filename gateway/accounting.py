@@ -90,34 +90,41 @@ class UsageRecord:
         return 200 <= self.status_code < 300
 
     def as_metric(self) -> ModelMetric:
-        return ModelMetric(
-            organization_id=self.organization_id,
-            client_key_id=self.client_key_id,
-            credential_id=self.credential_id,
-            provider_id=self.provider_id,
-            model_id=self.model_id,
-            routing_rule_id=self.routing_rule_id,
-            request_id=self.request_id[:64],
-            model_type=self.model_type,
-            requested_model=self.requested_model[:300],
-            served_model=self.served_model[:300],
-            strategy=self.strategy[:16],
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            cached_tokens=self.cached_tokens,
-            total_tokens=self.input_tokens + self.output_tokens,
-            cost=self.cost,
-            latency_ms=self.latency_ms,
-            time_to_first_token_ms=self.time_to_first_token_ms,
-            status_code=self.status_code,
-            success=self.success,
-            error_type=self.error_type[:100],
-            error_message=bounded(self.error_message),
-            fallbacks_used=self.fallbacks_used,
-            attempts=self.attempts,
-            streamed=self.streamed,
-            failed_attempts=self.failed_attempts,
-            created_at=self.created_at,
+        # Positional values in the order of the model's concrete fields (a test compares
+        # each with its name): Django's keyword path looks every field up by name, and
+        # the writer builds whole batches of these on a thread that shares the
+        # interpreter with the event loop. (django-stubs leaves the primary key out of
+        # the positions it checks, so it reads every value one field off.)
+        return ModelMetric(  # type: ignore[misc]
+            None,  # id
+            self.organization_id,
+            self.client_key_id,
+            self.credential_id,
+            self.provider_id,
+            self.model_id,
+            self.routing_rule_id,
+            self.request_id[:64],
+            self.model_type,
+            self.requested_model[:300],
+            self.served_model[:300],
+            self.strategy[:16],
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_tokens,
+            self.input_tokens + self.output_tokens,
+            self.cost,
+            self.latency_ms,
+            self.time_to_first_token_ms,
+            self.status_code,
+            self.success,
+            self.error_type[:100],
+            bounded(self.error_message),
+            "",  # error_source: derived when the row is written
+            self.failed_attempts,
+            self.fallbacks_used,
+            self.attempts,
+            self.streamed,
+            self.created_at,
         )
 
 
@@ -273,9 +280,13 @@ def _yield_to_deletions() -> None:
             cursor.execute(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}")
 
 
-def _write_metrics(records: list[UsageRecord]) -> MetricReferenceCheck:
+def _write_metrics(records: list[UsageRecord], check_references: bool) -> MetricReferenceCheck:
     _yield_to_deletions()
-    checked = metrics_detach_deleted_references(record.as_metric() for record in records)
+    rows = [record.as_metric() for record in records]
+    if check_references:
+        checked = metrics_detach_deleted_references(rows)
+    else:
+        checked = MetricReferenceCheck(rows=rows, orphaned=[], detached={})
     metrics_bulk_create(checked.rows)
     return checked
 
@@ -303,14 +314,17 @@ def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = Non
     for the writer while the writer's foreign key check waits for it (a deadlock). The
     counters go first and are not added again when the rows have to be retried.
 
-    References to rows deleted since the requests become NULL and rows of a deleted
-    organization are set aside (see ``metrics_detach_deleted_references``); then all
-    the rows go in one transaction. Should the database still refuse it (a deletion
-    committed after the check, a value it cannot store), the batch is tried once more,
-    then in halves down to single rows: a row that fails on its own is dropped and
-    reported, every other row is written, and the rollups only ever count the rows
-    that were. An error saying the database is unavailable is raised as it is, with
-    ``outcome.unwritten`` naming the records still to write.
+    The rows go in one transaction, as they are: the database's foreign keys check what
+    they name. When it refuses them, usually because something they name was deleted
+    since the requests, references to deleted rows become NULL, rows of a deleted
+    organization are set aside (see ``metrics_detach_deleted_references``), and the
+    batch is written again. Checking first on every batch would cost a query per
+    referenced table each time for what deletions make rare. Should the database still
+    refuse it (a deletion committed after the check, a value it cannot store), the
+    batch is tried once more, then in halves down to single rows: a row that fails on
+    its own is dropped and reported, every other row is written, and the rollups only
+    ever count the rows that were. An error saying the database is unavailable is
+    raised as it is, with ``outcome.unwritten`` naming the records still to write.
     """
     outcome = outcome if outcome is not None else WriteOutcome(records)
     try:
@@ -326,16 +340,27 @@ def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = Non
         record.usage_written = True
 
     parts = [list(records)]
+    check_references = False
     retried = False
     while parts:
         part = parts.pop()
         try:
             with transaction.atomic():
-                checked = _write_metrics(part)
+                checked = _write_metrics(part, check_references)
         except Exception as exc:
             if database_unavailable(exc):
                 raise
-            if len(part) == 1:
+            if not check_references:
+                check_references = True
+                logger.info(
+                    "Checking what a batch of %d metric rows names before writing it again "
+                    "(%s: %s)",
+                    len(part),
+                    type(exc).__name__,
+                    exc,
+                )
+                parts.append(part)
+            elif len(part) == 1:
                 record = part[0]
                 logger.error(
                     "Dropped the metric row of request %s (organization %s): %s: %s",

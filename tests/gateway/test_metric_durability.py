@@ -19,6 +19,7 @@ import openai
 import pytest
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Count, Sum
+from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 
 from gateway import runtime as gateway_runtime
@@ -185,6 +186,86 @@ def test_write_isolates_dangling_references_and_refused_rows(org, catalog, doome
     assert sum(row[6] for row in written[0]) == outcome.written
     rollups.rebuild()
     assert rollup_snapshot() == written
+
+
+def test_a_clean_batch_is_written_without_checking_what_it_names(org, catalog, doomed):
+    """References are only looked up when the database refuses a batch: a batch whose
+    rows all name live rows costs no query per referenced table."""
+    _, good, _, _, _ = mixed_batch(org, catalog, doomed)
+    lookups = {
+        model._meta.db_table
+        for model in (Organization, ClientKey, ProviderCredential, Provider, Model)
+    }
+    with CaptureQueriesContext(connection) as queries:
+        outcome = write_records(good)
+
+    assert outcome.written == len(good) and outcome.detached == {} and outcome.dropped == {}
+    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert not [sql for sql in selects if any(f'FROM "{table}"' in sql for table in lookups)]
+    assert ModelMetric.objects.count() == len(good)
+
+
+def test_a_usage_record_becomes_the_row_it_names_field_by_field(org):
+    """``as_metric`` passes its values by position, in the model's field order: each
+    field must still get its own value."""
+    record = usage(
+        org.pk,
+        client_key_id=11,
+        credential_id=12,
+        provider_id=13,
+        model_id=14,
+        routing_rule_id=15,
+        served_model="alpha/served",
+        strategy="fallback",
+        input_tokens=21,
+        output_tokens=22,
+        cached_tokens=23,
+        cost=Decimal("0.25"),
+        latency_ms=31,
+        time_to_first_token_ms=32,
+        status_code=502,
+        error_type="upstream_error",
+        error_message="bad gateway",
+        attempts=3,
+        fallbacks_used=2,
+        streamed=True,
+        failed_attempts=[{"provider": "alpha", "status_code": 502}],
+    )
+    row = record.as_metric()
+    expected = {
+        "id": None,
+        "organization_id": org.pk,
+        "client_key_id": 11,
+        "credential_id": 12,
+        "provider_id": 13,
+        "model_id": 14,
+        "routing_rule_id": 15,
+        "request_id": record.request_id,
+        "model_type": "chat",
+        "requested_model": "alpha/llama-3.1-8b",
+        "served_model": "alpha/served",
+        "strategy": "fallback",
+        "input_tokens": 21,
+        "output_tokens": 22,
+        "cached_tokens": 23,
+        "total_tokens": 43,
+        "cost": Decimal("0.25"),
+        "latency_ms": 31,
+        "time_to_first_token_ms": 32,
+        "status_code": 502,
+        "success": False,
+        "error_type": "upstream_error",
+        "error_message": "bad gateway",
+        "error_source": "",
+        "failed_attempts": [{"provider": "alpha", "status_code": 502}],
+        "fallbacks_used": 2,
+        "attempts": 3,
+        "streamed": True,
+        "created_at": record.created_at,
+    }
+    assert {f.attname: getattr(row, f.attname) for f in ModelMetric._meta.concrete_fields} == (
+        expected
+    )
 
 
 def test_write_at_exit_isolates_the_same_way(org, catalog, doomed, caplog):
