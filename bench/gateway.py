@@ -14,9 +14,10 @@ reject, so the limiter runs on every request. It is measured with one uvicorn wo
 with two (which share the Redis limits and the database).
 
 For each target: non-streaming chat one request at a time (p50, p99), with 64
-connections for ``--duration`` seconds (requests per second), streams with 32 at once
-(time to first byte, streams per second), and 1,000 streams held open for five seconds
-(resident memory summed over the target's processes). After each phase it checks that
+connections for ``--duration`` seconds (requests per second), 32 streams at once paced
+as a model streams (time to first byte, streams per second), 32 at once that the mock
+sends flat out (streams per second), and 1,000 streams held open for five seconds
+(streams per second, resident memory summed over the target's processes). After each phase it checks that
 the mock upstream received exactly the requests the client sent (no hidden retries) and,
 for the gateway, that the database holds one metric row per request (none lost).
 Loopback only; every phase is bounded in time and count, and the run stops by itself.
@@ -29,6 +30,7 @@ import asyncio
 import glob
 import json
 import os
+import random
 import resource
 import secrets
 import shlex
@@ -78,6 +80,13 @@ PROTOCOLS = {
 }
 METRICS_TOKEN = "bench-metrics-token-" + secrets.token_hex(8)
 HELD_STREAMS = 1000
+# Models of the mock (see bench/mock_upstream.py): a short answer at once; a stream paced
+# like a model's (ten chunks 20 ms apart, about 50 tokens a second); a stream held open
+# for five seconds (ten chunks 500 ms apart).
+FAST_MODEL = "bench-model"
+PACED_MODEL = "hold-10-20"
+PACED_STREAM_SECONDS = 0.2
+HOLD_MODEL = "hold-10-500"
 # Seconds to wait for the gateway's batched metric rows after a phase (it flushes every
 # GATEWAY_METRICS_FLUSH_SECONDS, one second by default).
 ROWS_WAIT_SECONDS = 15.0
@@ -256,6 +265,10 @@ class Target:
     count_rows: Callable[[], int] | None = None
     metrics_url: str | None = None
 
+    @property
+    def paced_model(self) -> str:
+        return self.hold_model.replace(HOLD_MODEL, PACED_MODEL)
+
     def rss(self) -> float:
         """Resident memory summed over the target's processes (MB)."""
         if self.process is None:
@@ -277,6 +290,8 @@ class Result:
     client_cpu: float = 0.0
     ttfb: float = float("nan")
     streams_per_second: float = 0.0
+    flat_out_per_second: float = 0.0
+    held_per_second: float = 0.0
     held_ok: int = 0
     rss: float = 0.0
     # Per client protocol, streamed one at a time: (p50 of the whole stream, p50 TTFB) ms.
@@ -425,12 +440,21 @@ async def measure(target: Target, upstream_url: str, args) -> Result:
             result.p50 = statistics.median(latencies) * 1000
             result.p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000
 
-        async def loop(concurrency: int, stream: bool, sink: list):
+        async def loop(
+            concurrency: int,
+            stream: bool,
+            sink: list,
+            model: str | None = None,
+            stagger: float = 0.0,
+        ):
             deadline = time.perf_counter() + args.duration
 
             async def worker():
+                # Independent clients start at random moments; started together, paced
+                # streams stay in step and every chunk of all of them arrives at once.
+                await asyncio.sleep(random.uniform(0, stagger))
                 while time.perf_counter() < deadline:
-                    timing = await client.request(stream=stream)
+                    timing = await client.request(stream=stream, model=model)
                     if timing is not None:
                         sink.append(timing[1] if stream else timing[0])
 
@@ -448,11 +472,22 @@ async def measure(target: Target, upstream_url: str, args) -> Result:
                 (used.ru_utime - cpu.ru_utime + used.ru_stime - cpu.ru_stime) / elapsed * 100
             )
 
+        # 32 streams at once, paced as a model streams: what the target adds to the time
+        # to first byte at that concurrency, with no part of the machine saturated.
         firsts: list = []
         async with Phase(client, result, "streams"):
-            elapsed = await loop(32, True, firsts)
+            elapsed = await loop(
+                32, True, firsts, model=target.paced_model, stagger=PACED_STREAM_SECONDS
+            )
         result.ttfb = statistics.median(firsts) * 1000 if firsts else float("nan")
         result.streams_per_second = len(firsts) / elapsed
+
+        # The same with streams the mock sends at once: how many streams a second the
+        # target relays flat out (its CPU, and the load generator's, are the limit).
+        flat_out: list = []
+        async with Phase(client, result, "flat-out"):
+            elapsed = await loop(32, True, flat_out)
+        result.flat_out_per_second = len(flat_out) / elapsed
 
         # 1,000 streams at once, each held open for about five seconds.
         async with Phase(client, result, "held"):
@@ -465,9 +500,11 @@ async def measure(target: Target, upstream_url: str, args) -> Result:
                     await asyncio.sleep(0.25)
 
             sampler = asyncio.create_task(sample())
+            started = time.perf_counter()
             outcomes = await asyncio.gather(
                 *[client.request(stream=True, model=target.hold_model) for _ in range(HELD_STREAMS)]
             )
+            result.held_per_second = HELD_STREAMS / (time.perf_counter() - started)
             sampler.cancel()
             result.held_ok = sum(outcome is not None for outcome in outcomes)
             result.rss = peak
@@ -534,7 +571,7 @@ from modelhub.services import client_key_create, provider_credential_create
 org = Organization.objects.create(name="Bench {run}", slug="bench-{run}")
 provider = Provider.objects.create(name="Mock {run}", slug="{provider_slug}",
                                    base_url="http://127.0.0.1:{upstream_port}/v1")
-for name in ("bench-model", "hold-10-500"):
+for name in {[FAST_MODEL, PACED_MODEL, HOLD_MODEL]!r}:
     Model.objects.create(provider=provider, provider_model_id=name, model_name=name,
                          pricing_prompt=Decimal("0.0000001"), pricing_completion=Decimal("0.0000002"))
 provider_credential_create(organization=org, provider=provider, secret="sk-bench-0000000000", name="main")
@@ -576,8 +613,8 @@ def start_gateway(setup: GatewaySetup, workers: int, workdir: Path, access_log: 
     return Target(
         f"gateway-{workers}w",
         f"http://127.0.0.1:{port}/v1",
-        f"{setup.provider_slug}/bench-model",
-        f"{setup.provider_slug}/hold-10-500",
+        f"{setup.provider_slug}/{FAST_MODEL}",
+        f"{setup.provider_slug}/{HOLD_MODEL}",
         {"Authorization": f"Bearer {setup.key}"},
         process,
         count_rows=lambda: count_metric_rows(database_url, setup.organization_id),
@@ -624,7 +661,7 @@ http {{
     )
     process = subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir)])
     wait_port(port, process=process)
-    return Target("nginx", f"http://127.0.0.1:{port}/v1", "bench-model", "hold-10-500", {}, process)
+    return Target("nginx", f"http://127.0.0.1:{port}/v1", FAST_MODEL, HOLD_MODEL, {}, process)
 
 
 def start_litellm(upstream_port: int, workdir: Path) -> Target | None:
@@ -643,7 +680,7 @@ def start_litellm(upstream_port: int, workdir: Path) -> Target | None:
                 "api_key": "sk-bench",
             },
         }
-        for name in ("bench-model", "hold-10-500")
+        for name in (FAST_MODEL, PACED_MODEL, HOLD_MODEL)
     ]
     config.write_text(json.dumps({"model_list": entries, "litellm_settings": {"telemetry": False}}))
     env = dict(os.environ)
@@ -676,8 +713,8 @@ def start_litellm(upstream_port: int, workdir: Path) -> Target | None:
     return Target(
         "litellm",
         f"http://127.0.0.1:{port}",
-        "bench-model",
-        "hold-10-500",
+        FAST_MODEL,
+        HOLD_MODEL,
         {"Authorization": "Bearer sk-bench-master-key-0123456789abcdef"},
         process,
     )
@@ -775,7 +812,7 @@ def main() -> None:
             target_dir.mkdir()
             if name == "direct":
                 target = Target(
-                    "direct", upstream_url + "/v1", "bench-model", "hold-10-500", process=upstream
+                    "direct", upstream_url + "/v1", FAST_MODEL, HOLD_MODEL, process=upstream
                 )
             elif name == "nginx":
                 target = start_nginx(upstream_port, target_dir)
@@ -809,7 +846,8 @@ def print_table(results: dict[str, Result], args) -> None:
     )
     header = (
         f"{'target':<12}{'+p50 c1':>9}{'p99 c1':>8}{'req/s c64':>11}{'client CPU':>11}"
-        f"{'+TTFB c32':>10}{'streams/s':>10}{'held ok':>11}{'RSS MB':>8}{'errors':>8}{'checks':>8}"
+        f"{'+TTFB c32':>10}{'streams/s':>10}{'flat-out/s':>11}{'held/s':>8}{'held ok':>11}"
+        f"{'RSS MB':>8}{'errors':>8}{'checks':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -818,13 +856,14 @@ def print_table(results: dict[str, Result], args) -> None:
         print(
             f"{name:<12}{r.p50 - direct.p50:>9.2f}{r.p99:>8.2f}{r.rps:>11.0f}"
             f"{r.client_cpu:>10.0f}%{r.ttfb - direct.ttfb:>10.2f}{r.streams_per_second:>10.0f}"
+            f"{r.flat_out_per_second:>11.0f}{r.held_per_second:>8.0f}"
             f"{f'{r.held_ok}/{HELD_STREAMS}':>11}{r.rss:>8.0f}{r.errors:>8}{checks:>8}"
         )
     one, two = results.get("gateway-1w"), results.get("gateway-2w")
-    if one and two and one.rps and one.streams_per_second:
+    if one and two and one.rps and one.flat_out_per_second:
         print(
-            f"gateway 2 workers / 1 worker: req/s x{two.rps / one.rps:.2f}, "
-            f"streams/s x{two.streams_per_second / one.streams_per_second:.2f}"
+            f"gateway 2 workers / 1 worker: req/s c64 x{two.rps / one.rps:.2f}, "
+            f"flat-out streams/s x{two.flat_out_per_second / one.flat_out_per_second:.2f}"
         )
     for name, r in results.items():
         chat = r.protocols.get("chat")
