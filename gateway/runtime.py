@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MISSING = object()
+# The last part of an entry's life in which reading it loads it again (see TTLCache).
+REFRESH_AHEAD = 0.25
 
 
 class TTLCache:
@@ -39,13 +41,19 @@ class TTLCache:
     :meth:`clear`); a load that was already running then is not stored, since it may
     have read the rows as they were before the write. ``max_ttl`` caps every TTL while
     those notices may be missed (see :mod:`gateway.invalidation`).
+
+    An entry read in the last quarter of its life is loaded again in the background
+    (:meth:`get_or_load`) while the reader gets it as it is: under steady traffic no
+    request waits for a reload when an entry expires. A plan's reload every two seconds
+    (a query on a database thread) was a request's 12-20 ms every two seconds.
     """
 
     def __init__(self, ttl: float, maxsize: int = 10_000):
         self.ttl = ttl
         self.maxsize = maxsize
         self.max_ttl: float | None = None
-        self._data: dict[Any, tuple[float, Any]] = {}
+        # key -> (expires, refresh from, value)
+        self._data: dict[Any, tuple[float, float, Any]] = {}
         self._loading: dict[Any, asyncio.Future] = {}
         self._generation = 0
 
@@ -53,7 +61,7 @@ class TTLCache:
         entry = self._data.get(key)
         if entry is None:
             return default
-        expires, value = entry
+        expires, _, value = entry
         if expires < time.monotonic():
             self._data.pop(key, None)
             return default
@@ -65,7 +73,8 @@ class TTLCache:
         ttl = self.ttl if ttl is None else ttl
         if self.max_ttl is not None:
             ttl = min(ttl, self.max_ttl)
-        self._data[key] = (time.monotonic() + ttl, value)
+        now = time.monotonic()
+        self._data[key] = (now + ttl, now + ttl * (1 - REFRESH_AHEAD), value)
 
     def _invalidate(self) -> None:
         # Loads in flight finish for their callers but are not stored, and later misses
@@ -79,7 +88,7 @@ class TTLCache:
 
     def discard_where(self, predicate: Callable[[Any, Any], bool]) -> None:
         """Drop the entries for which ``predicate(key, value)`` is true."""
-        for key in [key for key, (_, value) in self._data.items() if predicate(key, value)]:
+        for key in [key for key, (_, _, value) in self._data.items() if predicate(key, value)]:
             del self._data[key]
         self._invalidate()
 
@@ -95,28 +104,45 @@ class TTLCache:
     ) -> T:
         """The cached value, or the result of ``load()``; concurrent misses of one key share
         a single load. Without this, every request in flight when an entry expires would
-        run the same database work at once."""
-        value = self.get(key)
-        if value is not MISSING:
-            return value
+        run the same database work at once. An entry near its end is returned as it is
+        and loaded again in the background."""
+        entry = self._data.get(key)
+        if entry is not None:
+            expires, refresh_from, value = entry
+            now = time.monotonic()
+            if now <= expires:
+                if now >= refresh_from and key not in self._loading:
+                    # Its errors are the next reader's, who loads it again once expired.
+                    self._start_load(key, load, ttl)
+                return value
+            self._data.pop(key, None)
         pending = self._loading.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(load())
-            self._loading[key] = pending
-            generation = self._generation
-
-            def store(done: asyncio.Future) -> None:
-                if self._loading.get(key) is done:
-                    del self._loading[key]
-                if generation != self._generation:
-                    return
-                if not done.cancelled() and done.exception() is None:
-                    result = done.result()
-                    self.set(key, result, ttl(result) if ttl else None)
-
-            pending.add_done_callback(store)
+            pending = self._start_load(key, load, ttl)
         # shield(): one caller giving up (a client disconnect) must not cancel the others.
         return await asyncio.shield(pending)
+
+    def _start_load(
+        self,
+        key,
+        load: Callable[[], Coroutine[Any, Any, T]],
+        ttl: Callable[[T], float] | None,
+    ) -> asyncio.Future:
+        pending = asyncio.ensure_future(load())
+        self._loading[key] = pending
+        generation = self._generation
+
+        def store(done: asyncio.Future) -> None:
+            if self._loading.get(key) is done:
+                del self._loading[key]
+            if generation != self._generation:
+                return
+            if not done.cancelled() and done.exception() is None:
+                result = done.result()
+                self.set(key, result, ttl(result) if ttl else None)
+
+        pending.add_done_callback(store)
+        return pending
 
 
 def _run_db_job(fn: Callable[..., T], args, kwargs) -> T:

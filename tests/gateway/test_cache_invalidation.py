@@ -517,3 +517,49 @@ def test_a_load_that_read_old_rows_is_not_stored():
         assert await cache.get_or_load("key", lambda: asyncio.sleep(0, "new")) == "new"
 
     asyncio.run(scenario())
+
+
+def test_an_entry_near_its_end_is_served_while_it_loads_again():
+    """A reader in the last quarter of an entry's life gets it at once and starts the
+    reload; nobody waits for it, and a reload that fails leaves the entry as it was."""
+    import asyncio
+
+    from gateway.runtime import TTLCache
+
+    async def scenario():
+        cache = TTLCache(ttl=0.4)
+        assert await cache.get_or_load("key", lambda: asyncio.sleep(0, "first")) == "first"
+        release = asyncio.Event()
+        loads = []
+
+        async def slow_load():
+            loads.append("reload")
+            await release.wait()
+            return "second"
+
+        # Early in its life: served, no reload.
+        assert await cache.get_or_load("key", slow_load) == "first"
+        assert loads == []
+        await asyncio.sleep(0.32)
+        # Near its end: served at once, one reload started for every reader.
+        for _ in range(3):
+            assert await asyncio.wait_for(cache.get_or_load("key", slow_load), 0.05) == "first"
+        assert loads == ["reload"]
+        release.set()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert await cache.get_or_load("key", slow_load) == "second"
+
+        async def failing_load():
+            raise RuntimeError("database down")
+
+        await asyncio.sleep(0.32)
+        assert await cache.get_or_load("key", failing_load) == "second"
+        await asyncio.sleep(0)
+        assert await cache.get_or_load("key", failing_load) == "second"
+        await asyncio.sleep(0.1)
+        # Expired: the reader loads it, and sees the failure.
+        with pytest.raises(RuntimeError):
+            await cache.get_or_load("key", failing_load)
+
+    asyncio.run(scenario())
