@@ -589,6 +589,10 @@ GATEWAY_LIMIT_SETTLE_INTERVAL_MS = env.float("GATEWAY_LIMIT_SETTLE_INTERVAL_MS",
 GATEWAY_LIMIT_SETTLE_MAX_PENDING = env.int("GATEWAY_LIMIT_SETTLE_MAX_PENDING", default=100_000)
 # Threads (each with its own database connection) that run the gateway's ORM calls.
 GATEWAY_DB_THREADS = env.int("GATEWAY_DB_THREADS", default=4)
+# The longest a thread holds the interpreter before the event loop gets a turn (Python's
+# switch interval, 5 ms by default): the database threads' work, metric writes above all,
+# then delays the requests in flight by at most a few of these.
+GATEWAY_SWITCH_INTERVAL_MS = env.float("GATEWAY_SWITCH_INTERVAL_MS", default=1.0)
 # Metric rows are written in batches: every GATEWAY_METRICS_FLUSH_SECONDS or when
 # GATEWAY_METRICS_BATCH_SIZE rows wait; at most GATEWAY_METRICS_MAX_PENDING are kept
 # while the database is unreachable.

@@ -93,3 +93,23 @@ def test_startup_freezes_what_is_loaded_and_shutdown_thaws_it(transactional_db):
     # Django, the apps and the gateway's modules: far more than a few objects.
     assert asyncio.run(lifetime()) > 10_000
     assert gc.get_freeze_count() == 0
+
+
+def test_startup_shortens_the_threads_turns_and_shutdown_restores_them(transactional_db, settings):
+    """The database threads hold the interpreter from the event loop for at most
+    GATEWAY_SWITCH_INTERVAL_MS at a time while the gateway runs."""
+    import sys
+
+    from gateway import runtime
+
+    settings.GATEWAY_SWITCH_INTERVAL_MS = 2.0
+    before = sys.getswitchinterval()
+
+    async def lifetime():
+        await runtime.startup()
+        during = sys.getswitchinterval()
+        await runtime.shutdown()
+        return during
+
+    assert asyncio.run(lifetime()) == pytest.approx(0.002)
+    assert sys.getswitchinterval() == before
