@@ -19,7 +19,7 @@ REQUEST_COST = 10 * PROMPT_PRICE + 5 * COMPLETION_PRICE
 
 
 @pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.services)])
-def limit_backend(request, gateway_settings):
+def limit_backend(request, gateway_settings, one_minute_window):
     if request.param == "redis":
         # The settings' URL, not the environment's: under xdist each worker has its own.
         gateway_settings.GATEWAY_LIMIT_REDIS_URL = gateway_settings.REDIS_URL

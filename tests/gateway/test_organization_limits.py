@@ -25,7 +25,7 @@ REQUEST_COST = 10 * PROMPT_PRICE + 5 * COMPLETION_PRICE
 
 
 @pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.services)])
-def limit_backend(request, gateway_settings):
+def limit_backend(request, gateway_settings, one_minute_window):
     if request.param == "redis":
         import redis
 
