@@ -59,14 +59,19 @@ class TTLCache:
         self._generation = 0
 
     def get(self, key, default=MISSING):
+        entry = self._live_entry(key)
+        return default if entry is None else entry[1]
+
+    def _live_entry(self, key) -> tuple[float, Any] | None:
+        """(refresh from, value) of an entry that has not expired; an expired one goes."""
         entry = self._data.get(key)
         if entry is None:
-            return default
-        expires, _, value = entry
+            return None
+        expires, refresh_from, value = entry
         if expires < time.monotonic():
             self._data.pop(key, None)
-            return default
-        return value
+            return None
+        return refresh_from, value
 
     def set(self, key, value, ttl: float | None = None) -> None:
         if len(self._data) >= self.maxsize:
@@ -107,16 +112,13 @@ class TTLCache:
         a single load. Without this, every request in flight when an entry expires would
         run the same database work at once. An entry near its end is returned as it is
         and loaded again in the background."""
-        entry = self._data.get(key)
+        entry = self._live_entry(key)
         if entry is not None:
-            expires, refresh_from, value = entry
-            now = time.monotonic()
-            if now <= expires:
-                if now >= refresh_from and key not in self._loading:
-                    # Its errors are the next reader's, who loads it again once expired.
-                    self._start_load(key, load, ttl)
-                return value
-            self._data.pop(key, None)
+            refresh_from, value = entry
+            if time.monotonic() >= refresh_from and key not in self._loading:
+                # Its errors are the next reader's, who loads it again once expired.
+                self._start_load(key, load, ttl)
+            return value
         pending = self._loading.get(key)
         if pending is None:
             pending = self._start_load(key, load, ttl)
@@ -310,7 +312,8 @@ async def startup() -> None:
     # flush of 500 metric rows holds the interpreter some 20 ms in all; in turns of at
     # most 1 ms, a request in flight during it pays at most a few, not tens.
     global _switch_interval
-    _switch_interval = sys.getswitchinterval()
+    if _switch_interval is None:
+        _switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(settings.GATEWAY_SWITCH_INTERVAL_MS / 1000)
 
 
@@ -327,8 +330,14 @@ async def shutdown() -> None:
                 _runtime = None
         # Collectable again, for a process that goes on (an embedding server, tests).
         gc.unfreeze()
-        if _switch_interval is not None:
-            sys.setswitchinterval(_switch_interval)
+        _restore_switch_interval()
+
+
+def _restore_switch_interval() -> None:
+    global _switch_interval
+    if _switch_interval is not None:
+        sys.setswitchinterval(_switch_interval)
+        _switch_interval = None
 
 
 @atexit.register
