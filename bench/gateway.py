@@ -17,9 +17,10 @@ For each target: non-streaming chat one request at a time (p50, p99), with 64
 connections for ``--duration`` seconds (requests per second), 32 streams at once paced
 as a model streams (time to first byte, streams per second), 32 at once that the mock
 sends flat out (streams per second), and 1,000 streams held open for five seconds
-(streams per second, resident memory summed over the target's processes). After each phase it checks that
-the mock upstream received exactly the requests the client sent (no hidden retries) and,
-for the gateway, that the database holds one metric row per request (none lost).
+(streams per second, resident memory summed over the target's processes). After each
+phase it checks that the mock upstream received exactly the requests the client sent
+(no hidden retries) and, for the gateway, that the database holds one metric row per
+request (none lost).
 Loopback only; every phase is bounded in time and count, and the run stops by itself.
 """
 
@@ -84,8 +85,9 @@ HELD_STREAMS = 1000
 # like a model's (ten chunks 20 ms apart, about 50 tokens a second); a stream held open
 # for five seconds (ten chunks 500 ms apart).
 FAST_MODEL = "bench-model"
-PACED_MODEL = "hold-10-20"
-PACED_STREAM_SECONDS = 0.2
+PACED_CHUNKS, PACED_CHUNK_MS = 10, 20
+PACED_MODEL = f"hold-{PACED_CHUNKS}-{PACED_CHUNK_MS}"
+PACED_STREAM_SECONDS = PACED_CHUNKS * PACED_CHUNK_MS / 1000
 HOLD_MODEL = "hold-10-500"
 # Seconds to wait for the gateway's batched metric rows after a phase (it flushes every
 # GATEWAY_METRICS_FLUSH_SECONDS, one second by default).
