@@ -99,3 +99,16 @@ def one_minute_window():
     left = 60 - time.time() % 60
     if left < 20:
         time.sleep(left + 0.05)
+
+
+@pytest.fixture
+def redis_limits(gateway_settings):
+    """The gateway counts limits in Redis (emptied first); a synchronous client of it."""
+    import redis
+
+    gateway_settings.GATEWAY_LIMIT_BACKEND = "redis"
+    # The settings' URL, not the environment's: under xdist each worker has its own.
+    gateway_settings.GATEWAY_LIMIT_REDIS_URL = gateway_settings.REDIS_URL
+    client = redis.from_url(gateway_settings.REDIS_URL)
+    client.flushdb()
+    return client

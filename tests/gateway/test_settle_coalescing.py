@@ -35,18 +35,6 @@ REQUEST_COST = 10 * PROMPT_PRICE + 5 * COMPLETION_PRICE
 
 
 @pytest.fixture
-def redis_limits(gateway_settings):
-    import redis
-
-    gateway_settings.GATEWAY_LIMIT_BACKEND = "redis"
-    # The settings' URL, not the environment's: under xdist each worker has its own.
-    gateway_settings.GATEWAY_LIMIT_REDIS_URL = gateway_settings.REDIS_URL
-    client = redis.from_url(gateway_settings.REDIS_URL)
-    client.flushdb()
-    return client
-
-
-@pytest.fixture
 def settle_interval(request, gateway_settings):
     """GATEWAY_LIMIT_SETTLE_INTERVAL_MS of the gateway (set before it starts)."""
     gateway_settings.GATEWAY_LIMIT_SETTLE_INTERVAL_MS = request.param
