@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -311,6 +312,8 @@ class _QueuedReserve:
     keys: list[str]
     args: list[int]
     result: asyncio.Future[int]
+    # Called when the counters were raised for a caller that had stopped waiting.
+    abandoned: Callable[[], object] | None
 
 
 class ReserveBatcher:
@@ -323,19 +326,26 @@ class ReserveBatcher:
     trip as before; under load, the client library's cost (most of a reservation's CPU)
     is paid once a batch rather than once a request. Exactness is unchanged: the script
     takes each request whole, in arrival order, as separate calls would.
+
+    A caller that stops waiting (its client hung up) cancels its future. If that happens
+    before its batch leaves, its counters are left out; if after, and the script admitted
+    it, its ``abandoned`` callback is called to give the reservation back.
     """
 
-    def __init__(self, script, *, max_batch: int = 128):
+    def __init__(self, script, *, timeout: float, max_batch: int = 128):
         self.script = script
+        self.timeout = timeout
         self.max_batch = max_batch
         self.pending: list[_QueuedReserve] = []
         self.task: asyncio.Task | None = None
 
-    def submit(self, keys: list[str], args: list[int]) -> asyncio.Future[int]:
+    def submit(
+        self, keys: list[str], args: list[int], abandoned: Callable[[], object] | None
+    ) -> asyncio.Future[int]:
         """Queue one request's counters; the future gets the script's answer for it."""
         loop = asyncio.get_running_loop()
         result: asyncio.Future[int] = loop.create_future()
-        self.pending.append(_QueuedReserve(keys, args, result))
+        self.pending.append(_QueuedReserve(keys, args, result, abandoned))
         if self.task is None:
             self.task = loop.create_task(self._run())
         return result
@@ -343,9 +353,10 @@ class ReserveBatcher:
     async def _run(self) -> None:
         try:
             while self.pending:
-                batch = self.pending[: self.max_batch]
+                batch = [item for item in self.pending[: self.max_batch] if not item.result.done()]
                 del self.pending[: self.max_batch]
-                await self._send(batch)
+                if batch:
+                    await self._send(batch)
         finally:
             self.task = None
 
@@ -358,7 +369,8 @@ class ReserveBatcher:
         for item in batch:
             args += item.args
         try:
-            answers = await self.script(keys=keys, args=args)
+            async with asyncio.timeout(self.timeout):
+                answers = await self.script(keys=keys, args=args)
         except Exception as error:
             for item in batch:
                 if not item.result.done():
@@ -371,11 +383,31 @@ class ReserveBatcher:
         for item, answer in zip(batch, answers, strict=True):
             if not item.result.done():
                 item.result.set_result(int(answer))
+            elif answer == 0 and item.abandoned is not None:
+                try:
+                    item.abandoned()
+                except Exception:
+                    logger.exception("Could not give back an abandoned reservation")
 
     async def close(self) -> None:
         """Let the batches already queued be answered."""
         if self.task is not None:
             await asyncio.wait({self.task})
+
+
+async def _add_to_counters(
+    client, timeout: float, deltas: list[tuple[str, int]], spends: list[tuple[str, int, int]]
+) -> list[int]:
+    """In one pipeline, add each delta to its counter and each spend (key, amount, expiry
+    timestamp) to its spend counter; returns the spend counters' new values."""
+    async with asyncio.timeout(timeout), client.pipeline(transaction=False) as pipe:
+        for key, delta in deltas:
+            pipe.incrby(key, delta)
+        for key, amount, expires in spends:
+            pipe.incrby(key, amount)
+            pipe.expireat(key, expires)
+        results = await pipe.execute() if len(pipe) else []
+    return [int(value) for value in results[len(deltas) :: 2]]
 
 
 @dataclass
@@ -407,9 +439,10 @@ class SettleCoalescer:
     queued, for at most an interval.
     """
 
-    def __init__(self, client, *, interval: float, max_pending: int):
+    def __init__(self, client, *, interval: float, max_pending: int, timeout: float):
         self.client = client
         self.interval = interval
+        self.timeout = timeout
         self.max_pending = max_pending
         self.pending: list[_QueuedSettle] = []
         self.wake = asyncio.Event()
@@ -460,14 +493,12 @@ class SettleCoalescer:
                 expires = int(spend.expires_at.timestamp()) + 60
                 expiry[spend.key] = max(expiry.get(spend.key, 0), expires)
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key, delta in counters.items():
-                    if delta:
-                        pipe.incrby(key, delta)
-                for key, amount in spent.items():
-                    pipe.incrby(key, amount)
-                    pipe.expireat(key, expiry[key])
-                results = await pipe.execute() if len(pipe) else []
+            afters = await _add_to_counters(
+                self.client,
+                self.timeout,
+                [(key, delta) for key, delta in counters.items() if delta],
+                [(key, amount, expiry[key]) for key, amount in spent.items()],
+            )
         except Exception:
             LIMIT_SETTLE_FLUSHES.labels("error").inc()
             retry = [item for item in batch if not item.retried]
@@ -487,8 +518,7 @@ class SettleCoalescer:
                 self.wake.set()
             return
         LIMIT_SETTLE_FLUSHES.labels("ok").inc()
-        afters = results[len(results) - 2 * len(spent) :: 2]
-        running = {key: int(after) - spent[key] for key, after in zip(spent, afters, strict=True)}
+        running = {key: after - spent[key] for key, after in zip(spent, afters, strict=True)}
         for item in batch:
             totals = []
             for spend in item.spends:
@@ -530,39 +560,50 @@ class RedisLimiter:
     def __init__(self, url: str):
         import redis.asyncio as redis
 
+        wait = settings.GATEWAY_LIMIT_REDIS_WAIT_SECONDS
         # A bounded pool that makes callers wait for a free connection instead of failing
         # when a burst (a thousand streams opening at once) outnumbers the connections.
+        # No socket timeout of the client's own: on Python 3.11 it runs every write as a
+        # task of its own, a turn of the event loop per command; the reservations bound
+        # their calls with ``asyncio.timeout`` instead, which costs no turn.
         pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=settings.GATEWAY_LIMIT_REDIS_CONNECTIONS,
-            timeout=settings.GATEWAY_LIMIT_REDIS_WAIT_SECONDS,
+            timeout=wait,
+            socket_timeout=None,
         )
         self.client = redis.Redis(connection_pool=pool)
-        self.reserves = ReserveBatcher(self.client.register_script(RESERVE_SCRIPT))
+        self.timeout = wait
+        self.reserves = ReserveBatcher(self.client.register_script(RESERVE_SCRIPT), timeout=wait)
         interval = settings.GATEWAY_LIMIT_SETTLE_INTERVAL_MS / 1000
         self.coalescer = (
             SettleCoalescer(
                 self.client,
                 interval=interval,
                 max_pending=settings.GATEWAY_LIMIT_SETTLE_MAX_PENDING,
+                timeout=wait,
             )
             if interval > 0
             else None
         )
 
-    async def reserve(self, windows: list[Window]) -> Window | None:
+    async def reserve(
+        self, windows: list[Window], abandoned: Callable[[], object] | None = None
+    ) -> Window | None:
+        """The window that refuses the request, or None when every counter took it.
+        Cancelled after its counters were raised, it calls ``abandoned`` once it knows."""
         if not windows:
             return None
         args: list[int] = []
         for window in windows:
             args += [window.amount, window.limit, int(window.expires_at.timestamp()) + 60]
         keys = [w.key for w in windows]
-        failed = await self.reserves.submit(keys, args)
+        failed = await self.reserves.submit(keys, args, abandoned)
         # Refused while this process still holds settles back: they may give back what
         # the client's previous requests reserved beyond their cost (its next request
         # must count what they really used), so write them and ask again.
         if failed and self.coalescer is not None and await self.coalescer.write_now():
-            failed = await self.reserves.submit(keys, args)
+            failed = await self.reserves.submit(keys, args, abandoned)
         return windows[failed - 1] if failed else None
 
     async def settle(
@@ -573,17 +614,12 @@ class RedisLimiter:
         deltas = [(key, delta) for key, delta in deltas if delta]
         if not deltas and not spends:
             return []
-        if len(deltas) == 1 and not spends:
-            await self.client.incrby(*deltas[0])
-            return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for key, delta in deltas:
-                pipe.incrby(key, delta)
-            for spend in spends:
-                pipe.incrby(spend.key, spend.amount)
-                pipe.expireat(spend.key, int(spend.expires_at.timestamp()) + 60)
-            results = await pipe.execute()
-        return [int(value) for value in results[len(deltas) :: 2]]
+        return await _add_to_counters(
+            self.client,
+            self.timeout,
+            deltas,
+            [(s.key, s.amount, int(s.expires_at.timestamp()) + 60) for s in spends],
+        )
 
     async def purge_expired(self) -> None:
         """Redis expires the counters itself."""
@@ -608,10 +644,20 @@ class DatabaseLimiter:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
-    async def reserve(self, windows: list[Window]) -> Window | None:
+    async def reserve(
+        self, windows: list[Window], abandoned: Callable[[], object] | None = None
+    ) -> Window | None:
+        """As ``RedisLimiter.reserve``. A database thread cannot be stopped: the
+        transaction runs as a task of its own, which a cancelled caller leaves to finish."""
         if not windows:
             return None
-        return await self.runtime.db(_reserve_in_database, windows)
+        reserving = self.runtime.spawn(self.runtime.db(_reserve_in_database, windows))
+        try:
+            return await asyncio.shield(reserving)
+        except asyncio.CancelledError:
+            if abandoned is not None:
+                reserving.add_done_callback(partial(_admitted_late, abandoned))
+            raise
 
     async def settle(
         self, deltas: list[tuple[str, int]], spends: list[CounterIncrement]
@@ -628,6 +674,11 @@ class DatabaseLimiter:
 
     async def close(self) -> None:
         """Nothing to release: the database threads belong to the runtime."""
+
+
+def _admitted_late(abandoned: Callable[[], object], task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is None and task.result() is None:
+        abandoned()
 
 
 def build_limiter(runtime: Runtime) -> RedisLimiter | DatabaseLimiter:

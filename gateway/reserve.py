@@ -10,9 +10,9 @@ off the event loop); the comparison itself needs no query.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django.utils import timezone
@@ -63,26 +63,19 @@ async def reserve_limits(call: GatewayCall, candidates: list[Candidate]) -> None
         worst_case_cost=worst_case_cost(call, candidates) if budgeted else Decimal(0),
         now=timezone.now(),
     )
-    # The reservation runs as its own task: a client that hangs up while it is under way
-    # must not leave the counters raised by a request that never ran (a budget would
-    # keep its worst case for the rest of the period).
-    reserving = call.runtime.spawn(call.runtime.limiter.reserve(reservation.windows))
-    try:
-        failed = await asyncio.shield(reserving)
-    except asyncio.CancelledError:
-        reserving.add_done_callback(lambda task: _release_abandoned(call, reservation, task))
-        raise
+    # A client that hangs up while the reservation is under way must not leave the
+    # counters raised by a request that never ran (a budget would keep its worst case
+    # for the rest of the period): the limiter gives such a reservation back.
+    failed = await call.runtime.limiter.reserve(
+        reservation.windows, partial(_release_abandoned, call, reservation)
+    )
     if failed is not None:
         raise limits.reject(failed)
     call.reservation = reservation
 
 
-def _release_abandoned(
-    call: GatewayCall, reservation: limits.Reservation, task: asyncio.Task
-) -> None:
+def _release_abandoned(call: GatewayCall, reservation: limits.Reservation) -> None:
     """The counters were raised after the client left: give the request's share back."""
-    if task.cancelled() or task.exception() is not None or task.result() is not None:
-        return
     call.reservation = reservation
     call.runtime.spawn(settle_limits(call, 0, Decimal(0)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.conf import settings as django_settings
@@ -33,9 +34,11 @@ class _Counted:
     def __init__(self, script):
         self.script = script
         self.batches: list[int] = []
+        self.sent = asyncio.Event()
 
     async def __call__(self, *, keys, args):
         self.batches.append(args[0])
+        self.sent.set()
         return await self.script(keys=keys, args=args)
 
 
@@ -108,6 +111,37 @@ def test_reservations_arriving_during_a_call_leave_together_after_it(redis_limit
     assert answers == [None] * 6
     assert batches == [1, 5]
     assert int(redis_limits.get("gw:ck:1:rpm:test")) == 6
+
+
+def test_a_caller_that_stops_waiting_gets_its_reservation_given_back(redis_limits):
+    async def run():
+        limiter, counted = _limiter()
+        rpm = _window("gw:ck:1:rpm:test", 2)
+        given_back = []
+        try:
+            # Cancelled before its batch leaves: its counters are left out.
+            early = asyncio.ensure_future(limiter.reserve([rpm], lambda: given_back.append(0)))
+            await asyncio.sleep(0)
+            early.cancel()
+            # Cancelled while the call is in flight: two are admitted, one is refused, and
+            # only the admitted ones are given back.
+            late = [
+                asyncio.ensure_future(limiter.reserve([rpm], partial(given_back.append, n)))
+                for n in (1, 2, 3)
+            ]
+            await counted.sent.wait()
+            for reserving in late:
+                reserving.cancel()
+            await limiter.close()
+        finally:
+            await limiter.client.aclose()
+        return counted.batches, given_back, [reserving.cancelled() for reserving in [early, *late]]
+
+    batches, given_back, cancelled = asyncio.run(run())
+    assert batches == [3]
+    assert given_back == [1, 2]
+    assert cancelled == [True] * 4
+    assert int(redis_limits.get("gw:ck:1:rpm:test")) == 2
 
 
 def test_unreachable_redis_fails_each_request_of_the_batch(redis_limits):

@@ -171,7 +171,7 @@ def test_failed_flush_is_counted_and_tried_once_more(redis_limits):
     async def run():
         # Nothing listens on port 1: Redis is unreachable.
         down = redis.asyncio.from_url("redis://127.0.0.1:1/0")
-        coalescer = SettleCoalescer(down, interval=60, max_pending=10)
+        coalescer = SettleCoalescer(down, interval=60, max_pending=10, timeout=5)
         seen = []
         coalescer.queue([("gw:ck:1:spend:total", -5)], [spend], seen.append)
         await coalescer.flush()
