@@ -29,23 +29,23 @@ def _window(key: str, limit: int, amount: int = 1) -> Window:
 
 
 class _Counted:
-    """The limiter's script, counting its calls and the requests each carried."""
+    """The limiter's script calls, counting them and the requests each carried."""
 
-    def __init__(self, script):
-        self.script = script
+    def __init__(self, call):
+        self.call = call
         self.batches: list[int] = []
         self.sent = asyncio.Event()
 
-    async def __call__(self, *, keys, args):
+    async def __call__(self, keys, args):
         self.batches.append(args[0])
         self.sent.set()
-        return await self.script(keys=keys, args=args)
+        return await self.call(keys, args)
 
 
 def _limiter(url: str | None = None) -> tuple[RedisLimiter, _Counted]:
     limiter = RedisLimiter(url or django_settings.GATEWAY_LIMIT_REDIS_URL)
-    counted = _Counted(limiter.reserves.script)
-    limiter.reserves.script = counted
+    counted = _Counted(limiter.reserves.call)
+    limiter.reserves.call = counted  # type: ignore[method-assign]
     return limiter, counted
 
 
@@ -141,6 +141,23 @@ def test_a_caller_that_stops_waiting_gets_its_reservation_given_back(redis_limit
     assert batches == [3]
     assert given_back == [1, 2]
     assert cancelled == [True] * 4
+    assert int(redis_limits.get("gw:ck:1:rpm:test")) == 2
+
+
+def test_a_redis_without_the_script_is_sent_it_again(redis_limits):
+    async def run():
+        limiter, _ = _limiter()
+        rpm = _window("gw:ck:1:rpm:test", 10)
+        try:
+            first = await limiter.reserve([rpm])
+            # Redis restarted or its scripts were flushed.
+            redis_limits.script_flush()
+            second = await limiter.reserve([rpm])
+        finally:
+            await limiter.close()
+        return first, second
+
+    assert asyncio.run(run()) == (None, None)
     assert int(redis_limits.get("gw:ck:1:rpm:test")) == 2
 
 
