@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 
 from gateway import limits
+from gateway.errors import ServiceUnavailable
 from gateway.parse import output_bound, prompt_bound
 from modelhub.routing import Candidate
 from modelhub.services import estimate_cost, webhook_budget_crossed
@@ -66,9 +67,19 @@ async def reserve_limits(call: GatewayCall, candidates: list[Candidate]) -> None
     # A client that hangs up while the reservation is under way must not leave the
     # counters raised by a request that never ran (a budget would keep its worst case
     # for the rest of the period): the limiter gives such a reservation back.
-    failed = await call.runtime.limiter.reserve(
-        reservation.windows, partial(_release_abandoned, call, reservation)
-    )
+    try:
+        failed = await call.runtime.limiter.reserve(
+            reservation.windows, partial(_release_abandoned, call, reservation)
+        )
+    except Exception as error:
+        # Fail closed: serving without the check would let a budget be overspent.
+        logger.exception("Could not reserve the limits of request %s", call.request_id)
+        raise ServiceUnavailable(
+            "The gateway cannot check this key's rate limits and budgets right now (its "
+            "counter store did not answer), so the request was not sent. Retry shortly.",
+            code="limits_unavailable",
+            headers={"Retry-After": "1"},
+        ) from error
     if failed is not None:
         raise limits.reject(failed)
     call.reservation = reservation

@@ -142,3 +142,27 @@ def test_database_counters_are_windowed(database_limits, gateway, make_key):
     # The minute's requests, the budget's reservations and its settled spend.
     assert len(keys) == 3
     assert ":rpm:" in keys[0] and ":spend:month:" in keys[1] and ":spent:month:" in keys[2]
+
+
+@pytest.fixture
+def unreachable_limit_store(gateway_settings):
+    gateway_settings.GATEWAY_LIMIT_BACKEND = "redis"
+    # Nothing listens on port 1.
+    gateway_settings.GATEWAY_LIMIT_REDIS_URL = "redis://127.0.0.1:1/0"
+
+
+def test_unreachable_limit_store_is_a_503_and_nothing_goes_upstream(
+    unreachable_limit_store, gateway, make_key, upstream
+):
+    issued = make_key(rate_limit_rpm=10)
+    with pytest.raises(openai.InternalServerError) as error:
+        _sdk(gateway, issued).chat.completions.create(model="alpha/llama-3.1-8b", messages=MESSAGES)
+    assert error.value.status_code == 503
+    assert error.value.code == "limits_unavailable"
+    assert "rate limits and budgets" in error.value.message
+    assert upstream.requests_for("llama-3.1-8b") == []
+    # The refusal is recorded as any other.
+    assert [row.status_code for row in metrics_rows(1, client_key=issued.client_key)] == [503]
+    # A key without limits does not need the store.
+    unlimited = _sdk(gateway, make_key())
+    assert unlimited.chat.completions.create(model="alpha/llama-3.1-8b", messages=MESSAGES).choices
