@@ -133,19 +133,36 @@ class GatewayASGIHandler(ASGIHandler):
         request._body = body
         request._stream = io.BytesIO(body)
         set_script_prefix(get_script_prefix(scope))
-        # The view runs beside a listener for the client's disconnect, which cancels it
-        # (and with it the upstream request) when the client goes away.
-        process = asyncio.create_task(self._process(request, send))
-        disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
-        done, _ = await asyncio.wait({process, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (disconnect, process):
-            if task in done:
-                with contextlib.suppress(RequestAborted, asyncio.CancelledError):
-                    task.result()
-            else:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, RequestAborted):
-                    await task
+        # The view runs in this task, beside a listener for the client's disconnect that
+        # cancels it (and with it the upstream request) when the client goes away. Django's
+        # handler runs the view as a task of its own instead: a task and a turn of the
+        # event loop more before each request starts.
+        view = asyncio.current_task()
+        assert view is not None
+        finished = False
+
+        def client_gone(listener: asyncio.Task) -> None:
+            if not finished and not listener.cancelled():
+                view.cancel()
+
+        listener = asyncio.create_task(self.listen_for_disconnect(receive))
+        listener.add_done_callback(client_gone)
+        try:
+            await self._process(request, send)
+        except asyncio.CancelledError:
+            if not listener.done() or listener.cancelled():
+                raise  # cancelled from outside (the server is shutting down)
+        finally:
+            finished = True
+            if not listener.done():
+                listener.cancel()
+            elif not listener.cancelled():
+                # The client left: this task's cancellation was ours and is handled.
+                while view.cancelling():
+                    view.uncancel()
+                error = listener.exception()
+                if error is not None and not isinstance(error, RequestAborted):
+                    raise error  # not a disconnect: a message the protocol does not allow
 
     def check_request(self, request):
         """The JSON error for a disallowed Host or a body declared too large, or None."""
