@@ -577,7 +577,8 @@ GATEWAY_BUDGET_MAX_OUTPUT_TOKENS = env.int("GATEWAY_BUDGET_MAX_OUTPUT_TOKENS", d
 # database otherwise), "redis" or "database". GATEWAY_LIMIT_REDIS_URL overrides REDIS_URL.
 GATEWAY_LIMIT_BACKEND = env.str("GATEWAY_LIMIT_BACKEND", default="auto")
 GATEWAY_LIMIT_REDIS_URL = env.str("GATEWAY_LIMIT_REDIS_URL", default="")
-# Connections per process to that Redis, and how long a request waits for a free one.
+# Connections per process to that Redis, and how long a request waits for a free one
+# and for each call on it (a reservation's, a settle's) before it gives up.
 GATEWAY_LIMIT_REDIS_CONNECTIONS = env.int("GATEWAY_LIMIT_REDIS_CONNECTIONS", default=64)
 GATEWAY_LIMIT_REDIS_WAIT_SECONDS = env.float("GATEWAY_LIMIT_REDIS_WAIT_SECONDS", default=5.0)
 # Redis settles (a finished request's correction of what it reserved) are queued and
