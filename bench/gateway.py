@@ -562,7 +562,9 @@ def prepare_gateway(upstream_port: int, database_url: str, redis_url: str | None
     if redis_url:
         env["REDIS_URL"] = redis_url
     subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    # Unique names, so that a run against a given database leaves earlier runs' rows alone.
+    # Unique names, so that a run against a given database leaves earlier runs' rows alone;
+    # the provider is the run's organization's own, so that no later run routes among
+    # (and its plans load) the models of earlier ones.
     run = f"{os.getpid()}-{int(time.time())}"
     provider_slug = f"bench-mock-{run}"
     setup = f"""
@@ -571,7 +573,7 @@ from decimal import Decimal
 from modelhub.models import Organization, Provider, Model
 from modelhub.services import client_key_create, provider_credential_create
 org = Organization.objects.create(name="Bench {run}", slug="bench-{run}")
-provider = Provider.objects.create(name="Mock {run}", slug="{provider_slug}",
+provider = Provider.objects.create(name="Mock {run}", slug="{provider_slug}", organization=org,
                                    base_url="http://127.0.0.1:{upstream_port}/v1")
 for name in {[FAST_MODEL, PACED_MODEL, HOLD_MODEL]!r}:
     Model.objects.create(provider=provider, provider_model_id=name, model_name=name,
