@@ -389,6 +389,9 @@ class ReserveBatcher:
     SHA = hashlib.sha1(RESERVE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
     def __init__(self, pool, *, timeout: float, max_batch: int = 128):
+        from redis.exceptions import NoScriptError
+
+        self.no_script = NoScriptError
         self.pool = pool
         self.connection: Any = None
         self.timeout = timeout
@@ -450,15 +453,13 @@ class ReserveBatcher:
         """The script's answers for one batch. A connection that failed was closed by the
         client and reconnects with the next batch; a Redis without the script (restarted,
         flushed) is sent it whole, which loads it again."""
-        from redis.exceptions import NoScriptError
-
         if self.connection is None:
             self.connection = await self.pool.get_connection()
         connection = self.connection
         try:
             await connection.send_command("EVALSHA", self.SHA, len(keys), *keys, *args)
             return await connection.read_response()
-        except NoScriptError:
+        except self.no_script:
             await connection.send_command("EVAL", RESERVE_SCRIPT, len(keys), *keys, *args)
             return await connection.read_response()
 
