@@ -208,59 +208,41 @@ def test_a_clean_batch_is_written_without_checking_what_it_names(org, catalog, d
 def test_a_usage_record_becomes_the_row_it_names_field_by_field(org):
     """``as_metric`` passes its values by position, in the model's field order: each
     field must still get its own value."""
-    record = usage(
-        org.pk,
-        client_key_id=11,
-        credential_id=12,
-        provider_id=13,
-        model_id=14,
-        routing_rule_id=15,
-        served_model="alpha/served",
-        strategy="fallback",
-        input_tokens=21,
-        output_tokens=22,
-        cached_tokens=23,
-        cost=Decimal("0.25"),
-        latency_ms=31,
-        time_to_first_token_ms=32,
-        status_code=502,
-        error_type="upstream_error",
-        error_message="bad gateway",
-        attempts=3,
-        fallbacks_used=2,
-        streamed=True,
-        failed_attempts=[{"provider": "alpha", "status_code": 502}],
-    )
-    row = record.as_metric()
-    expected = {
-        "id": None,
-        "organization_id": org.pk,
+    # Each value once: the row must carry what the record holds, under the same name.
+    fields = {
         "client_key_id": 11,
         "credential_id": 12,
         "provider_id": 13,
         "model_id": 14,
         "routing_rule_id": 15,
-        "request_id": record.request_id,
-        "model_type": "chat",
-        "requested_model": "alpha/llama-3.1-8b",
         "served_model": "alpha/served",
         "strategy": "fallback",
         "input_tokens": 21,
         "output_tokens": 22,
         "cached_tokens": 23,
-        "total_tokens": 43,
         "cost": Decimal("0.25"),
         "latency_ms": 31,
         "time_to_first_token_ms": 32,
         "status_code": 502,
-        "success": False,
         "error_type": "upstream_error",
         "error_message": "bad gateway",
-        "error_source": "",
-        "failed_attempts": [{"provider": "alpha", "status_code": 502}],
-        "fallbacks_used": 2,
         "attempts": 3,
+        "fallbacks_used": 2,
         "streamed": True,
+        "failed_attempts": [{"provider": "alpha", "status_code": 502}],
+    }
+    record = usage(org.pk, **fields)
+    row = record.as_metric()
+    expected = {
+        **fields,
+        "id": None,
+        "organization_id": org.pk,
+        "request_id": record.request_id,
+        "model_type": "chat",
+        "requested_model": "alpha/llama-3.1-8b",
+        "total_tokens": 43,
+        "success": False,
+        "error_source": "",
         "created_at": record.created_at,
     }
     assert {f.attname: getattr(row, f.attname) for f in ModelMetric._meta.concrete_fields} == (
