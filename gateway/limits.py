@@ -24,10 +24,11 @@ With Redis, the requests that reserve at the same moment share one script call (
 :class:`ReserveBatcher`); the script still takes each of them whole, in arrival order.
 
 Settles need not be written one request at a time either: a :class:`SettleCoalescer`
-queues them and writes every few milliseconds one pipeline that adds each counter's summed
-deltas. That costs the event loop one round trip per interval instead of one per request,
-and loosens nothing: until its settle lands, a request's counters keep its reservation
-(the worst case), so a late settle only gives the difference back late.
+queues them and hands them, each counter's deltas summed, to the next script call, ahead
+of its reservations; when no reservation comes within a few milliseconds, they go alone.
+Under load a settle then costs no round trip of its own, and that loosens nothing: until
+its settle lands, a request's counters keep its reservation (the worst case), so a late
+settle only gives the difference back late.
 
 Money is counted in integer picodollars (1e-12 USD): Redis adds integers exactly, and
 the cheapest catalog prices (1e-10 USD per token) still count.
@@ -321,19 +322,40 @@ def reject(window: Window) -> RateLimited:
 
 # --- Backends -----------------------------------------------------------------------------
 
-# Reserves a batch of requests in their order, each all or nothing: a request is admitted
-# when each of its counters is below its limit, and then each grows by its amount.
-# ARGV[1] is the number of requests, then each request's number of counters, then every
-# counter's amount, limit and expiry; KEYS are the counters, request after request. The
-# result has one entry a request: 0 when admitted, else the position of the counter
-# that refused it.
-RESERVE_SCRIPT = """
-local results = {}
+# One call on the limit store: first the settles given to it, then a batch of
+# reservations in their order, each all or nothing (a request is admitted when each of its
+# counters is below its limit, and then each grows by its amount).
+# ARGV[1..3] are the numbers of requests, of deltas and of spends; then each delta, each
+# spend's amount and expiry, each request's number of counters, and every counter's
+# amount, limit and expiry. KEYS follow the same order: the counters the deltas correct,
+# the spend counters, then the requests' counters, request after request.
+# A delta goes only to a counter that still exists: its window ended otherwise, and it
+# would start a new one below zero that never expires.
+# The result has the spend counters' new values, then one entry a request: 0 when
+# admitted, else the position of the counter that refused it.
+LIMITS_SCRIPT = """
 local requests = tonumber(ARGV[1])
-local k = 0
-local a = requests + 1
+local deltas = tonumber(ARGV[2])
+local spends = tonumber(ARGV[3])
+local results = {}
+local a = 3
+for i = 1, deltas do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('INCRBY', KEYS[i], ARGV[a + i])
+  end
+end
+a = a + deltas
+local k = deltas
+for i = 1, spends do
+  results[i] = redis.call('INCRBY', KEYS[k + i], ARGV[a + 2 * i - 1])
+  redis.call('EXPIREAT', KEYS[k + i], ARGV[a + 2 * i])
+end
+a = a + 2 * spends
+k = k + spends
+local counts = a
+a = a + requests
 for r = 1, requests do
-  local n = tonumber(ARGV[1 + r])
+  local n = tonumber(ARGV[counts + r])
   local failed = 0
   for i = 1, n do
     local current = tonumber(redis.call('GET', KEYS[k + i]) or '0')
@@ -348,7 +370,7 @@ for r = 1, requests do
       redis.call('EXPIREAT', KEYS[k + i], ARGV[a + 3 * i])
     end
   end
-  results[r] = failed
+  results[spends + r] = failed
   k = k + n
   a = a + 3 * n
 end
@@ -365,16 +387,28 @@ class _QueuedReserve:
     abandoned: Callable[[], object] | None
 
 
-class ReserveBatcher:
-    """Sends the reservations of concurrent requests to Redis together, one script call
-    a batch.
+@dataclass
+class _QueuedSettle:
+    deltas: list[tuple[str, int]]
+    spends: list[tuple[str, int, int]]  # key, amount, expiry timestamp
+    result: asyncio.Future[list[int]]
 
-    A reservation that finds none in flight leaves at the next turn of the event loop,
-    with whatever else arrived in that turn; those arriving meanwhile wait for the call
-    in flight and leave together when it returns. A lone request waits for its round
-    trip as before; under load, the client library's cost (most of a reservation's CPU)
-    is paid once a batch rather than once a request. Exactness is unchanged: the script
-    takes each request whole, in arrival order, as separate calls would.
+
+class ReserveBatcher:
+    """Sends the reservations and settles of concurrent requests to Redis together, one
+    script call a batch.
+
+    A reservation or settle that finds no call in flight leaves at the next turn of the
+    event loop, with whatever else arrived in that turn; those arriving meanwhile wait for
+    the call in flight and leave together when it returns. A lone request waits for its
+    round trip as before; under load, the client library's cost (most of a reservation's
+    CPU) is paid once a batch rather than once a request. Exactness is unchanged: the
+    script takes each request whole, in arrival order, as separate calls would, after the
+    settles of the batch (which only correct what earlier requests reserved).
+
+    Before each call, ``before_send`` (when set) may add settles: the coalescer hands its
+    queue over, so that what finished requests give back rides with the next
+    reservations instead of costing a round trip of its own.
 
     A caller that stops waiting (its client hung up) cancels its future. If that happens
     before its batch leaves, its counters are left out; if after, and the script admitted
@@ -386,7 +420,7 @@ class ReserveBatcher:
     """
 
     # The name Redis caches the script under (SHA-1 is what EVALSHA takes).
-    SHA = hashlib.sha1(RESERVE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+    SHA = hashlib.sha1(LIMITS_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
     def __init__(self, pool, *, timeout: float, max_batch: int = 128):
         from redis.exceptions import NoScriptError
@@ -397,6 +431,8 @@ class ReserveBatcher:
         self.timeout = timeout
         self.max_batch = max_batch
         self.pending: list[_QueuedReserve] = []
+        self.settles: list[_QueuedSettle] = []
+        self.before_send: Callable[[], object] | None = None
         self.task: asyncio.Task | None = None
 
     def submit(
@@ -406,41 +442,70 @@ class ReserveBatcher:
         loop = asyncio.get_running_loop()
         result: asyncio.Future[int] = loop.create_future()
         self.pending.append(_QueuedReserve(keys, args, result, abandoned))
+        self._start(loop)
+        return result
+
+    def submit_settle(
+        self, deltas: list[tuple[str, int]], spends: list[tuple[str, int, int]]
+    ) -> asyncio.Future[list[int]]:
+        """Queue deltas to add to counters and spends (key, amount, expiry timestamp) to
+        add to spend counters; the future gets the spend counters' new values."""
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[list[int]] = loop.create_future()
+        self.settles.append(_QueuedSettle(deltas, spends, result))
+        self._start(loop)
+        return result
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.task is None:
             self.task = loop.create_task(self._run())
-        return result
 
     async def _run(self) -> None:
         try:
-            while self.pending:
+            while self.pending or self.settles:
+                if self.before_send is not None:
+                    self.before_send()
                 batch = [item for item in self.pending[: self.max_batch] if not item.result.done()]
                 del self.pending[: self.max_batch]
-                if batch:
-                    await self._send(batch)
+                settles, self.settles = self.settles, []
+                if batch or settles:
+                    await self._send(batch, settles)
         finally:
             self.task = None
 
-    async def _send(self, batch: list[_QueuedReserve]) -> None:
-        keys: list[str] = []
-        args: list[int] = [len(batch)]
+    async def _send(self, batch: list[_QueuedReserve], settles: list[_QueuedSettle]) -> None:
+        deltas = [delta for settle in settles for delta in settle.deltas]
+        spends = [spend for settle in settles for spend in settle.spends]
+        keys = [key for key, _ in deltas] + [key for key, _, _ in spends]
+        args = [len(batch), len(deltas), len(spends)]
+        args += [delta for _, delta in deltas]
+        for _, amount, expires in spends:
+            args += [amount, expires]
         for item in batch:
             keys += item.keys
             args.append(len(item.keys))
         for item in batch:
             args += item.args
+        waiting: list[asyncio.Future] = [item.result for item in batch]
+        waiting += [settle.result for settle in settles]
         try:
             async with asyncio.timeout(self.timeout):
                 answers = await self.call(keys, args)
         except Exception as error:
-            for item in batch:
-                if not item.result.done():
-                    item.result.set_exception(error)
+            for result in waiting:
+                if not result.done():
+                    result.set_exception(error)
             return
         except BaseException:
-            for item in batch:
-                item.result.cancel()
+            for result in waiting:
+                result.cancel()
             raise
-        for item, answer in zip(batch, answers, strict=True):
+        values = [int(value) for value in answers[: len(spends)]]
+        for settle in settles:
+            if not settle.result.done():
+                settle.result.set_result(values[: len(settle.spends)])
+            del values[: len(settle.spends)]
+        for item, answer in zip(batch, answers[len(spends) :], strict=True):
             if not item.result.done():
                 item.result.set_result(int(answer))
             elif answer == 0 and item.abandoned is not None:
@@ -460,7 +525,7 @@ class ReserveBatcher:
             await connection.send_command("EVALSHA", self.SHA, len(keys), *keys, *args)
             return await connection.read_response()
         except self.no_script:
-            await connection.send_command("EVAL", RESERVE_SCRIPT, len(keys), *keys, *args)
+            await connection.send_command("EVAL", LIMITS_SCRIPT, len(keys), *keys, *args)
             return await connection.read_response()
 
     async def close(self) -> None:
@@ -472,23 +537,8 @@ class ReserveBatcher:
             self.connection = None
 
 
-async def _add_to_counters(
-    client, timeout: float, deltas: list[tuple[str, int]], spends: list[tuple[str, int, int]]
-) -> list[int]:
-    """In one pipeline, add each delta to its counter and each spend (key, amount, expiry
-    timestamp) to its spend counter; returns the spend counters' new values."""
-    async with asyncio.timeout(timeout), client.pipeline(transaction=False) as pipe:
-        for key, delta in deltas:
-            pipe.incrby(key, delta)
-        for key, amount, expires in spends:
-            pipe.incrby(key, amount)
-            pipe.expireat(key, expires)
-        results = await pipe.execute() if len(pipe) else []
-    return [int(value) for value in results[len(deltas) :: 2]]
-
-
 @dataclass
-class _QueuedSettle:
+class _CoalescedSettle:
     deltas: list[tuple[str, int]]
     spends: list[CounterIncrement]
     # Called with the spend counters' values after this settle (as ``settle`` returns).
@@ -497,16 +547,17 @@ class _QueuedSettle:
 
 
 class SettleCoalescer:
-    """Writes the settles of one process's requests together, one pipeline per interval.
+    """Writes the settles of one process's requests together: with the next reservations
+    the batcher sends, or after an interval when none comes first.
 
-    The deltas of a counter are summed into one INCRBY, and so is each spend counter's
-    cost. A spend counter's new value, less the batch's sum, is its value before the
-    batch; each settle's share is then laid out after it in the order settles were
-    queued, so every settle learns the values before and after its own cost as if it had
-    been written alone, and a threshold is crossed by exactly one of them.
+    The deltas of a counter are summed into one, and so is each spend counter's cost. A
+    spend counter's new value, less the batch's sum, is its value before the batch; each
+    settle's share is then laid out after it in the order settles were queued, so every
+    settle learns the values before and after its own cost as if it had been written
+    alone, and a threshold is crossed by exactly one of them.
 
-    A flush that fails (Redis unreachable) is logged, counted and tried once more with
-    the next flush; the settles of a second failure, and any beyond ``max_pending``, are
+    A write that fails (Redis unreachable) is logged, counted and tried once more with
+    the next one; the settles of a second failure, and any beyond ``max_pending``, are
     given up. Either way their requests' counters keep the worst case reserved: budgets
     stay bounded, only the refund is lost until the counter's window ends.
 
@@ -516,15 +567,15 @@ class SettleCoalescer:
     queued, for at most an interval.
     """
 
-    def __init__(self, client, *, interval: float, max_pending: int, timeout: float):
-        self.client = client
+    def __init__(self, batcher: ReserveBatcher, *, interval: float, max_pending: int):
+        self.batcher = batcher
+        batcher.before_send = self.hand_over
         self.interval = interval
-        self.timeout = timeout
         self.max_pending = max_pending
-        self.pending: list[_QueuedSettle] = []
+        self.pending: list[_CoalescedSettle] = []
+        self.writing: set[asyncio.Future] = set()
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
-        self.flushing: asyncio.Future | None = None
         self.closed = False
 
     def queue(
@@ -540,7 +591,7 @@ class SettleCoalescer:
             LIMIT_SETTLES_DROPPED.labels("queue_full").inc()
             logger.warning("Limit settle queue full: a request keeps its reservation.")
             return
-        self.pending.append(_QueuedSettle(deltas, spends, done))
+        self.pending.append(_CoalescedSettle(deltas, spends, done))
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._run())
         self.wake.set()
@@ -550,15 +601,14 @@ class SettleCoalescer:
             await self.wake.wait()
             await asyncio.sleep(self.interval)
             self.wake.clear()
-            # Shielded: a shutdown waits for a pipeline under way instead of cutting it.
-            self.flushing = flushing = asyncio.ensure_future(self.flush())
-            await asyncio.shield(flushing)
+            await self.flush()
 
-    async def flush(self) -> None:
-        """Write what is queued in one pipeline and tell each settle its spend values."""
+    def hand_over(self) -> asyncio.Future | None:
+        """Give what is queued to the batcher's next call; the future is done when it is
+        written (or failed, and queued again)."""
         batch, self.pending = self.pending, []
         if not batch:
-            return
+            return None
         counters: dict[str, int] = {}
         spent: dict[str, int] = {}
         expiry: dict[str, int] = {}
@@ -569,21 +619,28 @@ class SettleCoalescer:
                 spent[spend.key] = spent.get(spend.key, 0) + spend.amount
                 expires = int(spend.expires_at.timestamp()) + 60
                 expiry[spend.key] = max(expiry.get(spend.key, 0), expires)
-        try:
-            afters = await _add_to_counters(
-                self.client,
-                self.timeout,
-                [(key, delta) for key, delta in counters.items() if delta],
-                [(key, amount, expiry[key]) for key, amount in spent.items()],
-            )
-        except Exception:
+        writing = self.batcher.submit_settle(
+            [(key, delta) for key, delta in counters.items() if delta],
+            [(key, amount, expiry[key]) for key, amount in spent.items()],
+        )
+        self.writing.add(writing)
+        writing.add_done_callback(partial(self._written, batch, spent))
+        return writing
+
+    def _written(
+        self, batch: list[_CoalescedSettle], spent: dict[str, int], writing: asyncio.Future
+    ) -> None:
+        self.writing.discard(writing)
+        error = None if writing.cancelled() else writing.exception()
+        if writing.cancelled() or error is not None:
             LIMIT_SETTLE_FLUSHES.labels("error").inc()
             retry = [item for item in batch if not item.retried]
             given_up = len(batch) - len(retry)
-            logger.exception(
-                "Could not write %d limit settles (%d retried with the next flush)",
+            logger.error(
+                "Could not write %d limit settles (%d retried with the next write): %s",
                 len(batch),
                 len(retry),
+                "cancelled" if error is None else f"{type(error).__name__}: {error}",
             )
             if given_up:
                 LIMIT_SETTLES_DROPPED.labels("redis_error").inc(given_up)
@@ -595,6 +652,7 @@ class SettleCoalescer:
                 self.wake.set()
             return
         LIMIT_SETTLE_FLUSHES.labels("ok").inc()
+        afters = writing.result()
         running = {key: after - spent[key] for key, after in zip(spent, afters, strict=True)}
         for item in batch:
             totals = []
@@ -607,28 +665,30 @@ class SettleCoalescer:
                 except Exception:
                     logger.exception("Could not handle a settled request's spend")
 
+    async def flush(self) -> None:
+        """Write what is queued now and wait for it (a failure is queued again)."""
+        writing = self.hand_over()
+        if writing is not None:
+            await asyncio.wait({writing})
+
     async def write_now(self) -> bool:
         """Write what is queued or being written before going on; whether there was any."""
-        flushing = self.flushing
-        if flushing is not None and not flushing.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(flushing)
-        elif not self.pending:
+        if not self.pending and not self.writing:
             return False
-        # Two pipelines may run at once: each adds its own batch atomically per counter.
+        if self.writing:
+            await asyncio.wait(set(self.writing))
         await self.flush()
         return True
 
     async def close(self) -> None:
-        """Write what is still queued (trying a failed pipeline once more)."""
+        """Write what is still queued (trying a failed write once more)."""
         self.closed = True
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        if self.flushing is not None:
-            with contextlib.suppress(Exception):
-                await self.flushing
+        if self.writing:
+            await asyncio.wait(set(self.writing))
         await self.flush()
         await self.flush()
 
@@ -639,26 +699,23 @@ class RedisLimiter:
 
         wait = settings.GATEWAY_LIMIT_REDIS_WAIT_SECONDS
         # A bounded pool that makes callers wait for a free connection instead of failing
-        # when a burst (a thousand streams opening at once) outnumbers the connections.
-        # No socket timeout of the client's own: on Python 3.11 it runs every write as a
-        # task of its own, a turn of the event loop per command; the reservations bound
-        # their calls with ``asyncio.timeout`` instead, which costs no turn.
-        pool = redis.BlockingConnectionPool.from_url(
+        # when a burst outnumbers the connections. No socket timeout of the client's own:
+        # on Python 3.11 it runs every write as a task of its own, a turn of the event
+        # loop per command; the calls are bounded with ``asyncio.timeout`` instead, which
+        # costs no turn.
+        self.pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=settings.GATEWAY_LIMIT_REDIS_CONNECTIONS,
             timeout=wait,
             socket_timeout=None,
         )
-        self.client = redis.Redis(connection_pool=pool)
-        self.timeout = wait
-        self.reserves = ReserveBatcher(pool, timeout=wait)
+        self.reserves = ReserveBatcher(self.pool, timeout=wait)
         interval = settings.GATEWAY_LIMIT_SETTLE_INTERVAL_MS / 1000
         self.coalescer = (
             SettleCoalescer(
-                self.client,
+                self.reserves,
                 interval=interval,
                 max_pending=settings.GATEWAY_LIMIT_SETTLE_MAX_PENDING,
-                timeout=wait,
             )
             if interval > 0
             else None
@@ -686,26 +743,24 @@ class RedisLimiter:
     async def settle(
         self, deltas: list[tuple[str, int]], spends: list[CounterIncrement]
     ) -> list[int]:
-        """Add each delta to its counter and each spend to its spend counter, in one round
-        trip; returns the spend counters' new values."""
+        """Add each delta to its counter and each spend to its spend counter, with the
+        next batch of reservations; returns the spend counters' new values."""
         deltas = [(key, delta) for key, delta in deltas if delta]
         if not deltas and not spends:
             return []
-        return await _add_to_counters(
-            self.client,
-            self.timeout,
-            deltas,
-            [(s.key, s.amount, int(s.expires_at.timestamp()) + 60) for s in spends],
+        return await self.reserves.submit_settle(
+            deltas, [(s.key, s.amount, int(s.expires_at.timestamp()) + 60) for s in spends]
         )
 
     async def purge_expired(self) -> None:
         """Redis expires the counters itself."""
 
     async def close(self) -> None:
-        await self.reserves.close()
+        # The coalescer's last settles go through the batcher: it closes last.
         if self.coalescer is not None:
             await self.coalescer.close()
-        await self.client.aclose()
+        await self.reserves.close()
+        await self.pool.aclose()
 
 
 def _reserve_in_database(windows: list[Window]) -> Window | None:

@@ -71,7 +71,7 @@ METRIC_ROWS_DROPPED = Counter(
 )
 LIMIT_SETTLE_FLUSHES = Counter(
     "gateway_limit_settle_flushes_total",
-    "Pipelines that wrote queued limit settles to Redis, by outcome (ok, error).",
+    "Writes of queued limit settles to Redis (alone or with reservations), by outcome (ok, error).",
     ["outcome"],
 )
 LIMIT_SETTLES_DROPPED = Counter(

@@ -582,8 +582,9 @@ GATEWAY_LIMIT_REDIS_URL = env.str("GATEWAY_LIMIT_REDIS_URL", default="")
 GATEWAY_LIMIT_REDIS_CONNECTIONS = env.int("GATEWAY_LIMIT_REDIS_CONNECTIONS", default=64)
 GATEWAY_LIMIT_REDIS_WAIT_SECONDS = env.float("GATEWAY_LIMIT_REDIS_WAIT_SECONDS", default=5.0)
 # Redis settles (a finished request's correction of what it reserved) are queued and
-# written together every GATEWAY_LIMIT_SETTLE_INTERVAL_MS milliseconds, one pipeline per
-# process, instead of one round trip per request; 0 settles each request inline. At most
+# written with the next reservations the process sends, or after
+# GATEWAY_LIMIT_SETTLE_INTERVAL_MS milliseconds when none comes first, instead of one
+# round trip per request; 0 settles each request as it ends. At most
 # GATEWAY_LIMIT_SETTLE_MAX_PENDING settles wait (while Redis is unreachable): beyond, a
 # request keeps its reservation (its worst case) until the counter's window ends.
 GATEWAY_LIMIT_SETTLE_INTERVAL_MS = env.float("GATEWAY_LIMIT_SETTLE_INTERVAL_MS", default=5.0)

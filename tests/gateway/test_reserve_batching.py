@@ -134,7 +134,7 @@ def test_a_caller_that_stops_waiting_gets_its_reservation_given_back(redis_limit
                 reserving.cancel()
             await limiter.close()
         finally:
-            await limiter.client.aclose()
+            await limiter.pool.aclose()
         return counted.batches, given_back, [reserving.cancelled() for reserving in [early, *late]]
 
     batches, given_back, cancelled = asyncio.run(run())
@@ -181,3 +181,36 @@ def test_unreachable_redis_fails_each_request_of_the_batch(redis_limits):
     answers, batches = asyncio.run(run())
     assert batches == [3, 1]
     assert all(isinstance(answer, redis.exceptions.ConnectionError) for answer in answers)
+
+
+def test_settles_ride_with_the_next_reservations(redis_limits):
+    redis_limits.set("gw:ck:1:tpm:test", 300)
+    spend_expiry = int((timezone.now() + timedelta(days=1)).timestamp())
+
+    async def run():
+        limiter, counted = _limiter()
+        tpm = _window("gw:ck:1:tpm:test", 300, amount=100)
+        try:
+            # The window is full until the settle gives back what a request did not use.
+            settled = asyncio.ensure_future(
+                limiter.reserves.submit_settle(
+                    [("gw:ck:1:tpm:test", -250), ("gw:ck:1:tpm:ended", -40)],
+                    [("gw:ck:1:spent:test", 9, spend_expiry)],
+                )
+            )
+            refused_or_not = await limiter.reserves.submit(
+                [tpm.key], [tpm.amount, tpm.limit, spend_expiry], None
+            )
+            return await settled, refused_or_not, counted.batches
+        finally:
+            await limiter.close()
+
+    spends, answer, batches = asyncio.run(run())
+    # One call: the settle first, then the reservation it made room for.
+    assert batches == [1]
+    assert (spends, answer) == ([9], 0)
+    assert int(redis_limits.get("gw:ck:1:tpm:test")) == 150
+    # A counter whose window ended is not started again below zero.
+    assert redis_limits.get("gw:ck:1:tpm:ended") is None
+    assert int(redis_limits.get("gw:ck:1:spent:test")) == 9
+    assert 0 < redis_limits.ttl("gw:ck:1:spent:test") <= 86_400

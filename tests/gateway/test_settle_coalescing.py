@@ -13,7 +13,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from gateway.limits import SettleCoalescer
+from gateway.limits import ReserveBatcher, SettleCoalescer
 from modelhub.budgets import (
     CLIENT_KEY,
     ORGANIZATION,
@@ -149,18 +149,22 @@ def test_threshold_crossed_within_one_flush_fires_once(
 
 # Nothing is written on its own within the test.
 @pytest.mark.parametrize("settle_interval", [60_000], indirect=True)
-def test_shutdown_writes_queued_settles(settle_interval, redis_limits, gateway, make_key):
+def test_settles_ride_with_the_next_reservation_and_shutdown_writes_the_rest(
+    settle_interval, redis_limits, gateway, make_key
+):
     issued = make_key(budget_amount=Decimal(1), budget_period="day")
     sdk = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=issued.raw_key, max_retries=0)
     for _ in range(3):
         sdk.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5)
     reserved, spent = _budget_keys(CLIENT_KEY, issued.client_key.pk, "day")
-    # Each request still holds its worst case, more than it cost.
-    assert _value(redis_limits, reserved) > 3 * to_picodollars(REQUEST_COST)
-    assert _value(redis_limits, spent) is None
+    cost = to_picodollars(REQUEST_COST)
+    # The first two settles went with the reservations of the next two requests; the
+    # third request still holds its worst case, more than it cost.
+    assert _value(redis_limits, spent) == 2 * cost
+    assert _value(redis_limits, reserved) > 3 * cost
     gateway.stop()
-    assert _value(redis_limits, reserved) == 3 * to_picodollars(REQUEST_COST)
-    assert _value(redis_limits, spent) == 3 * to_picodollars(REQUEST_COST)
+    assert _value(redis_limits, reserved) == 3 * cost
+    assert _value(redis_limits, spent) == 3 * cost
 
 
 def test_failed_flush_is_counted_and_tried_once_more(redis_limits):
@@ -168,29 +172,34 @@ def test_failed_flush_is_counted_and_tried_once_more(redis_limits):
 
     spend = CounterIncrement("gw:ck:1:spent:total", 0, 7, timezone.now())
 
+    def batcher(url: str) -> ReserveBatcher:
+        return ReserveBatcher(redis.asyncio.BlockingConnectionPool.from_url(url), timeout=5)
+
     async def run():
         # Nothing listens on port 1: Redis is unreachable.
-        down = redis.asyncio.from_url("redis://127.0.0.1:1/0")
-        coalescer = SettleCoalescer(down, interval=60, max_pending=10, timeout=5)
+        down = batcher("redis://127.0.0.1:1/0")
+        up = batcher(django_settings.GATEWAY_LIMIT_REDIS_URL)
+        coalescer = SettleCoalescer(down, interval=60, max_pending=10)
         seen = []
         coalescer.queue([("gw:ck:1:spend:total", -5)], [spend], seen.append)
         await coalescer.flush()
         assert len(coalescer.pending) == 1
         # The next flush reaches Redis: the settle lands once, with its spend values.
-        up = redis.asyncio.from_url(django_settings.GATEWAY_LIMIT_REDIS_URL)
-        coalescer.client = up
+        coalescer.batcher = up
         await coalescer.flush()
         assert seen == [[7]]
         # A settle that fails twice is given up.
-        coalescer.client = down
+        coalescer.batcher = down
         coalescer.queue([("gw:ck:1:spend:total", -1)], [])
         await coalescer.flush()
         await coalescer.flush()
         assert coalescer.pending == []
         coalescer.task.cancel()
-        await down.aclose()
-        await up.aclose()
+        for each in (down, up):
+            await each.close()
+            await each.pool.aclose()
 
+    redis_limits.set("gw:ck:1:spend:total", 0)
     errors, dropped = _flushes("error"), _dropped("redis_error")
     asyncio.run(run())
     assert _flushes("error") - errors == 3
