@@ -184,6 +184,9 @@ class Runtime:
                 keepalive_timeout=settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS,
             ),
             skip_auto_headers=("User-Agent",),
+            # One session serves every tenant: cookies an upstream sets (a CDN's, say)
+            # would go back with other tenants' requests.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self.keys = TTLCache(settings.GATEWAY_KEY_CACHE_SECONDS)
         self.rules = TTLCache(settings.GATEWAY_PLAN_CACHE_SECONDS)

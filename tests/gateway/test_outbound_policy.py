@@ -295,6 +295,21 @@ def test_redirects_are_not_followed(client, upstream):
     assert len(upstream.requests_for(ALPHA)) == 1
 
 
+def test_cookies_an_upstream_sets_are_never_sent_back(client, catalog, upstream):
+    # Providers behind a CDN set cookies; a shared jar would send one tenant's to the
+    # next request of any tenant. (A host name: cookies of an IP address are never kept.)
+    Provider.objects.filter(slug="alpha").update(
+        base_url=f"http://localhost:{_port(upstream)}/openai/v1"
+    )
+    upstream.script(ALPHA, Action(headers={"Set-Cookie": "session=first-caller; Path=/"}))
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(
+            model="alpha/llama-3.1-8b", messages=MESSAGES
+        )
+        assert raw.headers["x-gateway-model"] == "alpha/llama-3.1-8b"
+    assert [r["headers"].get("cookie") for r in upstream.requests_for(ALPHA)] == [None, None]
+
+
 # --- The resolver ----------------------------------------------------------------------------
 
 

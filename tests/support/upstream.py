@@ -142,7 +142,7 @@ class FakeUpstream:
         if path.endswith("/chat/completions"):
             if body.get("stream"):
                 return await self._openai_stream(send, receive, body, action)
-            return await self._json(send, self._chat(body, action))
+            return await self._json(send, self._chat(body, action), headers=action.headers)
         if path.endswith("/completions"):
             if body.get("stream"):
                 return await self._openai_stream(send, receive, body, action, completion=True)
