@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,6 +312,8 @@ class Client:
         self.upstream_url = upstream_url
         self.sent = 0
         self.errors = 0
+        # What went wrong, by its first words (an HTTP status and the start of its body).
+        self.failures: Counter[str] = Counter()
 
     async def request(self, stream: bool = False, model: str | None = None, protocol: str = ""):
         """Time of the whole answer and, for a stream, of its first byte; None on error.
@@ -332,8 +335,8 @@ class Client:
                 self.target.base_url + path, json=body, headers=self.target.headers
             ) as response:
                 if response.status != 200:
-                    await response.read()
-                    raise RuntimeError(f"HTTP {response.status}")
+                    text = (await response.read()).decode(errors="replace")
+                    raise RuntimeError(f"HTTP {response.status}: {text[:160]}")
                 if not stream:
                     await response.read()
                     return time.perf_counter() - started, None
@@ -350,8 +353,9 @@ class Client:
                 if not complete:
                     raise RuntimeError("stream ended early")
                 return time.perf_counter() - started, first
-        except Exception:
+        except Exception as exc:
             self.errors += 1
+            self.failures[f"{type(exc).__name__}: {exc}"[:200]] += 1
             return None
 
     async def upstream_hits(self) -> int:
@@ -383,6 +387,7 @@ class Phase:
     async def __aenter__(self):
         self.sent = self.client.sent
         self.errors = self.client.errors
+        self.failures = Counter(self.client.failures)
         self.hits = await self.client.upstream_hits()
         counter = self.client.target.count_rows
         self.rows = await asyncio.to_thread(counter) if counter else None
@@ -417,6 +422,8 @@ class Phase:
         # rates on a shared machine, since the time spent waiting for a core is not in it.
         cpu_ms = (self.client.target.cpu() - self.cpu) * 1000 / max(sent, 1)
         print(f"{line}  CPU {cpu_ms:.2f} ms/request", flush=True)
+        for failure, count in (self.client.failures - self.failures).most_common(5):
+            print(f"    {count} x {failure}", flush=True)
 
 
 async def measure(target: Target, upstream_url: str, args) -> Result:
