@@ -128,8 +128,9 @@ class UsageRecord:
         )
 
 
-def observe(record: UsageRecord) -> None:
-    """Update the Prometheus series for one finished request."""
+def observe(record: UsageRecord, counters: telemetry.CounterBuffer) -> None:
+    """Update the Prometheus series for one finished request: its counters through
+    ``counters`` (added with the next flush), its durations at once."""
     if record.provider_slug:
         provider, model = telemetry.series_labels(
             record.provider_slug,
@@ -138,20 +139,21 @@ def observe(record: UsageRecord) -> None:
         )
     else:
         provider, model = "none", "none"
-    telemetry.REQUESTS.labels(record.endpoint, provider, model, str(record.status_code)).inc()
+    add = counters.add
+    add(telemetry.REQUESTS, (record.endpoint, provider, model, str(record.status_code)))
     telemetry.LATENCY.labels(record.endpoint, provider, model).observe(record.latency_ms / 1000)
     if record.time_to_first_token_ms is not None:
         telemetry.TIME_TO_FIRST_TOKEN.labels(provider, model).observe(
             record.time_to_first_token_ms / 1000
         )
     if record.input_tokens:
-        telemetry.TOKENS.labels(provider, model, "input").inc(record.input_tokens)
+        add(telemetry.TOKENS, (provider, model, "input"), record.input_tokens)
     if record.output_tokens:
-        telemetry.TOKENS.labels(provider, model, "output").inc(record.output_tokens)
+        add(telemetry.TOKENS, (provider, model, "output"), record.output_tokens)
     if record.cost:
-        telemetry.COST.labels(provider, model).inc(float(record.cost))
+        add(telemetry.COST, (provider, model), float(record.cost))
     if record.organization_slug:
-        observe_organization(record)
+        observe_organization(record, counters)
 
 
 def observe_refusal(organization: str, endpoint: str, status: int) -> None:
@@ -163,22 +165,23 @@ def observe_refusal(organization: str, endpoint: str, status: int) -> None:
         telemetry.ORGANIZATION_ERRORS.labels(organization, kind).inc()
 
 
-def observe_organization(record: UsageRecord) -> None:
+def observe_organization(record: UsageRecord, counters: telemetry.CounterBuffer) -> None:
     """The per-tenant series of one finished request, labelled by the organization's slug."""
     organization = record.organization_slug
+    add = counters.add
     status_class = f"{record.status_code // 100}xx"
-    telemetry.ORGANIZATION_REQUESTS.labels(organization, record.endpoint, status_class).inc()
+    add(telemetry.ORGANIZATION_REQUESTS, (organization, record.endpoint, status_class))
     if record.input_tokens:
-        telemetry.ORGANIZATION_TOKENS.labels(organization, "input").inc(record.input_tokens)
+        add(telemetry.ORGANIZATION_TOKENS, (organization, "input"), record.input_tokens)
     if record.output_tokens:
-        telemetry.ORGANIZATION_TOKENS.labels(organization, "output").inc(record.output_tokens)
+        add(telemetry.ORGANIZATION_TOKENS, (organization, "output"), record.output_tokens)
     if record.cost:
-        telemetry.ORGANIZATION_COST.labels(organization).inc(float(record.cost))
+        add(telemetry.ORGANIZATION_COST, (organization,), float(record.cost))
     kind = telemetry.error_kind(record.status_code, record.error_type, record.attempts)
     if kind:
-        telemetry.ORGANIZATION_ERRORS.labels(organization, kind).inc()
+        add(telemetry.ORGANIZATION_ERRORS, (organization, kind))
     if record.fallbacks_used:
-        telemetry.ORGANIZATION_FALLBACKS.labels(organization).inc(record.fallbacks_used)
+        add(telemetry.ORGANIZATION_FALLBACKS, (organization,), record.fallbacks_used)
 
 
 # Why a metric row was not written: the ``reason`` label of
@@ -410,12 +413,13 @@ class MetricRecorder:
         self.dropped: Counter = Counter()
         self.last_error = ""
         self.unavailable = False
+        self.counters = telemetry.CounterBuffer()
 
     def start(self) -> None:
         self.task = self.runtime.loop.create_task(self._run())
 
     def record(self, record: UsageRecord) -> None:
-        observe(record)
+        observe(record, self.counters)
         self.pending.append(record)
         if len(self.pending) >= settings.GATEWAY_METRICS_BATCH_SIZE:
             self.wakeup.set()
@@ -444,6 +448,7 @@ class MetricRecorder:
             logger.exception("Could not purge expired limit counters")
 
     async def flush(self) -> None:
+        self.counters.apply()
         if self.writing is not None and not self.writing.done():
             await asyncio.shield(self.writing)
         if not self.pending:
@@ -541,6 +546,7 @@ class MetricRecorder:
 
     def write_pending_sync(self) -> None:
         """Write what is queued from the exit hook, with the same isolation of bad rows."""
+        self.counters.apply()
         batch, self.pending = self.pending, []
         if not batch:
             return

@@ -198,6 +198,31 @@ class TenantGauges(Collector):
         yield from (budget, remaining, credentials, synced)
 
 
+class CounterBuffer:
+    """Counter increments of finished requests, added to their series together.
+
+    Adding to a series costs a label lookup, a lock and, with several workers, a write to
+    the process's mmapped file (after a check of the process id, a system call): for the
+    eight or so counters of a request, several percent of its time on the event loop.
+    Held here, a series gets the sum of a batch in one addition instead, when the
+    request recorder flushes its rows and before this process answers ``/metrics``; the
+    counters of other workers may lag by up to GATEWAY_METRICS_FLUSH_SECONDS. One buffer
+    per event loop: it is only used from its loop.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[Counter, tuple[str, ...]], float] = {}
+
+    def add(self, counter: Counter, labels: tuple[str, ...], amount: float = 1) -> None:
+        key = (counter, labels)
+        self.pending[key] = self.pending.get(key, 0) + amount
+
+    def apply(self) -> None:
+        pending, self.pending = self.pending, {}
+        for (counter, labels), amount in pending.items():
+            counter.labels(*labels).inc(amount)
+
+
 GAUGES = TenantGauges()
 REGISTRY.register(GAUGES)
 

@@ -238,6 +238,8 @@ async def metrics(request: HttpRequest) -> HttpResponse:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
     await _refresh_gauges()
+    # This process's counters as of now (other workers add theirs as they flush).
+    runtime.current().recorder.counters.apply()
     payload, content_type = telemetry.exposition()
     response = HttpResponse(payload, content_type=content_type)
     response["Cache-Control"] = "no-store"

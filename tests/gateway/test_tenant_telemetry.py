@@ -114,3 +114,26 @@ def test_tenant_series_stay_behind_the_metrics_token(gateway, gateway_settings, 
     allowed = httpx.get(url, headers={"Authorization": "Bearer metrics-tenant-token"})
     assert 'gateway_organization_requests_total{endpoint="chat.completions"' in allowed.text
     assert 'organization="acme"' in allowed.text
+
+
+def test_counter_increments_are_summed_and_added_once_per_series():
+    from prometheus_client import REGISTRY
+
+    from gateway import telemetry
+
+    def value(organization: str) -> float:
+        labels = {"organization": organization, "direction": "input"}
+        return REGISTRY.get_sample_value("gateway_organization_tokens_total", labels) or 0
+
+    buffer = telemetry.CounterBuffer()
+    before = value("buffered-a"), value("buffered-b")
+    for amount in (3, 4, 5):
+        buffer.add(telemetry.ORGANIZATION_TOKENS, ("buffered-a", "input"), amount)
+    buffer.add(telemetry.ORGANIZATION_TOKENS, ("buffered-b", "input"))
+    # Nothing reaches the series until the buffer is applied, then each gets its sum.
+    assert (value("buffered-a"), value("buffered-b")) == before
+    assert len(buffer.pending) == 2
+    buffer.apply()
+    assert (value("buffered-a"), value("buffered-b")) == (before[0] + 12, before[1] + 1)
+    buffer.apply()
+    assert (value("buffered-a"), value("buffered-b")) == (before[0] + 12, before[1] + 1)
