@@ -331,17 +331,24 @@ def estimate_tokens(body: dict, endpoint: Endpoint) -> tuple[int, int]:
 PROMPT_FIELDS = ("messages", "prompt", "input", "tools", "functions")
 
 
-def prompt_bound(body: dict, model: Model) -> int:
+def prompt_size(body: dict) -> int:
+    """The UTF-8 bytes of everything in ``body`` that becomes the prompt."""
+    parts = [body[name] for name in PROMPT_FIELDS if body.get(name) is not None]
+    return len(json.dumps(parts, ensure_ascii=False).encode())
+
+
+def prompt_bound(body: dict, model: Model, size: int | None = None) -> int:
     """The most prompt tokens a request may be billed for when ``model`` serves it.
 
     The four-characters-a-token estimate is a guess that falls short for code, CJK text
     and short chat turns; a token of the byte-level tokenizers models use is at least one
     byte, so the UTF-8 bytes of everything that becomes the prompt (messages with their
     roles and tool calls, tool definitions) bound the text, and the model's context
-    bounds the whole. Images and audio are billed beyond this.
+    bounds the whole. Images and audio are billed beyond this. ``size`` is
+    ``prompt_size(body)`` when the caller already has it (it is the same for every model).
     """
-    parts = [body[name] for name in PROMPT_FIELDS if body.get(name) is not None]
-    size = len(json.dumps(parts, ensure_ascii=False).encode())
+    if size is None:
+        size = prompt_size(body)
     if model.context_length:
         size = min(size, model.context_length)
     return size

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from gateway import limits
 from gateway.errors import ServiceUnavailable
-from gateway.parse import output_bound, prompt_bound
+from gateway.parse import output_bound, prompt_bound, prompt_size
 from modelhub.routing import Candidate
 from modelhub.services import estimate_cost, webhook_budget_crossed
 
@@ -35,12 +35,13 @@ def worst_case_cost(call: GatewayCall, candidates: list[Candidate]) -> Decimal:
     Budgets reserve this, not a guess: a guess lets concurrent requests spend past the
     budget by whatever they use beyond it. Settling gives back the difference.
     """
+    size = prompt_size(call.body)
     return max(
         (
             estimate_cost(
                 model=c.model,
                 usage={
-                    "input_tokens": prompt_bound(call.body, c.model),
+                    "input_tokens": prompt_bound(call.body, c.model, size),
                     "output_tokens": output_bound(
                         call.body, call.endpoint, call.estimated_input_tokens, c.model
                     ),
