@@ -863,6 +863,11 @@ class ErrorSource(models.TextChoices):
 class ModelMetric(OrganizationOwned):
     """One gateway request (or one reported through the API) with its usage and cost."""
 
+    # Not indexed alone: every index below starts with the organization and serves its
+    # lookups, and the gateway writes every row through all of this table's indexes.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     client_key = models.ForeignKey(
         ClientKey,
         null=True,

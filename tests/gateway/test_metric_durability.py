@@ -671,3 +671,20 @@ def test_the_database_applies_the_usage_tables_on_delete(transactional_db):
         ("metric_daily", "organization_id"): ("c", True),
         ("metric_daily_latency", "organization_id"): ("c", True),
     }
+
+
+def test_no_metric_index_serves_the_organization_alone(transactional_db):
+    """Every lookup by organization has a composite index that starts with it; an index
+    on the organization alone would only add to the cost of each row written."""
+    with connection.cursor() as cursor:
+        indexes = connection.introspection.get_constraints(cursor, ModelMetric._meta.db_table)
+    single = [
+        name
+        for name, index in indexes.items()
+        if index["index"] and not index["primary_key"] and index["columns"] == ["organization_id"]
+    ]
+    assert single == []
+    leading = {
+        name for name, index in indexes.items() if index["columns"][:1] == ["organization_id"]
+    }
+    assert {"metrics_org_time_id", "metrics_org_key", "metrics_org_model"} <= leading
