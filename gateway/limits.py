@@ -378,6 +378,12 @@ return results
 """
 
 
+def _redis_expiry(ends: datetime) -> int:
+    """When Redis drops a counter whose window ends at ``ends`` (a Unix time): a minute
+    later, so that the settles of the window's last requests still find it."""
+    return int(ends.timestamp()) + 60
+
+
 @dataclass
 class _QueuedReserve:
     keys: list[str]
@@ -617,7 +623,7 @@ class SettleCoalescer:
                 counters[key] = counters.get(key, 0) + delta
             for spend in item.spends:
                 spent[spend.key] = spent.get(spend.key, 0) + spend.amount
-                expires = int(spend.expires_at.timestamp()) + 60
+                expires = _redis_expiry(spend.expires_at)
                 expiry[spend.key] = max(expiry.get(spend.key, 0), expires)
         writing = self.batcher.submit_settle(
             [(key, delta) for key, delta in counters.items() if delta],
@@ -730,7 +736,7 @@ class RedisLimiter:
             return None
         args: list[int] = []
         for window in windows:
-            args += [window.amount, window.limit, int(window.expires_at.timestamp()) + 60]
+            args += [window.amount, window.limit, _redis_expiry(window.expires_at)]
         keys = [w.key for w in windows]
         failed = await self.reserves.submit(keys, args, abandoned)
         # Refused while this process still holds settles back: they may give back what
@@ -749,7 +755,7 @@ class RedisLimiter:
         if not deltas and not spends:
             return []
         return await self.reserves.submit_settle(
-            deltas, [(s.key, s.amount, int(s.expires_at.timestamp()) + 60) for s in spends]
+            deltas, [(s.key, s.amount, _redis_expiry(s.expires_at)) for s in spends]
         )
 
     async def purge_expired(self) -> None:
