@@ -13,13 +13,14 @@ caller: every failure is "no metrics for that model".
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -49,7 +50,15 @@ MISSES_KEY = "catalog:hf:misses"
 # One queued refresh per id per window, however many requests see it stale.
 QUEUED_SECONDS = 300
 
-_session = requests.Session()
+if TYPE_CHECKING:
+    import requests
+
+
+@functools.cache
+def _session() -> requests.Session:
+    import requests  # imported when used: see sync/fetch.py
+
+    return requests.Session()
 
 
 # --- Client -----------------------------------------------------------------------------
@@ -170,8 +179,10 @@ def fetch_model(hugging_face_id: str) -> FetchResult:
     headers = {"Accept": "application/json"}
     if settings.HUGGINGFACE_TOKEN:
         headers["Authorization"] = f"Bearer {settings.HUGGINGFACE_TOKEN}"
+    import requests
+
     try:
-        response = _session.get(
+        response = _session().get(
             url, params=params, headers=headers, timeout=settings.HUGGINGFACE_TIMEOUT_SECONDS
         )
     except requests.RequestException as exc:

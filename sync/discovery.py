@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 from urllib.parse import urlsplit
 
-import requests
 from django.db import transaction
 from django.utils import timezone
 
@@ -125,6 +124,8 @@ def discover_provider_models(provider_id: int, organization_id: int) -> Discover
     Vanished models are deactivated, never deleted. An empty or unreadable list is an
     error, not "every model vanished".
     """
+    import requests  # imported when used: see sync/fetch.py
+
     organization = Organization.objects.get(pk=organization_id)
     provider = Provider.objects.for_org(organization).get(pk=provider_id)
     spec = provider_spec(provider)

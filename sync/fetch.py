@@ -13,12 +13,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-import requests
 from django.conf import settings
 
 from sync.transforms import lookup
 
+# requests (with urllib3) is imported inside the functions that call a provider, here and
+# in the rest of the sync and catalog apps. Every web worker loads these modules (the
+# admin and the registry import them) but only Celery tasks, commands and a few admin
+# and catalog actions make a request; a worker that serves the gateway's routes would
+# otherwise carry 4.6 MiB of it (a test in tests/test_platform.py keeps it out).
 if TYPE_CHECKING:
+    import requests
+
     from sync.spec import ProviderSpec
 
 USER_AGENT = "modelhub-catalog-sync/1.0"
@@ -124,6 +130,8 @@ def next_page_url(spec: ProviderSpec, url: str, payload: Any, items: list[Any]) 
 def fetch_page(
     session: requests.Session, url: str, *, headers: Mapping[str, str], secret: str
 ) -> Any:
+    import requests
+
     timeout = settings.SYNC_HTTP_TIMEOUT
     host = urlsplit(url).netloc.rpartition("@")[2]
     try:
@@ -174,6 +182,8 @@ def fetch_records(spec: ProviderSpec, *, session: requests.Session | None = None
     """Every raw record of the provider's list, following pagination up to the page bound."""
     api_key = spec.api_key()
     headers = request_headers(spec, api_key)
+    import requests
+
     own_session = session is None
     session = session or requests.Session()
     url: str | None = spec.resolved_list_url()

@@ -9,13 +9,14 @@ neither of those imports this module.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
-
-import requests
 
 from sync.fetch import FetchError, fetch_page
 from sync.transforms import cheapest_offer, lookup, to_decimal
+
+if TYPE_CHECKING:
+    import requests
 
 
 def openrouter_prepare(raw: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -16,9 +16,8 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from auditlog.context import disable_auditlog
 from django.conf import settings
 from django.db import transaction
@@ -31,6 +30,9 @@ from sync import bulk
 from sync.fetch import FetchError, fetch_records, redact, too_many_records
 from sync.registry import ProviderSpec, all_specs, get_spec
 from sync.transforms import MalformedRecord, ModelRecord, transform_record
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger("sync")
 
@@ -357,6 +359,8 @@ def sync_providers(
     on_result: Callable[[SyncResult], None] | None = None,
 ) -> list[SyncResult]:
     """Sync providers one after another (all registered ones by default)."""
+    import requests  # imported when used: see sync/fetch.py
+
     specs = [get_spec(slug) for slug in slugs] if slugs else list(all_specs())
     unknown = [slug for slug, spec in zip(slugs or [], specs, strict=False) if spec is None]
     if unknown:

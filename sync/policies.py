@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from django.db import transaction
 
 from modelhub.cache import bump_catalog_version
@@ -18,6 +17,9 @@ from modelhub.invalidation import publish_tenant_change
 from modelhub.models import Provider
 from sync.fetch import extract_items, fetch_page, request_headers
 from sync.registry import REGISTRY, all_specs
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger("sync")
 
@@ -57,6 +59,8 @@ def provider_policies(payload: Any) -> dict[str, dict[str, Any]]:
 
 def sync_provider_policies(*, session: requests.Session | None = None) -> int:
     """Fill the policy columns of the global Provider rows; returns how many rows changed."""
+    import requests  # imported when used: see sync/fetch.py
+
     spec = REGISTRY["openrouter"]
     api_key = spec.api_key()
     if not api_key:

@@ -103,6 +103,27 @@ def test_development_defaults_start_without_secrets():
     assert result.stdout.split() == ["django.db.backends.sqlite3", "True"]
 
 
+def test_web_workers_do_not_load_the_provider_http_client():
+    # The sync and catalog modules import requests where they call a provider: a web
+    # worker loads those modules but makes no such call, and requests with urllib3 would
+    # add about 4.6 MiB to it. (The management API's routes still load it: Django REST
+    # framework imports requests when it is installed.)
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DJANGO_DEBUG": "1",
+    }
+    code = (
+        "import sys, config.asgi, gateway.urls; "
+        "print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "[]"
+
+
 def test_env_example_lists_every_setting():
     example = (ROOT / ".env.example").read_text()
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, flags=re.M))
