@@ -1,12 +1,16 @@
 """Authorize and plan: the routing plan for a request and the candidates its key may use.
 
-Plans come from modelhub's evaluator and are cached briefly per organization and
-request shape (its provider preferences included: they are part of the ``RouteRequest``
-key); when no candidate is left, the error says why (not allowed, unknown, cooling down,
-over quota, dropped by the provider preferences) so the client can act on it.
+Plans come from modelhub's evaluator and are cached briefly per organization, request
+shape (its provider preferences included: they are part of the ``RouteRequest`` key) and
+band of prompt sizes; when no candidate is left, the error says why (not allowed,
+unknown, cooling down, over quota, dropped by the provider preferences) so the client
+can act on it.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from bisect import bisect_left
 
 from django.utils import timezone
 
@@ -28,23 +32,38 @@ TEMPORARY_REASONS = {Reason.CREDENTIAL_COOLING_DOWN, Reason.OVER_QUOTA, Reason.D
 
 async def load_plan(call: GatewayCall) -> RoutingPlan:
     runtime = call.runtime
+    plans = runtime.plans
     organization = call.key.organization
-    request = RouteRequest(
+    tokens = call.estimated_input_tokens
+    shape = RouteRequest(
         requested_model=call.requested_model,
         model_type=call.endpoint.model_type,
         fallback_models=call.fallback_models,
-        estimated_input_tokens=call.estimated_input_tokens,
         preferences=call.preferences,
         parameters=call.parameters,
     )
+    request = dataclasses.replace(shape, estimated_input_tokens=tokens)
+    # Prompts differ in length from one request to the next, and a plan keyed by the
+    # exact count would be evaluated (queries on a database thread) for nearly every
+    # request. A plan holds for a band of counts (RoutingPlan.token_bounds): the bands
+    # learnt for this shape of request key the plans, the first plan keyed by its count.
+    bounds = plans.get((organization.pk, shape), None)
+    band = bisect_left(bounds, tokens) if bounds is not None else ("tokens", tokens)
 
     async def load() -> RoutingPlan:
         rules = await runtime.rules.get_or_load(
             organization.pk, lambda: runtime.db(active_rules, organization)
         )
-        return await runtime.db(evaluate, organization=organization, request=request, rules=rules)
+        plan = await runtime.db(evaluate, organization=organization, request=request, rules=rules)
+        if plan.token_bounds is not None:
+            plans.set((organization.pk, shape), plan.token_bounds)
+        return plan
 
-    return await runtime.plans.get_or_load((organization.pk, request), load)
+    plan = await plans.get_or_load((organization.pk, shape, band), load)
+    if not plan.fits(tokens):
+        # The bands changed with the catalog or the rules since they were learnt.
+        plan = await load()
+    return plan.for_tokens(tokens)
 
 
 def usable_candidates(call: GatewayCall, plan: RoutingPlan) -> list[Candidate]:

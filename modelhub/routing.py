@@ -15,8 +15,10 @@ add a model or provider the rules and the catalog did not already yield.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import random
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -272,10 +274,44 @@ class RoutingPlan:
     candidates: list[Candidate] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
+    # Every count b for which "more than b input tokens" decides something in this plan
+    # (a rule's token condition, a considered model's context length), sorted: the plan
+    # is the same for any count on the same side of each. None when it holds only for
+    # the request's own count (the ``auto`` model's list is queried with it).
+    token_bounds: tuple[int, ...] | None = None
 
     @property
     def is_empty(self) -> bool:
         return not self.candidates
+
+    def fits(self, tokens: int) -> bool:
+        """Whether evaluating the same request with ``tokens`` input tokens gives this plan."""
+        own = self.request.estimated_input_tokens
+        if tokens == own:
+            return True
+        bounds = self.token_bounds
+        return bounds is not None and bisect_left(bounds, tokens) == bisect_left(bounds, own)
+
+    def for_tokens(self, tokens: int) -> RoutingPlan:
+        """This plan as evaluated for ``tokens`` input tokens (a count it :meth:`fits`).
+
+        Only the details that quote the count differ; a plan without them is returned as
+        it is, its ``request`` still holding the count it was evaluated for.
+        """
+        if tokens == self.request.estimated_input_tokens or not any(
+            r.reason == Reason.CONTEXT_TOO_SMALL for r in self.rejected
+        ):
+            return self
+        return dataclasses.replace(
+            self,
+            request=dataclasses.replace(self.request, estimated_input_tokens=tokens),
+            rejected=[
+                dataclasses.replace(r, detail=_context_detail(r.model.context_length, tokens))
+                if r.reason == Reason.CONTEXT_TOO_SMALL and r.model is not None
+                else r
+                for r in self.rejected
+            ],
+        )
 
 
 def rule_matches(rule: RoutingRule, request: RouteRequest) -> bool:
@@ -323,6 +359,7 @@ def evaluate(
     now = now or timezone.now()
     rules = active_rules(organization) if rules is None else rules
     rule = next((r for r in rules if rule_matches(r, request)), None)
+    bounds_known = True
 
     if rule is not None:
         plan = RoutingPlan(request, rule, rule.strategy, rule.fallback_enabled, rule.max_attempts)
@@ -338,7 +375,10 @@ def evaluate(
             settings.GATEWAY_DEFAULT_MAX_ATTEMPTS,
         )
         targets = _resolve_without_rule(organization, request, plan)
+        bounds_known = request.requested_model != AUTO_MODEL
 
+    if bounds_known:
+        plan.token_bounds = _token_bounds(rules, targets)
     _expand_candidates(organization, request, plan, targets, now)
     _order(organization, plan, now, rng)
     if request.preferences is not None:
@@ -356,6 +396,21 @@ def evaluate(
             )
         del plan.candidates[1:]
     return plan
+
+
+def _token_bounds(rules: Sequence[RoutingRule], targets: list[Target]) -> tuple[int, ...]:
+    """The counts b where "more than b input tokens" flips a decision of :func:`evaluate`:
+    any rule's token conditions (a superset of the ones it reads) and the context length
+    of each target model; 0 since a request of no tokens skips the context check."""
+    bounds = {0}
+    for rule in rules:
+        conditions = rule.conditions or {}
+        if "min_input_tokens" in conditions:
+            bounds.add(int(conditions["min_input_tokens"]) - 1)  # fewer than min: not > min-1
+        if "max_input_tokens" in conditions:
+            bounds.add(int(conditions["max_input_tokens"]))
+    bounds.update(model.context_length for model, *_ in targets if model.context_length)
+    return tuple(sorted(bounds))
 
 
 def _resolve_without_rule(
@@ -497,10 +552,7 @@ def _model_problem(model: Model, request: RouteRequest) -> tuple[str, str] | Non
         return Reason.MODEL_INACTIVE, "The model or its provider is inactive."
     tokens = request.estimated_input_tokens
     if tokens and model.context_length and tokens > model.context_length:
-        return (
-            Reason.CONTEXT_TOO_SMALL,
-            f"Context length {model.context_length} is smaller than the {tokens} input tokens.",
-        )
+        return Reason.CONTEXT_TOO_SMALL, _context_detail(model.context_length, tokens)
     missing = [
         capability
         for capability in sorted(request.required_capabilities)
@@ -509,6 +561,10 @@ def _model_problem(model: Model, request: RouteRequest) -> tuple[str, str] | Non
     if missing:
         return Reason.CAPABILITY_MISSING, "Missing capability: " + ", ".join(missing) + "."
     return None
+
+
+def _context_detail(context_length: int | None, tokens: int) -> str:
+    return f"Context length {context_length} is smaller than the {tokens} input tokens."
 
 
 def _preference_problem(model: Model, request: RouteRequest) -> tuple[str, str] | None:

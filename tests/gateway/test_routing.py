@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import openai
 import pytest
 
-from modelhub.models import HealthStatus, Provider, ProviderCredential
+from gateway import plan as gateway_plan
+from modelhub.models import HealthStatus, Model, Provider, ProviderCredential
 from modelhub.services import routing_rule_save
 from tests.support.gateway import metrics_rows, wait_for
 from tests.support.upstream import Action
@@ -28,6 +30,41 @@ def test_alias_of_a_routing_rule(client, org, catalog, upstream):
     raw = client.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES)
     assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
     assert upstream.requests[-1]["body"]["model"] == BETA
+
+
+def test_prompts_of_other_lengths_share_a_plan_within_their_band(
+    client, catalog, upstream, gateway_settings, monkeypatch
+):
+    gateway_settings.GATEWAY_PLAN_CACHE_SECONDS = 60
+    Model.objects.filter(provider_model_id__in=[ALPHA, BETA]).update(context_length=200)
+    evaluated = []
+
+    def counting(**kwargs):
+        evaluated.append(kwargs["request"].estimated_input_tokens)
+        return real_evaluate(**kwargs)
+
+    real_evaluate = gateway_plan.evaluate
+    monkeypatch.setattr(gateway_plan, "evaluate", counting)
+    for words in (1, 5, 20, 60):
+        raw = client.chat.completions.with_raw_response.create(
+            model=ALPHA, messages=[{"role": "user", "content": "hi " * words}]
+        )
+        assert raw.headers["x-gateway-model"] == "alpha/llama-3.1-8b"
+    # The first request's own count, then the band its plan holds for.
+    assert len(evaluated) == 2
+
+    # Past the context length: a band of its own, and each error quotes its own count.
+    quoted = []
+    for words in (400, 500):
+        with pytest.raises(openai.NotFoundError) as error:
+            client.chat.completions.create(
+                model=ALPHA, messages=[{"role": "user", "content": "hi " * words}]
+            )
+        found = re.search(r"smaller than the (\d+) input tokens", error.value.body["message"])
+        assert found, error.value.body["message"]
+        quoted.append(int(found.group(1)))
+    assert len(evaluated) == 3
+    assert quoted[0] == evaluated[-1] and 200 < quoted[0] < quoted[1]
 
 
 def test_auto_picks_the_cheapest_usable_model(client, upstream):

@@ -135,6 +135,51 @@ def test_token_conditions(tokens, matches, org, world):
     assert (route(org, "x", estimated_input_tokens=tokens).rule == rule) is matches
 
 
+def plan_summary(plan):
+    return (
+        plan.rule,
+        [(c.model, c.credential) for c in plan.candidates],
+        [(r.model, r.reason, r.detail) for r in plan.rejected],
+        plan.unresolved,
+    )
+
+
+def test_a_plan_holds_for_every_count_in_its_band(org, world):
+    # The gateway keys its cached plans by band of input tokens: a plan said to fit
+    # another count must be the plan evaluating that count gives, detail for detail.
+    make_rule(
+        org,
+        [world["groq_llama"], world["mini"]],
+        conditions={"min_input_tokens": 1000, "max_input_tokens": 5000},
+    )
+    counts = [0, 1, 998, 999, 1000, 1001, 4999, 5000, 5001, 8191, 8192, 8193, 128000, 128001]
+    counts += [131072, 131073]
+    for name in ("x", "llama-3.1-8b-instruct"):
+        plans = {n: route(org, name, estimated_input_tokens=n) for n in counts}
+        fitting = 0
+        for plan in plans.values():
+            assert plan.token_bounds is not None
+            for other in counts:
+                if plan.fits(other):
+                    fitting += 1
+                    assert plan_summary(plan.for_tokens(other)) == plan_summary(plans[other])
+        # Within a band the plan is shared; across a bound it is not.
+        assert plans[5001].fits(8192) and plans[8193].fits(128000)
+        assert not plans[999].fits(1000) and not plans[5000].fits(5001)
+        assert fitting < len(counts) ** 2
+    assert not plans[8192].fits(8193) and not plans[131072].fits(131073)
+    too_long = plans[8193].for_tokens(9000)
+    assert (
+        too_long.rejected[0].detail == "Context length 8192 is smaller than the 9000 input tokens."
+    )
+
+
+def test_an_auto_plan_holds_only_for_its_own_count(org, world):
+    plan = route(org, "auto", estimated_input_tokens=100)
+    assert plan.token_bounds is None
+    assert plan.fits(100) and not plan.fits(101)
+
+
 def test_tag_conditions_need_every_tag(org, world):
     rule = make_rule(org, [world["mini"]], conditions={"tags": ["prod", "eu"]})
     assert route(org, "x", tags=frozenset({"prod"})).rule is None
