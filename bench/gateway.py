@@ -56,6 +56,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LITELLM_VENV = ROOT / "bench" / ".litellm-venv"
 MESSAGES = [{"role": "user", "content": "Say hello in one word."}]
+# The chat phases send prompts of 0 to 4 KB more, a different length for each of 4,000
+# requests in turn, as real traffic does: a gateway that keys anything by the prompt's
+# size meets a new size on nearly every request. The held streams send the bare question,
+# so that their memory is the streams' own, comparable from run to run.
+CONTEXT = ("Context the application sends along with the question. " * 80)[:4000]
+
+
+def chat_messages(n: int) -> list[dict]:
+    """The messages of the ``n``-th chat request."""
+    return [{"role": "user", "content": CONTEXT[: n * 37 % 4000] + "Say hello in one word."}]
+
+
 # The client protocols the gateway speaks, each streamed from the same OpenAI-compatible
 # mock: (path, body for a model, what the stream's last bytes hold when it is complete).
 PROTOCOLS = {
@@ -315,9 +327,16 @@ class Client:
         # What went wrong, by its first words (an HTTP status and the start of its body).
         self.failures: Counter[str] = Counter()
 
-    async def request(self, stream: bool = False, model: str | None = None, protocol: str = ""):
+    async def request(
+        self,
+        stream: bool = False,
+        model: str | None = None,
+        protocol: str = "",
+        varied: bool = True,
+    ):
         """Time of the whole answer and, for a stream, of its first byte; None on error.
-        With a ``protocol`` of PROTOCOLS, a stream in that protocol."""
+        With a ``protocol`` of PROTOCOLS, a stream in that protocol; ``varied=False`` sends
+        the bare question instead of a prompt of varied length."""
         end_marker = b"[DONE]"
         path = "/chat/completions"
         if protocol:
@@ -325,7 +344,8 @@ class Client:
             body = make_body(model or self.target.model)
             stream = True
         else:
-            body = {"model": model or self.target.model, "messages": MESSAGES}
+            messages = chat_messages(self.sent) if varied else MESSAGES
+            body = {"model": model or self.target.model, "messages": messages}
             if stream:
                 body["stream"] = True
         self.sent += 1
@@ -511,7 +531,10 @@ async def measure(target: Target, upstream_url: str, args) -> Result:
             sampler = asyncio.create_task(sample())
             started = time.perf_counter()
             outcomes = await asyncio.gather(
-                *[client.request(stream=True, model=target.hold_model) for _ in range(HELD_STREAMS)]
+                *[
+                    client.request(stream=True, model=target.hold_model, varied=False)
+                    for _ in range(HELD_STREAMS)
+                ]
             )
             result.held_per_second = HELD_STREAMS / (time.perf_counter() - started)
             sampler.cancel()
