@@ -4,6 +4,7 @@ standard library did: values orjson refuses on its own still reach the upstream 
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import httpx
 import pytest
@@ -74,3 +75,18 @@ def test_codec_matches_the_standard_library():
             jsoncodec.loads(invalid)
     with pytest.raises(ValueError):
         jsoncodec.loads(b"[NaN]", allow_nan=False)
+
+
+def test_an_encoded_body_holds_no_more_memory_than_its_length():
+    # orjson hands back the buffer it grew, up to about ten times the JSON's length, and
+    # an upstream body is held for the whole of its stream.
+    payload = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 8000}]}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        bodies = [jsoncodec.dumps(payload) for _ in range(50)]
+        held = (tracemalloc.get_traced_memory()[0] - before) / len(bodies)
+    finally:
+        tracemalloc.stop()
+    assert json.loads(bodies[0]) == payload
+    assert held < 1.2 * len(bodies[0])
