@@ -132,6 +132,7 @@ class GatewayASGIHandler(ASGIHandler):
         # ``request.body`` is first read) is for forms and would refuse large prompts.
         request._body = body
         request._stream = io.BytesIO(body)
+        del body  # only the request holds it now, until the view has read it (_process)
         set_script_prefix(get_script_prefix(scope))
         # The view runs in this task, beside a listener for the client's disconnect that
         # cancels it (and with it the upstream request) when the client goes away. Django's
@@ -221,6 +222,10 @@ class GatewayASGIHandler(ASGIHandler):
         # Resolve against the gateway's own routes, not the whole site's list.
         request.urlconf = GATEWAY_URLCONF
         response = await self.run_get_response(request)
+        # The view has read the body. A streamed answer keeps the request for as long as
+        # it lasts, and with it the prompt it no longer needs: let that copy go.
+        request._body = b""
+        request._stream = io.BytesIO()
         self.finish_response(request, response)
         with contextlib.suppress(asyncio.CancelledError):
             await self.send_response(response, send)
