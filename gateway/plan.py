@@ -42,7 +42,6 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
         preferences=call.preferences,
         parameters=call.parameters,
     )
-    request = dataclasses.replace(shape, estimated_input_tokens=tokens)
     # Prompts differ in length from one request to the next, and a plan keyed by the
     # exact count would be evaluated (queries on a database thread) for nearly every
     # request. A plan holds for a band of counts (RoutingPlan.token_bounds): the bands
@@ -54,6 +53,7 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
         rules = await runtime.rules.get_or_load(
             organization.pk, lambda: runtime.db(active_rules, organization)
         )
+        request = dataclasses.replace(shape, estimated_input_tokens=tokens)
         plan = await runtime.db(evaluate, organization=organization, request=request, rules=rules)
         if plan.token_bounds is not None:
             plans.set((organization.pk, shape), plan.token_bounds)
