@@ -15,6 +15,7 @@ add a model or provider the rules and the catalog did not already yield.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import random
@@ -314,13 +315,18 @@ class RoutingPlan:
         )
 
 
-def rule_matches(rule: RoutingRule, request: RouteRequest) -> bool:
+def _rule_names(rule: RoutingRule, request: RouteRequest) -> bool:
+    """Whether the rule is for the request's model and type (its conditions aside)."""
     if rule.model_type and rule.model_type != request.model_type:
         return False
     pattern = rule.match_model
-    if pattern != request.requested_model and not fnmatch.fnmatchcase(
+    return pattern == request.requested_model or fnmatch.fnmatchcase(
         request.requested_model, pattern
-    ):
+    )
+
+
+def rule_matches(rule: RoutingRule, request: RouteRequest) -> bool:
+    if not _rule_names(rule, request):
         return False
     conditions = rule.conditions or {}
     tokens = request.estimated_input_tokens
@@ -378,7 +384,7 @@ def evaluate(
         bounds_known = request.requested_model != AUTO_MODEL
 
     if bounds_known:
-        plan.token_bounds = _token_bounds(rules, targets)
+        plan.token_bounds = _token_bounds(request, rules, targets)
     _expand_candidates(organization, request, plan, targets, now)
     _order(organization, plan, now, rng)
     if request.preferences is not None:
@@ -398,17 +404,22 @@ def evaluate(
     return plan
 
 
-def _token_bounds(rules: Sequence[RoutingRule], targets: list[Target]) -> tuple[int, ...]:
+def _token_bounds(
+    request: RouteRequest, rules: Sequence[RoutingRule], targets: list[Target]
+) -> tuple[int, ...]:
     """The counts b where "more than b input tokens" flips a decision of :func:`evaluate`:
-    any rule's token conditions (a superset of the ones it reads) and the context length
-    of each target model; 0 since a request of no tokens skips the context check."""
+    the token conditions of the rules for the request's model (a superset of the ones it
+    reads), the context length of each target model, and 0 (a request of no tokens skips
+    the context check)."""
     bounds = {0}
     for rule in rules:
+        if not _rule_names(rule, request):
+            continue
         conditions = rule.conditions or {}
-        if "min_input_tokens" in conditions:
-            bounds.add(int(conditions["min_input_tokens"]) - 1)  # fewer than min: not > min-1
-        if "max_input_tokens" in conditions:
-            bounds.add(int(conditions["max_input_tokens"]))
+        # "Fewer than min" is "not more than min - 1".
+        for name, offset in (("min_input_tokens", -1), ("max_input_tokens", 0)):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                bounds.add(int(conditions[name]) + offset)
     bounds.update(model.context_length for model, *_ in targets if model.context_length)
     return tuple(sorted(bounds))
 

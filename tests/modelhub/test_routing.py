@@ -152,6 +152,9 @@ def test_a_plan_holds_for_every_count_in_its_band(org, world):
         [world["groq_llama"], world["mini"]],
         conditions={"min_input_tokens": 1000, "max_input_tokens": 5000},
     )
+    # A rule for other models adds no band, and a condition it never reads (saved through
+    # the admin as text) breaks nothing.
+    make_rule(org, [world["gpt"]], match_model="other-*", conditions={"min_input_tokens": "a"})
     counts = [0, 1, 998, 999, 1000, 1001, 4999, 5000, 5001, 8191, 8192, 8193, 128000, 128001]
     counts += [131072, 131073]
     for name in ("x", "llama-3.1-8b-instruct"):
@@ -168,6 +171,7 @@ def test_a_plan_holds_for_every_count_in_its_band(org, world):
         assert not plans[999].fits(1000) and not plans[5000].fits(5001)
         assert fitting < len(counts) ** 2
     assert not plans[8192].fits(8193) and not plans[131072].fits(131073)
+    assert plans[0].token_bounds == (0, 999, 5000, 8192, 131072)
     too_long = plans[8193].for_tokens(9000)
     assert (
         too_long.rejected[0].detail == "Context length 8192 is smaller than the 9000 input tokens."
