@@ -13,7 +13,6 @@ caller: every failure is "no metrics for that model".
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 from collections.abc import Iterable
@@ -27,10 +26,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Min, Q
 from django.utils import timezone
 
-from catalog import scheduling
+from catalog import http_session, scheduling
 from catalog.selectors import public_models
 from modelhub.cache import catalog_version
 from modelhub.models import HuggingFaceMetrics
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +51,6 @@ HITS_KEY = "catalog:hf:hits"
 MISSES_KEY = "catalog:hf:misses"
 # One queued refresh per id per window, however many requests see it stale.
 QUEUED_SECONDS = 300
-
-if TYPE_CHECKING:
-    import requests
-
-
-@functools.cache
-def _session() -> requests.Session:
-    import requests  # imported when used: see sync/fetch.py
-
-    return requests.Session()
 
 
 # --- Client -----------------------------------------------------------------------------
@@ -179,10 +171,10 @@ def fetch_model(hugging_face_id: str) -> FetchResult:
     headers = {"Accept": "application/json"}
     if settings.HUGGINGFACE_TOKEN:
         headers["Authorization"] = f"Bearer {settings.HUGGINGFACE_TOKEN}"
-    import requests
+    import requests  # imported when used: see sync/fetch.py
 
     try:
-        response = _session().get(
+        response = http_session.shared().get(
             url, params=params, headers=headers, timeout=settings.HUGGINGFACE_TIMEOUT_SECONDS
         )
     except requests.RequestException as exc:

@@ -7,14 +7,14 @@ Any failure means "no live data": the stored catalog answers alone.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from django.conf import settings
 from django.core.cache import cache
+
+from catalog import http_session
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +27,6 @@ ENDPOINT_FIELDS = (
     "status",
     "uptime_last_30m",
 )
-
-if TYPE_CHECKING:
-    import requests
-
-
-@functools.cache
-def _session() -> requests.Session:
-    import requests  # imported when used: see sync/fetch.py
-
-    return requests.Session()
 
 
 def endpoint_model_id(provider_model_id: str) -> str:
@@ -87,10 +77,10 @@ def live_endpoints(provider_model_id: str) -> list[dict] | None:
 
 def _fetch(model_id: str) -> list[dict] | None:
     url = f"{settings.OPENROUTER_API_URL.rstrip('/')}/models/{quote(model_id, safe='/')}/endpoints"
-    import requests
+    import requests  # imported when used: see sync/fetch.py
 
     try:
-        response = _session().get(
+        response = http_session.shared().get(
             url,
             headers={"Authorization": f"Bearer {settings.OPENROUTER_API_KEY}"},
             timeout=settings.OPENROUTER_ENDPOINTS_TIMEOUT_SECONDS,
