@@ -365,7 +365,6 @@ def evaluate(
     now = now or timezone.now()
     rules = active_rules(organization) if rules is None else rules
     rule = next((r for r in rules if rule_matches(r, request)), None)
-    bounds_known = True
 
     if rule is not None:
         plan = RoutingPlan(request, rule, rule.strategy, rule.fallback_enabled, rule.max_attempts)
@@ -381,9 +380,9 @@ def evaluate(
             settings.GATEWAY_DEFAULT_MAX_ATTEMPTS,
         )
         targets = _resolve_without_rule(organization, request, plan)
-        bounds_known = request.requested_model != AUTO_MODEL
 
-    if bounds_known:
+    # The auto model's list is queried with the count: its plan holds for that count only.
+    if rule is not None or request.requested_model != AUTO_MODEL:
         plan.token_bounds = _token_bounds(request, rules, targets)
     _expand_candidates(organization, request, plan, targets, now)
     _order(organization, plan, now, rng)
