@@ -28,6 +28,8 @@ from modelhub.routing import (
 
 # Reasons that pass: a credential back from its cooldown or a new quota period.
 TEMPORARY_REASONS = {Reason.CREDENTIAL_COOLING_DOWN, Reason.OVER_QUOTA, Reason.DUPLICATE}
+# In place of the bands of a shape whose plans hold for their own count only.
+EXACT = object()
 
 
 async def load_plan(call: GatewayCall) -> RoutingPlan:
@@ -45,9 +47,9 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
     # Prompts differ in length from one request to the next, and a plan keyed by the
     # exact count would be evaluated (queries on a database thread) for nearly every
     # request. A plan holds for a band of counts (RoutingPlan.token_bounds): the bands
-    # learnt for this shape of request key the plans, the first plan keyed by its count.
-    bounds = plans.get((organization.pk, shape), None)
-    band = bisect_left(bounds, tokens) if bounds is not None else ("tokens", tokens)
+    # learnt for this shape of request key the plans.
+    bounds_key = (organization.pk, shape)
+    bounds = plans.get(bounds_key, None)
 
     async def load() -> RoutingPlan:
         rules = await runtime.rules.get_or_load(
@@ -55,14 +57,24 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
         )
         request = dataclasses.replace(shape, estimated_input_tokens=tokens)
         plan = await runtime.db(evaluate, organization=organization, request=request, rules=rules)
-        if plan.token_bounds is not None:
-            plans.set((organization.pk, shape), plan.token_bounds)
+        plans.set(bounds_key, EXACT if plan.token_bounds is None else plan.token_bounds)
         return plan
 
-    plan = await plans.get_or_load((organization.pk, shape, band), load)
+    if bounds is None:
+        # Bands not known yet (the first request of the shape, or the cache was dropped):
+        # requests in flight wait for one evaluation and take its plan where it holds for
+        # their count. Each evaluating its own held the event loop's interpreter for as
+        # long as a burst of plans took, after every invalidation.
+        plan = await plans.get_or_load((*bounds_key, None), load)
+        if plan.fits(tokens):
+            return plan.for_tokens(tokens)
+        bounds = EXACT if plan.token_bounds is None else plan.token_bounds
+    band = ("tokens", tokens) if bounds is EXACT else bisect_left(bounds, tokens)
+    plan = await plans.get_or_load((*bounds_key, band), load)
     if not plan.fits(tokens):
-        # The bands changed with the catalog or the rules since they were learnt.
-        plan = await load()
+        # The bands changed with the catalog or the rules since they were learnt, or this
+        # band's plan holds for its own count only (``auto`` outside the rules).
+        plan = await plans.get_or_load((*bounds_key, "tokens", tokens), load)
     return plan.for_tokens(tokens)
 
 

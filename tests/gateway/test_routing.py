@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -65,6 +66,53 @@ def test_prompts_of_other_lengths_share_a_plan_within_their_band(
         quoted.append(int(found.group(1)))
     assert len(evaluated) == 3
     assert quoted[0] == evaluated[-1] and 200 < quoted[0] < quoted[1]
+
+
+def test_requests_in_flight_wait_for_one_plan_while_the_bands_are_unknown(
+    gateway, client_key, catalog, upstream, gateway_settings, monkeypatch
+):
+    # After every invalidation the cache is empty, as it is here. Requests in flight then
+    # must not each evaluate a plan for their own prompt length.
+    gateway_settings.GATEWAY_PLAN_CACHE_SECONDS = 60
+    Model.objects.filter(provider_model_id__in=[ALPHA, BETA]).update(context_length=200)
+    evaluated = []
+
+    def slow_counting(**kwargs):
+        evaluated.append(kwargs["request"].estimated_input_tokens)
+        time.sleep(0.3)  # every request of the burst arrives while this one is evaluated
+        return real_evaluate(**kwargs)
+
+    real_evaluate = gateway_plan.evaluate
+    monkeypatch.setattr(gateway_plan, "evaluate", slow_counting)
+
+    async def burst(model, word_counts):
+        sdk = openai.AsyncOpenAI(
+            base_url=f"{gateway.url}/v1", api_key=client_key.raw_key, max_retries=0
+        )
+        async with sdk:
+            return await asyncio.gather(
+                *[
+                    sdk.chat.completions.create(
+                        model=model, messages=[{"role": "user", "content": "hi " * words}]
+                    )
+                    for words in word_counts
+                ],
+                return_exceptions=True,
+            )
+
+    results = asyncio.run(burst(ALPHA, range(1, 13)))
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert len(evaluated) == 1
+
+    # Two bands: the plan first evaluated, then one for the other band (past the context
+    # length), whatever the order the requests come in. (Another model: its bands are
+    # not known yet either.)
+    evaluated.clear()
+    results = asyncio.run(burst("beta/meta/llama-3.1-8b", [1, 400, 2, 450, 3, 500, 4, 550]))
+    served = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, openai.NotFoundError)]
+    assert (len(served), len(refused)) == (4, 4), results
+    assert len(evaluated) == 2
 
 
 def test_auto_picks_the_cheapest_usable_model(client, upstream):
