@@ -206,8 +206,8 @@ def test_a_clean_batch_is_written_without_checking_what_it_names(org, catalog, d
 
 
 def test_a_usage_record_becomes_the_row_it_names_field_by_field(org):
-    """``as_metric`` passes its values by position, in the model's field order: each
-    field must still get its own value."""
+    """``as_metric`` sets the row's attributes itself, without ``Model.__init__``: every
+    concrete field must get its own value, and a field added to the model must be set."""
     # Each value once: the row must carry what the record holds, under the same name.
     fields = {
         "client_key_id": 11,
