@@ -18,7 +18,7 @@ from decimal import Decimal
 import openai
 import pytest
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Sum, signals
 from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 
@@ -248,6 +248,9 @@ def test_a_usage_record_becomes_the_row_it_names_field_by_field(org):
     assert {f.attname: getattr(row, f.attname) for f in ModelMetric._meta.concrete_fields} == (
         expected
     )
+    # Nor may the model gain a receiver that Model.__init__ would have run.
+    assert not signals.pre_init.has_listeners(ModelMetric)
+    assert not signals.post_init.has_listeners(ModelMetric)
 
 
 def test_write_at_exit_isolates_the_same_way(org, catalog, doomed, caplog):
