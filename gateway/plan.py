@@ -10,6 +10,7 @@ can act on it.
 from __future__ import annotations
 
 import dataclasses
+import random
 from bisect import bisect_left
 
 from django.utils import timezone
@@ -30,6 +31,8 @@ from modelhub.routing import (
 TEMPORARY_REASONS = {Reason.CREDENTIAL_COOLING_DOWN, Reason.OVER_QUOTA, Reason.DUPLICATE}
 # In place of the bands of a shape whose plans hold for their own count only.
 EXACT = object()
+# Draws the order of weighted plans.
+DRAWS = random.Random()
 
 
 async def load_plan(call: GatewayCall) -> RoutingPlan:
@@ -67,7 +70,7 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
         # long as a burst of plans took, after every invalidation.
         plan = await plans.get_or_load((*bounds_key, None), load)
         if plan.fits(tokens):
-            return plan.for_tokens(tokens)
+            return plan.for_tokens(tokens).drawn(DRAWS)
         bounds = EXACT if plan.token_bounds is None else plan.token_bounds
     band = ("tokens", tokens) if bounds is EXACT else bisect_left(bounds, tokens)
     plan = await plans.get_or_load((*bounds_key, band), load)
@@ -75,7 +78,8 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
         # The bands changed with the catalog or the rules since they were learnt, or this
         # band's plan holds for its own count only (``auto`` outside the rules).
         plan = await plans.get_or_load((*bounds_key, "tokens", tokens), load)
-    return plan.for_tokens(tokens)
+    # A weighted plan's order is drawn for each request, not once per cached plan.
+    return plan.for_tokens(tokens).drawn(DRAWS)
 
 
 def usable_candidates(call: GatewayCall, plan: RoutingPlan) -> list[Candidate]:

@@ -280,6 +280,9 @@ class RoutingPlan:
     # is the same for any count on the same side of each. None when it holds only for
     # the request's own count (the ``auto`` model's list is queried with it).
     token_bounds: tuple[int, ...] | None = None
+    # A weighted plan's candidates before their order was drawn, and how many rejections
+    # came before it: what :meth:`drawn` draws again from.
+    draw_from: tuple[tuple[Candidate, ...], int] | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -292,6 +295,18 @@ class RoutingPlan:
             return True
         bounds = self.token_bounds
         return bounds is not None and bisect_left(bounds, tokens) == bisect_left(bounds, own)
+
+    def drawn(self, rng: random.Random) -> RoutingPlan:
+        """A weighted plan with its order drawn afresh, as evaluating it again would; any
+        other plan as it is. Callers that reuse a plan call this for each request."""
+        if self.draw_from is None:
+            return self
+        candidates, rejected = self.draw_from
+        plan = dataclasses.replace(
+            self, candidates=list(candidates), rejected=self.rejected[:rejected]
+        )
+        _arrange(plan, rng)
+        return plan
 
     def for_tokens(self, tokens: int) -> RoutingPlan:
         """This plan as evaluated for ``tokens`` input tokens (a count it :meth:`fits`).
@@ -385,21 +400,12 @@ def evaluate(
     if rule is not None or request.requested_model != AUTO_MODEL:
         plan.token_bounds = _token_bounds(request, rules, targets)
     _expand_candidates(organization, request, plan, targets, now)
-    _order(organization, plan, now, rng)
-    if request.preferences is not None:
-        _apply_preferences(organization, plan, request.preferences, now)
-    if not plan.fallback_enabled and len(plan.candidates) > 1:
-        for dropped in plan.candidates[1:]:
-            plan.rejected.append(
-                Rejection(
-                    dropped.model,
-                    request.requested_model,
-                    Reason.FALLBACK_DISABLED,
-                    "The matched rule does not allow fallbacks.",
-                    dropped.credential,
-                )
-            )
-        del plan.candidates[1:]
+    _observe(organization, plan, now)
+    if plan.strategy == RoutingStrategy.WEIGHTED and len(plan.candidates) > 1:
+        # A new order is drawn for each request (RoutingPlan.drawn): a cached plan would
+        # otherwise send every request to its one draw's first candidate.
+        plan.draw_from = (tuple(plan.candidates), len(plan.rejected))
+    _arrange(plan, rng)
     return plan
 
 
@@ -674,42 +680,59 @@ def _credential_problem(credential: ProviderCredential, now: datetime) -> tuple[
     return None
 
 
-def _order(
-    organization: Organization, plan: RoutingPlan, now: datetime, rng: random.Random | None
-) -> None:
+def _observe(organization: Organization, plan: RoutingPlan, now: datetime) -> None:
+    """Put on the candidates the observed figures their ordering reads: latencies for the
+    ``lowest_latency`` strategy or a ``latency`` sort, throughputs for a ``throughput``
+    sort."""
+    candidates = plan.candidates
+    preferences = plan.request.preferences
+    sort = preferences.sort if preferences is not None else None
+    if plan.strategy == RoutingStrategy.LOWEST_LATENCY or sort == "latency":
+        latencies = observed_latencies(organization, {c.model.pk for c in candidates}, now)
+        for candidate in candidates:
+            candidate.observed_latency_ms = latencies.get(candidate.model.pk)
+    if sort == "throughput":
+        throughputs = observed_throughputs(organization, {c.model.pk for c in candidates}, now)
+        for candidate in candidates:
+            candidate.observed_throughput = throughputs.get(candidate.model.pk)
+
+
+def _arrange(plan: RoutingPlan, rng: random.Random | None) -> None:
+    """Order the candidates (the strategy, then the provider preferences) and set aside
+    those the preferences or a rule without fallbacks leave out. Reads no database: what
+    it needs is on the candidates (:func:`_observe`)."""
     candidates = plan.candidates
     if plan.strategy == RoutingStrategy.CHEAPEST:
         candidates.sort(key=lambda c: _price_key(c.model)[:2])
     elif plan.strategy == RoutingStrategy.LOWEST_LATENCY:
-        latencies = observed_latencies(organization, {c.model.pk for c in candidates}, now)
-        for candidate in candidates:
-            candidate.observed_latency_ms = latencies.get(candidate.model.pk)
         candidates.sort(key=lambda c: (c.observed_latency_ms is None, c.observed_latency_ms or 0.0))
     elif plan.strategy == RoutingStrategy.WEIGHTED:
         plan.candidates = weighted_order(candidates, rng or random.Random())
+    if plan.request.preferences is not None:
+        _apply_preferences(plan, plan.request.preferences)
+    if not plan.fallback_enabled and len(plan.candidates) > 1:
+        for dropped in plan.candidates[1:]:
+            plan.rejected.append(
+                Rejection(
+                    dropped.model,
+                    plan.request.requested_model,
+                    Reason.FALLBACK_DISABLED,
+                    "The matched rule does not allow fallbacks.",
+                    dropped.credential,
+                )
+            )
+        del plan.candidates[1:]
 
 
-def _apply_preferences(
-    organization: Organization,
-    plan: RoutingPlan,
-    preferences: ProviderPreferences,
-    now: datetime,
-) -> None:
+def _apply_preferences(plan: RoutingPlan, preferences: ProviderPreferences) -> None:
     """Reorder the candidates by ``sort`` then ``order``; without fallbacks, drop the
     providers the preferences do not name (the first provider's when they name none)."""
     candidates = plan.candidates
     if preferences.sort == "price":
         candidates.sort(key=lambda c: _price_key(c.model)[:2])
     elif preferences.sort == "latency":
-        if plan.strategy != RoutingStrategy.LOWEST_LATENCY:
-            latencies = observed_latencies(organization, {c.model.pk for c in candidates}, now)
-            for candidate in candidates:
-                candidate.observed_latency_ms = latencies.get(candidate.model.pk)
         candidates.sort(key=lambda c: (c.observed_latency_ms is None, c.observed_latency_ms or 0.0))
     elif preferences.sort == "throughput":
-        throughputs = observed_throughputs(organization, {c.model.pk for c in candidates}, now)
-        for candidate in candidates:
-            candidate.observed_throughput = throughputs.get(candidate.model.pk)
         candidates.sort(
             key=lambda c: (c.observed_throughput is None, -(c.observed_throughput or 0.0))
         )

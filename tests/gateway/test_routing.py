@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import Counter
 
 import openai
 import pytest
@@ -113,6 +114,31 @@ def test_requests_in_flight_wait_for_one_plan_while_the_bands_are_unknown(
     refused = [r for r in results if isinstance(r, openai.NotFoundError)]
     assert (len(served), len(refused)) == (4, 4), results
     assert len(evaluated) == 2
+
+
+def test_a_weighted_rule_draws_each_request_from_the_cached_plan(
+    client, org, catalog, upstream, gateway_settings
+):
+    # The plan is cached for the whole test: the weights must still spread the requests.
+    gateway_settings.GATEWAY_PLAN_CACHE_SECONDS = 60
+    routing_rule_save(
+        organization=org,
+        name="split",
+        match_model="split",
+        strategy="weighted",
+        targets=[
+            {"model": catalog["models"]["alpha"], "weight": 1},
+            {"model": catalog["models"]["beta"], "weight": 1},
+        ],
+    )
+    served = Counter(
+        client.chat.completions.with_raw_response.create(model="split", messages=MESSAGES).headers[
+            "x-gateway-model"
+        ]
+        for _ in range(40)
+    )
+    # Even odds: one target for all 40 would happen once in 2**39 runs.
+    assert set(served) == {"alpha/llama-3.1-8b", "beta/meta/llama-3.1-8b"}, served
 
 
 def test_auto_picks_the_cheapest_usable_model(client, upstream):

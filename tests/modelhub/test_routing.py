@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from modelhub.models import ModelMetric, ProviderCredential, RoutingRule
-from modelhub.routing import Reason, RouteRequest, evaluate
+from modelhub.routing import ProviderPreferences, Reason, RouteRequest, evaluate
 from tests.support.api import API
 from tests.support.builders import (
     db_state,
@@ -272,6 +272,77 @@ def test_weighted_order_follows_the_weights(org, world):
     assert 0.70 < firsts["llama-3.1-8b-instruct"] / 2000 < 0.80
     assert firsts["meta-llama/Llama-3.1-8B-Instruct"] == 0
     assert lasts["meta-llama/Llama-3.1-8B-Instruct"] == 2000
+
+
+def test_a_weighted_plan_drawn_again_follows_the_weights(org, world):
+    """A cached plan's order is drawn again for each request (``RoutingPlan.drawn``), with
+    the same odds as evaluating it each time; the evaluation itself runs once."""
+    make_rule(
+        org,
+        [
+            (world["gpt"], world["openai"], 1),
+            (world["groq_llama"], world["groq"], 3),
+            (world["together_llama"], world["together"], 0),
+        ],
+        strategy="weighted",
+    )
+    with CaptureQueriesContext(connection) as evaluated:
+        plan = route(org, "x", rng=random.Random(5))
+    rng = random.Random(1234)
+    firsts = Counter()
+    with CaptureQueriesContext(connection) as drawn:
+        for _ in range(2000):
+            again = plan.drawn(rng)
+            firsts[again.candidates[0].model.provider_model_id] += 1
+            assert again.candidates[-1].model == world["together_llama"]
+            assert sorted(c.pk for c in plan_models(again)) == sorted(
+                c.pk for c in plan_models(plan)
+            )
+    assert evaluated.captured_queries and not drawn.captured_queries
+    assert 0.70 < firsts["llama-3.1-8b-instruct"] / 2000 < 0.80
+    # The cached plan itself is left as it was evaluated.
+    assert plan.drawn(rng) is not plan
+    assert plan_models(plan) == plan_models(route(org, "x", rng=random.Random(5)))
+
+
+def test_a_drawn_plan_keeps_the_preferences_and_the_rule_without_fallbacks(org, world):
+    make_rule(
+        org,
+        [
+            (world["gpt"], world["openai"], 1),
+            (world["groq_llama"], world["groq"], 1),
+            (world["together_llama"], world["together"], 1),
+        ],
+        strategy="weighted",
+        fallback_enabled=False,
+    )
+    plan = route(org, "x", rng=random.Random(3))
+    rng = random.Random(11)
+    firsts = Counter()
+    for _ in range(300):
+        again = plan.drawn(rng)
+        assert len(again.candidates) == 1
+        # The other two, set aside for this draw as evaluation would have.
+        assert sorted(r.reason for r in again.rejected) == [Reason.FALLBACK_DISABLED] * 2
+        firsts[again.candidates[0].model.pk] += 1
+    assert len(firsts) == 3
+    assert len(plan.rejected) == 2  # the cached plan's own rejections are untouched
+
+    # Provider preferences apply after each draw: ``order`` puts together first, always.
+    preferred = route(
+        org,
+        "x",
+        rng=random.Random(3),
+        preferences=ProviderPreferences.build(order=["together"]),
+    )
+    for _ in range(50):
+        assert preferred.drawn(rng).candidates[0].model == world["together_llama"]
+
+
+def test_only_a_weighted_plan_is_drawn_again(org, world):
+    make_rule(org, [world["gpt"], world["mini"]], strategy="priority")
+    plan = route(org, "x")
+    assert plan.drawn(random.Random(1)) is plan
 
 
 def test_weighted_is_deterministic_for_a_seed(org, world):
