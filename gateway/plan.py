@@ -1,10 +1,12 @@
 """Authorize and plan: the routing plan for a request and the candidates its key may use.
 
-Plans come from modelhub's evaluator and are cached briefly per organization, request
-shape (its provider preferences included: they are part of the ``RouteRequest`` key) and
-band of prompt sizes; when no candidate is left, the error says why (not allowed,
-unknown, cooling down, over quota, dropped by the provider preferences) so the client
-can act on it.
+Plans come from modelhub's evaluator and are cached per organization, request shape (its
+provider preferences included: they are part of the ``RouteRequest`` key) and band of
+prompt sizes, until a write drops them (see :mod:`gateway.invalidation`), time alone
+changes them (``RoutingPlan.changes_at``) or ``GATEWAY_PLAN_CACHE_SECONDS`` pass. A
+weighted plan's order is drawn for each request. When no candidate is left, the error
+says why (not allowed, unknown, cooling down, over quota, dropped by the provider
+preferences) so the client can act on it.
 """
 
 from __future__ import annotations
@@ -63,21 +65,28 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
         plans.set(bounds_key, EXACT if plan.token_bounds is None else plan.token_bounds)
         return plan
 
+    def ttl(plan: RoutingPlan) -> float:
+        # Not past the moment time alone changes it (a cooldown ends, a quota period rolls
+        # over): writes are announced and drop it, that moment is not.
+        if plan.changes_at is None:
+            return plans.ttl
+        return min(plans.ttl, max((plan.changes_at - timezone.now()).total_seconds(), 0.0))
+
     if bounds is None:
         # Bands not known yet (the first request of the shape, or the cache was dropped):
         # requests in flight wait for one evaluation and take its plan where it holds for
         # their count. Each evaluating its own held the event loop's interpreter for as
         # long as a burst of plans took, after every invalidation.
-        plan = await plans.get_or_load((*bounds_key, None), load)
+        plan = await plans.get_or_load((*bounds_key, None), load, ttl)
         if plan.fits(tokens):
             return plan.for_tokens(tokens).drawn(DRAWS)
         bounds = EXACT if plan.token_bounds is None else plan.token_bounds
     band = ("tokens", tokens) if bounds is EXACT else bisect_left(bounds, tokens)
-    plan = await plans.get_or_load((*bounds_key, band), load)
+    plan = await plans.get_or_load((*bounds_key, band), load, ttl)
     if not plan.fits(tokens):
         # The bands changed with the catalog or the rules since they were learnt, or this
         # band's plan holds for its own count only (``auto`` outside the rules).
-        plan = await plans.get_or_load((*bounds_key, "tokens", tokens), load)
+        plan = await plans.get_or_load((*bounds_key, "tokens", tokens), load, ttl)
     # A weighted plan's order is drawn for each request, not once per cached plan.
     return plan.for_tokens(tokens).drawn(DRAWS)
 

@@ -43,7 +43,7 @@ from modelhub.models import (
     RoutingStrategy,
     RoutingTarget,
 )
-from modelhub.quotas import exhausted_quota
+from modelhub.quotas import exhausted_quota, period_bounds
 from modelhub.selectors import (
     OLLAMA_DEFAULT_TAG,
     callable_providers_q,
@@ -283,6 +283,10 @@ class RoutingPlan:
     # A weighted plan's candidates before their order was drawn, and how many rejections
     # came before it: what :meth:`drawn` draws again from.
     draw_from: tuple[tuple[Candidate, ...], int] | None = None
+    # When time passing alone changes this plan: the earliest end of a rejected
+    # credential's cooldown or of the quota period it has used up. Every other change is
+    # a write, which callers that cache plans hear of (modelhub.invalidation).
+    changes_at: datetime | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -539,6 +543,7 @@ def _expand_candidates(
             problem = _credential_problem(credential, now)
             if problem:
                 plan.rejected.append(Rejection(model, requested, *problem, credential=credential))
+                _note_change(plan, _problem_ends(credential, problem[0], now))
                 continue
             key = (model.pk, credential.pk)
             if key in seen:
@@ -678,6 +683,21 @@ def _credential_problem(credential: ProviderCredential, now: datetime) -> tuple[
     if quota:
         return Reason.OVER_QUOTA, f"The credential's {quota} quota for this period is used up."
     return None
+
+
+def _problem_ends(credential: ProviderCredential, reason: str, now: datetime) -> datetime | None:
+    """When a credential's problem goes away by itself: its cooldown's end, or the end of
+    the quota period it has used up. None for the others (a change is a write)."""
+    if reason == Reason.CREDENTIAL_COOLING_DOWN:
+        return credential.cooldown_until
+    if reason == Reason.OVER_QUOTA:
+        return period_bounds(credential.quota_period, now)[1]
+    return None
+
+
+def _note_change(plan: RoutingPlan, at: datetime | None) -> None:
+    if at is not None and (plan.changes_at is None or at < plan.changes_at):
+        plan.changes_at = at
 
 
 def _observe(organization: Organization, plan: RoutingPlan, now: datetime) -> None:

@@ -537,11 +537,12 @@ OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="").rstrip("/")
 GATEWAY_PROVIDER_BASE_URLS = {"openai": OPENAI_BASE_URL} if OPENAI_BASE_URL else {}
 # Client key lookups, routing plans and model lists are cached per process. Writes to
 # keys, rules, credentials, providers and organizations drop the affected entries on every
-# worker at once (through Redis pub/sub when REDIS_URL is set, in-process otherwise), so
-# these TTLs only bound what no write announces: time passing (a credential's cooldown
-# ending, a quota period rolling over) and, without Redis, other worker processes.
+# worker at once (through Redis pub/sub when REDIS_URL is set, in-process otherwise). A
+# plan also ends when time alone changes it (a credential's cooldown ending, a used-up
+# quota period rolling over). So these TTLs only bound what no write announces: the
+# observed latencies that order some plans and, without Redis, other worker processes.
 GATEWAY_KEY_CACHE_SECONDS = env.float("GATEWAY_KEY_CACHE_SECONDS", default=60.0)
-GATEWAY_PLAN_CACHE_SECONDS = env.float("GATEWAY_PLAN_CACHE_SECONDS", default=2.0)
+GATEWAY_PLAN_CACHE_SECONDS = env.float("GATEWAY_PLAN_CACHE_SECONDS", default=30.0)
 GATEWAY_MODEL_LIST_CACHE_SECONDS = env.float("GATEWAY_MODEL_LIST_CACHE_SECONDS", default=10.0)
 # While a gateway process is not subscribed to those notices (Redis unreachable, or at
 # start-up), its cache entries live at most this long, so staleness stays bounded.

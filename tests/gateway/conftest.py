@@ -102,6 +102,14 @@ def one_minute_window():
 
 
 @pytest.fixture
+def long_plan_cache(gateway_settings):
+    """Plans cached for a minute. Request it before the gateway: its runtime reads the
+    setting when it starts."""
+    gateway_settings.GATEWAY_PLAN_CACHE_SECONDS = 60
+    return gateway_settings
+
+
+@pytest.fixture
 def redis_limits(gateway_settings):
     """The gateway counts limits in Redis (emptied first); a synchronous client of it."""
     import redis

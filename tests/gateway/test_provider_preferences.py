@@ -252,8 +252,7 @@ def test_preferences_leaving_a_provider_without_credential_say_so(client, org, t
     )
 
 
-def test_different_preferences_get_different_cached_plans(client, upstream, gateway_settings):
-    gateway_settings.GATEWAY_PLAN_CACHE_SECONDS = 60
+def test_different_preferences_get_different_cached_plans(long_plan_cache, client, upstream):
     assert served_by(chat(client, {"only": ["azure"]})) == "azure"
     assert served_by(chat(client, {"only": ["together"]})) == "together"
     assert served_by(chat(client)) == "openai"

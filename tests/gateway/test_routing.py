@@ -9,6 +9,7 @@ from collections import Counter
 
 import openai
 import pytest
+from django.utils import timezone
 
 from gateway import plan as gateway_plan
 from modelhub.models import HealthStatus, Model, Provider, ProviderCredential
@@ -35,9 +36,8 @@ def test_alias_of_a_routing_rule(client, org, catalog, upstream):
 
 
 def test_prompts_of_other_lengths_share_a_plan_within_their_band(
-    client, catalog, upstream, gateway_settings, monkeypatch
+    long_plan_cache, client, catalog, upstream, monkeypatch
 ):
-    gateway_settings.GATEWAY_PLAN_CACHE_SECONDS = 60
     Model.objects.filter(provider_model_id__in=[ALPHA, BETA]).update(context_length=200)
     evaluated = []
 
@@ -70,11 +70,10 @@ def test_prompts_of_other_lengths_share_a_plan_within_their_band(
 
 
 def test_requests_in_flight_wait_for_one_plan_while_the_bands_are_unknown(
-    gateway, client_key, catalog, upstream, gateway_settings, monkeypatch
+    long_plan_cache, gateway, client_key, catalog, upstream, monkeypatch
 ):
     # After every invalidation the cache is empty, as it is here. Requests in flight then
     # must not each evaluate a plan for their own prompt length.
-    gateway_settings.GATEWAY_PLAN_CACHE_SECONDS = 60
     Model.objects.filter(provider_model_id__in=[ALPHA, BETA]).update(context_length=200)
     evaluated = []
 
@@ -117,10 +116,9 @@ def test_requests_in_flight_wait_for_one_plan_while_the_bands_are_unknown(
 
 
 def test_a_weighted_rule_draws_each_request_from_the_cached_plan(
-    client, org, catalog, upstream, gateway_settings
+    long_plan_cache, client, org, catalog, upstream
 ):
     # The plan is cached for the whole test: the weights must still spread the requests.
-    gateway_settings.GATEWAY_PLAN_CACHE_SECONDS = 60
     routing_rule_save(
         organization=org,
         name="split",
@@ -224,7 +222,9 @@ def test_all_candidates_failing_is_502_and_429_keeps_retry_after(client, upstrea
     assert error.value.response.headers["retry-after"] == "7"
 
 
-def test_failing_credential_cools_down_and_recovers(client, upstream, catalog, gateway_settings):
+def test_failing_credential_cools_down_and_recovers(
+    long_plan_cache, client, upstream, catalog, monkeypatch
+):
     credential = catalog["credentials"]["alpha"]
     # Threshold 2: the two failed attempts of this request make it unhealthy.
     upstream.script(ALPHA, Action("status", status=500), Action("status", status=500))
@@ -236,22 +236,35 @@ def test_failing_credential_cools_down_and_recovers(client, upstream, catalog, g
     assert credential.health_status == HealthStatus.UNHEALTHY
     assert credential.cooldown_until is not None
 
-    # While it cools down the evaluator skips it: alpha gets no request.
-    before = len(upstream.requests_for(ALPHA))
-    raw = client.chat.completions.with_raw_response.create(
-        model="alpha/llama-3.1-8b", messages=MESSAGES
-    )
-    assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
-    assert len(upstream.requests_for(ALPHA)) == before
+    # While it cools down the evaluator skips it: alpha gets no request. The plan that
+    # says so is cached (once the notices of the failure have landed).
+    evaluated = []
 
-    # After the cooldown (and the plan cache) it is tried again, and one success heals it.
-    time.sleep(
-        gateway_settings.CREDENTIAL_COOLDOWN_SECONDS + gateway_settings.GATEWAY_PLAN_CACHE_SECONDS
-    )
+    def counting(**kwargs):
+        evaluated.append(kwargs["request"].requested_model)
+        return real_evaluate(**kwargs)
+
+    real_evaluate = gateway_plan.evaluate
+    monkeypatch.setattr(gateway_plan, "evaluate", counting)
+    before = len(upstream.requests_for(ALPHA))
+    time.sleep(0.2)
+    for _ in range(3):
+        raw = client.chat.completions.with_raw_response.create(
+            model="alpha/llama-3.1-8b", messages=MESSAGES
+        )
+        assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
+    assert len(upstream.requests_for(ALPHA)) == before
+    # The first plan, then the one for its band (see the band test above); then cached.
+    assert len(evaluated) == 2
+
+    # When the cooldown ends it is tried again (the cached plan ends with it, long before
+    # the plan cache's minute), and one success heals it.
+    time.sleep(max((credential.cooldown_until - timezone.now()).total_seconds(), 0) + 0.05)
     raw = client.chat.completions.with_raw_response.create(
         model="alpha/llama-3.1-8b", messages=MESSAGES
     )
     assert raw.headers["x-gateway-model"] == "alpha/llama-3.1-8b"
+    assert len(evaluated) == 3
     wait_for(
         lambda: (
             ProviderCredential.objects.get(pk=credential.pk).health_status == HealthStatus.HEALTHY

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from modelhub.models import ModelMetric, ProviderCredential, RoutingRule
+from modelhub.models import ModelMetric, ProviderCredential, QuotaPeriod, RoutingRule
 from modelhub.routing import ProviderPreferences, Reason, RouteRequest, evaluate
 from tests.support.api import API
 from tests.support.builders import (
@@ -420,6 +420,22 @@ def test_credential_problems(org, world):
         ("spent", Reason.OVER_QUOTA),
     ]
     assert "cost" in plan.rejected[2].detail
+    # Time alone changes this plan when the cooldown ends (before the month does).
+    assert plan.changes_at == NOW + timedelta(seconds=30)
+
+
+def test_a_plan_changes_by_itself_when_a_used_up_quota_period_ends(org, world):
+    provider = world["providers"]["openai"]
+    world["openai"].delete()
+    spent = make_credential(
+        org, provider, name="spent", quota_requests=5, quota_period=QuotaPeriod.HOUR
+    )
+    ProviderCredential.objects.filter(pk=spent.pk).update(used_requests=5, period_started_at=NOW)
+    make_rule(org, [world["mini"]])
+    assert route(org, "x").changes_at == NOW + timedelta(hours=1)
+    # Nothing that time alone changes: no such moment.
+    ProviderCredential.objects.filter(pk=spent.pk).update(used_requests=0)
+    assert route(org, "x").changes_at is None
 
 
 def test_pinned_credential_is_the_only_one_tried(org, world):
