@@ -717,6 +717,11 @@ def _observe(organization: Organization, plan: RoutingPlan, now: datetime) -> No
             candidate.observed_throughput = throughputs.get(candidate.model.pk)
 
 
+def _by_latency(candidate: Candidate) -> tuple[bool, float]:
+    """Observed latency first, lowest first; candidates without an observation last."""
+    return candidate.observed_latency_ms is None, candidate.observed_latency_ms or 0.0
+
+
 def _arrange(plan: RoutingPlan, rng: random.Random | None) -> None:
     """Order the candidates (the strategy, then the provider preferences) and set aside
     those the preferences or a rule without fallbacks leave out. Reads no database: what
@@ -725,7 +730,7 @@ def _arrange(plan: RoutingPlan, rng: random.Random | None) -> None:
     if plan.strategy == RoutingStrategy.CHEAPEST:
         candidates.sort(key=lambda c: _price_key(c.model)[:2])
     elif plan.strategy == RoutingStrategy.LOWEST_LATENCY:
-        candidates.sort(key=lambda c: (c.observed_latency_ms is None, c.observed_latency_ms or 0.0))
+        candidates.sort(key=_by_latency)
     elif plan.strategy == RoutingStrategy.WEIGHTED:
         plan.candidates = weighted_order(candidates, rng or random.Random())
     if plan.request.preferences is not None:
@@ -751,7 +756,7 @@ def _apply_preferences(plan: RoutingPlan, preferences: ProviderPreferences) -> N
     if preferences.sort == "price":
         candidates.sort(key=lambda c: _price_key(c.model)[:2])
     elif preferences.sort == "latency":
-        candidates.sort(key=lambda c: (c.observed_latency_ms is None, c.observed_latency_ms or 0.0))
+        candidates.sort(key=_by_latency)
     elif preferences.sort == "throughput":
         candidates.sort(
             key=lambda c: (c.observed_throughput is None, -(c.observed_throughput or 0.0))
