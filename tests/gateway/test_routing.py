@@ -19,6 +19,28 @@ from tests.support.upstream import Action
 
 pytestmark = pytest.mark.usefixtures("catalog")
 
+
+class Evaluations(list):
+    """The requests the gateway evaluated a plan for, in order; each evaluation waits
+    ``delay`` seconds first."""
+
+    delay = 0.0
+
+
+@pytest.fixture
+def evaluations(monkeypatch):
+    evaluated = Evaluations()
+    real_evaluate = gateway_plan.evaluate
+
+    def counting(**kwargs):
+        evaluated.append(kwargs["request"])
+        time.sleep(evaluated.delay)
+        return real_evaluate(**kwargs)
+
+    monkeypatch.setattr(gateway_plan, "evaluate", counting)
+    return evaluated
+
+
 MESSAGES = [{"role": "user", "content": "hi"}]
 ALPHA, BETA = "llama-3.1-8b", "meta/llama-3.1-8b"
 
@@ -36,24 +58,16 @@ def test_alias_of_a_routing_rule(client, org, catalog, upstream):
 
 
 def test_prompts_of_other_lengths_share_a_plan_within_their_band(
-    long_plan_cache, client, catalog, upstream, monkeypatch
+    long_plan_cache, client, catalog, upstream, evaluations
 ):
     Model.objects.filter(provider_model_id__in=[ALPHA, BETA]).update(context_length=200)
-    evaluated = []
-
-    def counting(**kwargs):
-        evaluated.append(kwargs["request"].estimated_input_tokens)
-        return real_evaluate(**kwargs)
-
-    real_evaluate = gateway_plan.evaluate
-    monkeypatch.setattr(gateway_plan, "evaluate", counting)
     for words in (1, 5, 20, 60):
         raw = client.chat.completions.with_raw_response.create(
             model=ALPHA, messages=[{"role": "user", "content": "hi " * words}]
         )
         assert raw.headers["x-gateway-model"] == "alpha/llama-3.1-8b"
     # The first request's own count, then the band its plan holds for.
-    assert len(evaluated) == 2
+    assert len(evaluations) == 2
 
     # Past the context length: a band of its own, and each error quotes its own count.
     quoted = []
@@ -65,25 +79,17 @@ def test_prompts_of_other_lengths_share_a_plan_within_their_band(
         found = re.search(r"smaller than the (\d+) input tokens", error.value.body["message"])
         assert found, error.value.body["message"]
         quoted.append(int(found.group(1)))
-    assert len(evaluated) == 3
-    assert quoted[0] == evaluated[-1] and 200 < quoted[0] < quoted[1]
+    assert len(evaluations) == 3
+    assert quoted[0] == evaluations[-1].estimated_input_tokens and 200 < quoted[0] < quoted[1]
 
 
 def test_requests_in_flight_wait_for_one_plan_while_the_bands_are_unknown(
-    long_plan_cache, gateway, client_key, catalog, upstream, monkeypatch
+    long_plan_cache, gateway, client_key, catalog, upstream, evaluations
 ):
     # After every invalidation the cache is empty, as it is here. Requests in flight then
     # must not each evaluate a plan for their own prompt length.
     Model.objects.filter(provider_model_id__in=[ALPHA, BETA]).update(context_length=200)
-    evaluated = []
-
-    def slow_counting(**kwargs):
-        evaluated.append(kwargs["request"].estimated_input_tokens)
-        time.sleep(0.3)  # every request of the burst arrives while this one is evaluated
-        return real_evaluate(**kwargs)
-
-    real_evaluate = gateway_plan.evaluate
-    monkeypatch.setattr(gateway_plan, "evaluate", slow_counting)
+    evaluations.delay = 0.3  # every request of a burst arrives while the first is evaluated
 
     async def burst(model, word_counts):
         sdk = openai.AsyncOpenAI(
@@ -102,17 +108,17 @@ def test_requests_in_flight_wait_for_one_plan_while_the_bands_are_unknown(
 
     results = asyncio.run(burst(ALPHA, range(1, 13)))
     assert all(not isinstance(r, Exception) for r in results), results
-    assert len(evaluated) == 1
+    assert len(evaluations) == 1
 
     # Two bands: the plan first evaluated, then one for the other band (past the context
     # length), whatever the order the requests come in. (Another model: its bands are
     # not known yet either.)
-    evaluated.clear()
+    evaluations.clear()
     results = asyncio.run(burst("beta/meta/llama-3.1-8b", [1, 400, 2, 450, 3, 500, 4, 550]))
     served = [r for r in results if not isinstance(r, Exception)]
     refused = [r for r in results if isinstance(r, openai.NotFoundError)]
     assert (len(served), len(refused)) == (4, 4), results
-    assert len(evaluated) == 2
+    assert len(evaluations) == 2
 
 
 def test_a_weighted_rule_draws_each_request_from_the_cached_plan(
@@ -223,7 +229,7 @@ def test_all_candidates_failing_is_502_and_429_keeps_retry_after(client, upstrea
 
 
 def test_failing_credential_cools_down_and_recovers(
-    long_plan_cache, client, upstream, catalog, monkeypatch
+    long_plan_cache, client, upstream, catalog, evaluations
 ):
     credential = catalog["credentials"]["alpha"]
     # Threshold 2: the two failed attempts of this request make it unhealthy.
@@ -238,14 +244,7 @@ def test_failing_credential_cools_down_and_recovers(
 
     # While it cools down the evaluator skips it: alpha gets no request. The plan that
     # says so is cached (once the notices of the failure have landed).
-    evaluated = []
-
-    def counting(**kwargs):
-        evaluated.append(kwargs["request"].requested_model)
-        return real_evaluate(**kwargs)
-
-    real_evaluate = gateway_plan.evaluate
-    monkeypatch.setattr(gateway_plan, "evaluate", counting)
+    evaluations.clear()
     before = len(upstream.requests_for(ALPHA))
     time.sleep(0.2)
     for _ in range(3):
@@ -255,7 +254,7 @@ def test_failing_credential_cools_down_and_recovers(
         assert raw.headers["x-gateway-model"] == "beta/meta/llama-3.1-8b"
     assert len(upstream.requests_for(ALPHA)) == before
     # The first plan, then the one for its band (see the band test above); then cached.
-    assert len(evaluated) == 2
+    assert len(evaluations) == 2
 
     # When the cooldown ends it is tried again (the cached plan ends with it, long before
     # the plan cache's minute), and one success heals it.
@@ -264,7 +263,7 @@ def test_failing_credential_cools_down_and_recovers(
         model="alpha/llama-3.1-8b", messages=MESSAGES
     )
     assert raw.headers["x-gateway-model"] == "alpha/llama-3.1-8b"
-    assert len(evaluated) == 3
+    assert len(evaluations) == 3
     wait_for(
         lambda: (
             ProviderCredential.objects.get(pk=credential.pk).health_status == HealthStatus.HEALTHY

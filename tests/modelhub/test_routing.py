@@ -44,6 +44,21 @@ def reasons(plan):
     return [(r.model, r.reason) for r in plan.rejected]
 
 
+def weighted_rule(org, world, weights, **fields):
+    """A weighted rule over gpt-4o at openai and Llama 3.1 8B at groq and at together,
+    with their credentials, weighing them ``weights``."""
+    return make_rule(
+        org,
+        [
+            (world["gpt"], world["openai"], weights[0]),
+            (world["groq_llama"], world["groq"], weights[1]),
+            (world["together_llama"], world["together"], weights[2]),
+        ],
+        strategy="weighted",
+        **fields,
+    )
+
+
 @pytest.fixture
 def world(org):
     """Three global providers with credentials of ``org`` and a few models."""
@@ -248,15 +263,7 @@ def test_lowest_latency_uses_recent_successful_metrics(org, other_org, world):
 
 
 def test_weighted_order_follows_the_weights(org, world):
-    make_rule(
-        org,
-        [
-            (world["gpt"], world["openai"], 1),
-            (world["groq_llama"], world["groq"], 3),
-            (world["together_llama"], world["together"], 0),
-        ],
-        strategy="weighted",
-    )
+    weighted_rule(org, world, (1, 3, 0))
     rules = list(
         RoutingRule.objects.prefetch_related("targets__model__provider", "targets__credential")
     )
@@ -277,15 +284,7 @@ def test_weighted_order_follows_the_weights(org, world):
 def test_a_weighted_plan_drawn_again_follows_the_weights(org, world):
     """A cached plan's order is drawn again for each request (``RoutingPlan.drawn``), with
     the same odds as evaluating it each time; the evaluation itself runs once."""
-    make_rule(
-        org,
-        [
-            (world["gpt"], world["openai"], 1),
-            (world["groq_llama"], world["groq"], 3),
-            (world["together_llama"], world["together"], 0),
-        ],
-        strategy="weighted",
-    )
+    weighted_rule(org, world, (1, 3, 0))
     with CaptureQueriesContext(connection) as evaluated:
         plan = route(org, "x", rng=random.Random(5))
     rng = random.Random(1234)
@@ -306,16 +305,7 @@ def test_a_weighted_plan_drawn_again_follows_the_weights(org, world):
 
 
 def test_a_drawn_plan_keeps_the_preferences_and_the_rule_without_fallbacks(org, world):
-    make_rule(
-        org,
-        [
-            (world["gpt"], world["openai"], 1),
-            (world["groq_llama"], world["groq"], 1),
-            (world["together_llama"], world["together"], 1),
-        ],
-        strategy="weighted",
-        fallback_enabled=False,
-    )
+    weighted_rule(org, world, (1, 1, 1), fallback_enabled=False)
     plan = route(org, "x", rng=random.Random(3))
     rng = random.Random(11)
     firsts = Counter()
