@@ -9,8 +9,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import cast
 
+import orjson
 from auditlog.context import disable_auditlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -648,10 +650,9 @@ def _metrics_copy(rows: list[ModelMetric]) -> None:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(cast(str, field.column)) for field in fields)
     sql = f"COPY {quote(ModelMetric._meta.db_table)} ({columns}) FROM STDIN"
-    from psycopg.types.json import Jsonb  # the PostgreSQL driver: imported when it is used
-
-    attnames = [field.attname for field in fields]
-    # JSON columns take their values wrapped; a bare list would be dumped as an array.
+    values_of = attrgetter(*(field.attname for field in fields))
+    # JSON columns go as JSON text, which the server parses as it reads the copy (a bare
+    # list would be dumped as an array).
     json_columns = [
         index for index, field in enumerate(fields) if isinstance(field, models.JSONField)
     ]
@@ -661,9 +662,9 @@ def _metrics_copy(rows: list[ModelMetric]) -> None:
         cursor.cursor.copy(sql) as copy,
     ):
         for row in rows:
-            values = [getattr(row, name) for name in attnames]
+            values = list(values_of(row))
             for index in json_columns:
-                values[index] = Jsonb(values[index])
+                values[index] = orjson.dumps(values[index]).decode()
             copy.write_row(values)
 
 

@@ -253,6 +253,26 @@ def test_a_usage_record_becomes_the_row_it_names_field_by_field(org):
     assert not signals.post_init.has_listeners(ModelMetric)
 
 
+def test_a_row_is_read_back_as_it_was_written(org):
+    """The writer's path (a COPY on PostgreSQL): text, numbers and the JSON of the failed
+    attempts come back unchanged, characters the copy format escapes included."""
+    awkward = 'quote " backslash \\ tab \t newline \n unicode \u00e9\u2603 nul-free'
+    failed = [{"provider": 1, "error_type": awkward, "status_code": 502, "detail": None}]
+    record = usage(
+        org.pk,
+        error_message=awkward,
+        failed_attempts=failed,
+        cost=Decimal("0.0001234567"),
+        status_code=502,
+    )
+    write_records([record])
+    row = ModelMetric.objects.get(request_id=record.request_id)
+    assert row.failed_attempts == failed
+    assert row.error_message == awkward
+    assert row.cost == Decimal("0.0001234567")
+    assert row.created_at == record.created_at
+
+
 def test_write_at_exit_isolates_the_same_way(org, catalog, doomed, caplog):
     """The exit hook (a server without lifespan events) writes through the same path and
     reports what it could not write, per reason."""
