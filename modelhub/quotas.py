@@ -84,12 +84,17 @@ def quota_states(credential: ProviderCredential, now: datetime | None = None) ->
     ]
 
 
+def exhausted_state(
+    credential: ProviderCredential, now: datetime | None = None
+) -> QuotaState | None:
+    """The first exhausted quota, or None."""
+    return next((state for state in quota_states(credential, now) if state.exhausted), None)
+
+
 def exhausted_quota(credential: ProviderCredential, now: datetime | None = None) -> str | None:
     """The name of the first exhausted quota, or None."""
-    for state in quota_states(credential, now):
-        if state.exhausted:
-            return state.name
-    return None
+    state = exhausted_state(credential, now)
+    return state.name if state is not None else None
 
 
 def has_quota(credential: ProviderCredential) -> bool:

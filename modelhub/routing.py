@@ -43,7 +43,7 @@ from modelhub.models import (
     RoutingStrategy,
     RoutingTarget,
 )
-from modelhub.quotas import exhausted_quota, period_bounds
+from modelhub.quotas import exhausted_state
 from modelhub.selectors import (
     OLLAMA_DEFAULT_TAG,
     callable_providers_q,
@@ -540,10 +540,11 @@ def _expand_candidates(
             credentials = credentials_by_provider.get(model.provider_id, [])
         usable = 0
         for credential in credentials:
-            problem = _credential_problem(credential, now)
-            if problem:
-                plan.rejected.append(Rejection(model, requested, *problem, credential=credential))
-                _note_change(plan, _problem_ends(credential, problem[0], now))
+            refusal = _credential_problem(credential, now)
+            if refusal:
+                reason, detail, ends_at = refusal
+                plan.rejected.append(Rejection(model, requested, reason, detail, credential))
+                _note_change(plan, ends_at)
                 continue
             key = (model.pk, credential.pk)
             if key in seen:
@@ -670,28 +671,28 @@ def unsupported_parameters(model: Model, parameters: Iterable[str]) -> list[str]
     )
 
 
-def _credential_problem(credential: ProviderCredential, now: datetime) -> tuple[str, str] | None:
+def _credential_problem(
+    credential: ProviderCredential, now: datetime
+) -> tuple[str, str, datetime | None] | None:
+    """Why the credential cannot serve: reason, detail, and when the problem goes away by
+    itself (a cooldown's end, the end of the quota period it used up; None when only a
+    write can change it)."""
     if not credential.is_active:
-        return Reason.CREDENTIAL_INACTIVE, "The credential is disabled."
+        return Reason.CREDENTIAL_INACTIVE, "The credential is disabled.", None
     if credential.cooldown_until and credential.cooldown_until > now:
         return (
             Reason.CREDENTIAL_COOLING_DOWN,
             f"The credential is {credential.health_status} and cooling down until "
             f"{credential.cooldown_until.isoformat()}.",
+            credential.cooldown_until,
         )
-    quota = exhausted_quota(credential, now)
-    if quota:
-        return Reason.OVER_QUOTA, f"The credential's {quota} quota for this period is used up."
-    return None
-
-
-def _problem_ends(credential: ProviderCredential, reason: str, now: datetime) -> datetime | None:
-    """When a credential's problem goes away by itself: its cooldown's end, or the end of
-    the quota period it has used up. None for the others (a change is a write)."""
-    if reason == Reason.CREDENTIAL_COOLING_DOWN:
-        return credential.cooldown_until
-    if reason == Reason.OVER_QUOTA:
-        return period_bounds(credential.quota_period, now)[1]
+    quota = exhausted_state(credential, now)
+    if quota is not None:
+        return (
+            Reason.OVER_QUOTA,
+            f"The credential's {quota.name} quota for this period is used up.",
+            quota.resets_at,
+        )
     return None
 
 
@@ -717,6 +718,11 @@ def _observe(organization: Organization, plan: RoutingPlan, now: datetime) -> No
             candidate.observed_throughput = throughputs.get(candidate.model.pk)
 
 
+def _by_price(candidate: Candidate) -> tuple[int, Decimal]:
+    """Prompt plus completion price, lowest first; candidates without a price last."""
+    return _price_key(candidate.model)[:2]
+
+
 def _by_latency(candidate: Candidate) -> tuple[bool, float]:
     """Observed latency first, lowest first; candidates without an observation last."""
     return candidate.observed_latency_ms is None, candidate.observed_latency_ms or 0.0
@@ -728,7 +734,7 @@ def _arrange(plan: RoutingPlan, rng: random.Random | None) -> None:
     it needs is on the candidates (:func:`_observe`)."""
     candidates = plan.candidates
     if plan.strategy == RoutingStrategy.CHEAPEST:
-        candidates.sort(key=lambda c: _price_key(c.model)[:2])
+        candidates.sort(key=_by_price)
     elif plan.strategy == RoutingStrategy.LOWEST_LATENCY:
         candidates.sort(key=_by_latency)
     elif plan.strategy == RoutingStrategy.WEIGHTED:
@@ -754,7 +760,7 @@ def _apply_preferences(plan: RoutingPlan, preferences: ProviderPreferences) -> N
     providers the preferences do not name (the first provider's when they name none)."""
     candidates = plan.candidates
     if preferences.sort == "price":
-        candidates.sort(key=lambda c: _price_key(c.model)[:2])
+        candidates.sort(key=_by_price)
     elif preferences.sort == "latency":
         candidates.sort(key=_by_latency)
     elif preferences.sort == "throughput":
