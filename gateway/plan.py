@@ -37,6 +37,11 @@ EXACT = object()
 DRAWS = random.Random()
 
 
+def _bands(plan: RoutingPlan) -> tuple[int, ...] | object:
+    """What the plan says of its shape's bands: its token bounds, or EXACT."""
+    return EXACT if plan.token_bounds is None else plan.token_bounds
+
+
 async def load_plan(call: GatewayCall) -> RoutingPlan:
     runtime = call.runtime
     plans = runtime.plans
@@ -62,7 +67,7 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
         )
         request = dataclasses.replace(shape, estimated_input_tokens=tokens)
         plan = await runtime.db(evaluate, organization=organization, request=request, rules=rules)
-        plans.set(bounds_key, EXACT if plan.token_bounds is None else plan.token_bounds)
+        plans.set(bounds_key, _bands(plan))
         return plan
 
     def ttl(plan: RoutingPlan) -> float:
@@ -80,7 +85,7 @@ async def load_plan(call: GatewayCall) -> RoutingPlan:
         plan = await plans.get_or_load((*bounds_key, None), load, ttl)
         if plan.fits(tokens):
             return plan.for_tokens(tokens).drawn(DRAWS)
-        bounds = EXACT if plan.token_bounds is None else plan.token_bounds
+        bounds = _bands(plan)
     band = ("tokens", tokens) if bounds is EXACT else bisect_left(bounds, tokens)
     plan = await plans.get_or_load((*bounds_key, band), load, ttl)
     if not plan.fits(tokens):
