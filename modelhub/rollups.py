@@ -3,7 +3,9 @@
 Each batch of metrics is folded into per-day rows with one upsert statement per table
 (``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``, which PostgreSQL and
 SQLite both speak), so the dashboard aggregates a few thousand daily rows instead of
-millions of requests. Latency percentiles come from bucket counts, as Prometheus
+millions of requests. On PostgreSQL the gateway's writer has the database fold the rows
+in the statement that inserts them (``fold_in_database``); elsewhere they are folded
+here (``add_metrics``). ``rebuild`` computes the same sums from the rows. Latency percentiles come from bucket counts, as Prometheus
 histograms do: a percentile is reported as the upper bound of its bucket.
 """
 
@@ -70,22 +72,83 @@ def _day(metric: ModelMetric) -> date:
     return metric.created_at.astimezone(UTC).date()
 
 
-def _upsert(table: str, key: tuple[str, ...], columns: tuple[str, ...], rows: list[tuple]) -> None:
-    if not rows:
-        return
+def _adding(table: str, key: tuple[str, ...], columns: tuple[str, ...], rows: str) -> str:
+    """``INSERT`` of ``rows`` (a ``VALUES`` list or a ``SELECT``) that adds each counter
+    to the row already there for its key."""
     quote = connection.ops.quote_name
     names = ", ".join(quote(c) for c in (*key, *columns))
-    placeholders = "(" + ", ".join(["%s"] * (len(key) + len(columns))) + ")"
     updates = ", ".join(
         f"{quote(c)} = {quote(table)}.{quote(c)} + excluded.{quote(c)}" for c in columns
     )
-    sql = (
-        f"INSERT INTO {quote(table)} ({names}) VALUES "  # noqa: S608 - identifiers are ours
-        + ", ".join([placeholders] * len(rows))
-        + f" ON CONFLICT ({', '.join(quote(c) for c in key)}) DO UPDATE SET {updates}"
+    return (
+        f"INSERT INTO {quote(table)} ({names}) {rows}"
+        f" ON CONFLICT ({', '.join(quote(c) for c in key)}) DO UPDATE SET {updates}"
     )
+
+
+def _upsert(table: str, key: tuple[str, ...], columns: tuple[str, ...], rows: list[tuple]) -> None:
+    if not rows:
+        return
+    placeholders = "(" + ", ".join(["%s"] * (len(key) + len(columns))) + ")"
+    sql = _adding(table, key, columns, "VALUES " + ", ".join([placeholders] * len(rows)))
     with connection.cursor() as cursor:
         cursor.execute(sql, [value for row in rows for value in row])
+
+
+# What the database folds for a rollup, from rows with ModelMetric's columns
+# (``fold_in_database``); the same sums as ``add_metrics`` below.
+_DAY = "(created_at AT TIME ZONE 'UTC')::date"
+_USAGE_FOLD = (
+    "organization_id", _DAY, "COALESCE(provider_id, 0)", "COALESCE(model_id, 0)",
+    "COALESCE(client_key_id, 0)", "served_model",
+    "count(*)", "count(*) FILTER (WHERE NOT success)", "sum(input_tokens)",
+    "sum(output_tokens)", "sum(total_tokens)", "sum(cost)",
+    "COALESCE(sum(latency_ms) FILTER (WHERE success), 0)", "count(*) FILTER (WHERE success)",
+    "sum(fallbacks_used)", "count(*) FILTER (WHERE error_source = %s)",
+    "count(*) FILTER (WHERE error_source = %s)",
+)  # fmt: skip
+# latency_bucket() in SQL: for integers, the bounds below ``ms`` are the bounds up to ms - 1.
+_LATENCY_FOLD = (
+    "organization_id", _DAY, "COALESCE(provider_id, 0)",
+    "width_bucket(latency_ms - 1, ARRAY[" + ", ".join(map(str, LATENCY_BUCKETS_MS)) + "])",
+    "count(*)",
+)  # fmt: skip
+METRIC_FOLD_COLUMNS = (
+    "organization_id", "created_at", "provider_id", "model_id", "client_key_id", "served_model",
+    "success", "input_tokens", "output_tokens", "total_tokens", "cost", "latency_ms",
+    "fallbacks_used", "error_source",
+)  # fmt: skip
+
+
+def fold_in_database(source: str) -> tuple[str, list]:
+    """Common table expressions that fold the rows of the query named ``source`` into
+    both rollups, for a statement that writes the rows and their rollups at once
+    (PostgreSQL): ``WITH source AS (...), <these>`` then ``SELECT``. The source must
+    give the ``METRIC_FOLD_COLUMNS``. The params of the expressions are returned with
+    them."""
+
+    def grouped(fold: tuple[str, ...], keys: int, where: str = "") -> str:
+        # In key order: two workers folding at once lock the rows they share in the same
+        # order, so neither waits for the other while holding a row it needs.
+        positions = ", ".join(str(n) for n in range(1, keys + 1))
+        return (
+            f"SELECT {', '.join(fold)} FROM {source}{where} "  # noqa: S608 - identifiers are ours
+            f"GROUP BY {positions} ORDER BY {positions}"
+        )
+
+    usage = _adding(
+        MetricDaily._meta.db_table, USAGE_KEY, USAGE_COLUMNS, grouped(_USAGE_FOLD, len(USAGE_KEY))
+    )
+    latency = _adding(
+        MetricDailyLatency._meta.db_table,
+        LATENCY_KEY,
+        ("count",),
+        grouped(_LATENCY_FOLD, len(LATENCY_KEY), " WHERE success"),
+    )
+    return (
+        f"folded_usage AS ({usage}), folded_latency AS ({latency})",
+        [ErrorSource.CLIENT.value, ErrorSource.PROVIDER.value],
+    )
 
 
 def add_metrics(metrics: Iterable[ModelMetric], chunk: int = 200) -> None:

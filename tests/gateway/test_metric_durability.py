@@ -13,6 +13,7 @@ import logging
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import openai
@@ -20,6 +21,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Count, Sum, signals
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from gateway import runtime as gateway_runtime
@@ -188,6 +190,58 @@ def test_write_isolates_dangling_references_and_refused_rows(org, catalog, doome
     assert rollup_snapshot() == written
 
 
+def test_the_rollups_written_with_the_rows_are_what_a_rebuild_computes(
+    transactional_db, org, catalog
+):
+    """The writer folds its rows into the rollups as it writes them (on PostgreSQL, in the
+    same statement); ``rebuild()`` computes them again from the rows. Latencies on and
+    around the bucket bounds, successes and failures of each source, two UTC days, a
+    request that reached no provider, and each key of the usage rollup."""
+    alpha = catalog["models"]["alpha"]
+    beta = catalog["models"]["beta"]
+    key = services.client_key_create(organization=org, name="fold").client_key
+    now = timezone.now()
+    yesterday = now.replace(hour=23, minute=59, second=59) - timedelta(days=1)
+    on_alpha = {
+        "provider_id": alpha.provider_id,
+        "model_id": alpha.pk,
+        "served_model": alpha.catalog_id,
+    }
+    on_beta = {
+        "provider_id": beta.provider_id,
+        "model_id": beta.pk,
+        "served_model": beta.catalog_id,
+    }
+    latencies = [0, 1, 24, 25, 26, 99, 100, 101, 119_999, 120_000, 120_001, 900_000]
+    batch = [
+        usage(org.pk, latency_ms=latency, cost=Decimal(f"0.00{index}7"), **on_alpha)
+        for index, latency in enumerate(latencies)
+    ]
+    batch += [
+        usage(org.pk, client_key_id=key.pk, input_tokens=3, output_tokens=0, **on_beta),
+        usage(org.pk, created_at=yesterday, fallbacks_used=2, **on_beta),
+        usage(org.pk, status_code=400, error_type="invalid_request_error", **on_alpha),
+        usage(org.pk, status_code=502, error_type="upstream_error", **on_beta),
+        usage(org.pk, status_code=429, error_type="rate_limit_exceeded", attempts=0),
+        usage(org.pk, status_code=503, error_type="no_provider_available", attempts=0),
+    ]
+    outcome = write_records(batch)
+    assert outcome.written == len(batch) and not outcome.dropped
+
+    written = rollup_snapshot()
+    usage_rows, latency_rows = written
+    assert sum(row[6] for row in usage_rows) == len(batch)
+    assert {row[1] for row in usage_rows} == {now.astimezone(UTC).date(), yesterday.date()}
+    buckets = {row[3]: row[4] for row in latency_rows if row[2] == alpha.provider_id}
+    expected: dict[int, int] = {}
+    for latency in latencies:
+        bucket = rollups.latency_bucket(latency)
+        expected[bucket] = expected.get(bucket, 0) + 1
+    assert buckets == expected
+    rollups.rebuild()
+    assert rollup_snapshot() == written
+
+
 def test_a_clean_batch_is_written_without_checking_what_it_names(org, catalog, doomed):
     """References are only looked up when the database refuses a batch: a batch whose
     rows all name live rows costs no query per referenced table."""
@@ -254,8 +308,8 @@ def test_a_usage_record_becomes_the_row_it_names_field_by_field(org):
 
 
 def test_a_row_is_read_back_as_it_was_written(org):
-    """The writer's path (a COPY on PostgreSQL): text, numbers and the JSON of the failed
-    attempts come back unchanged, characters the copy format escapes included."""
+    """The writer's path (rows as one JSON array on PostgreSQL): text, numbers and the
+    JSON of the failed attempts come back unchanged, characters JSON escapes included."""
     awkward = 'quote " backslash \\ tab \t newline \n unicode \u00e9\u2603 nul-free'
     failed = [{"provider": 1, "error_type": awkward, "status_code": 502, "detail": None}]
     record = usage(

@@ -220,6 +220,8 @@ def rollup_snapshot() -> tuple[list, list]:
             "served_model",
             "requests",
             "errors",
+            "input_tokens",
+            "output_tokens",
             "total_tokens",
             "cost",
             "latency_sum_ms",
