@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from operator import attrgetter
+from operator import itemgetter
 from typing import cast
 
 import orjson
@@ -640,23 +640,34 @@ def metrics_detach_deleted_references(rows: Iterable[ModelMetric]) -> MetricRefe
     return MetricReferenceCheck(rows=rows, orphaned=orphaned, detached=detached)
 
 
-def _metrics_insert(rows: list[ModelMetric]) -> None:
-    """Write the rows and fold them into the daily rollups in one statement (PostgreSQL).
+def encode_metric_row(values: Mapping[str, object]) -> bytes:
+    """A metric row as ``metrics_insert_encoded`` takes it: the JSON array of its values
+    (``values`` maps ModelMetric's attribute names to them), in the statement's order.
+    A value JSON cannot hold is the row's fault: ``ValueError``."""
+    try:
+        return orjson.dumps(_metrics_insert_statement()[2](values), default=_json_value)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"A value of the metric row cannot be written: {exc}") from exc
 
-    The rows go as one JSON array, which orjson makes in C and the server takes apart;
-    the rollups are summed by the database from what it inserted. Formatting the rows
-    and folding them in Python cost the gateway's writer thread several times the
-    database's own work, holding the GIL away from the event loop while it ran. The
-    database checks what it always does (types, lengths, constraints, foreign keys at
-    commit); its errors come out as Django's. The rows get no primary keys back."""
-    sql, params, values_of = _metrics_insert_statement()
-    payload = orjson.dumps([values_of(row) for row in rows], default=_json_value)
+
+def metrics_insert_encoded(encoded: Sequence[bytes]) -> None:
+    """Write rows made by ``encode_metric_row`` and fold them into the daily rollups, in
+    one statement (PostgreSQL).
+
+    The rows go as one JSON array, which the server takes apart; the rollups are summed by
+    the database from what it inserted. Formatting the rows for COPY and folding them in
+    Python cost the gateway's writer thread several times the database's own work,
+    holding the GIL away from the event loop while it ran. The database checks what it
+    always does (types, lengths, constraints, foreign keys at commit); its errors come
+    out as Django's. The rows get no primary keys back."""
+    sql, params, _ = _metrics_insert_statement()
+    payload = b"[" + b",".join(encoded) + b"]"
     with connection.cursor() as cursor:
         cursor.execute(sql, [payload.decode(), *params])
 
 
 @functools.cache
-def _metrics_insert_statement() -> tuple[str, list, attrgetter]:
+def _metrics_insert_statement() -> tuple[str, list, itemgetter]:
     fields = [field for field in ModelMetric._meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
     # JSON columns are taken as JSON; the rest as text cast to the column's type (a
@@ -674,7 +685,7 @@ def _metrics_insert_statement() -> tuple[str, list, attrgetter]:
         f"SELECT {selected} FROM jsonb_array_elements(%s::jsonb) AS item "
         f"RETURNING {', '.join(rollups.METRIC_FOLD_COLUMNS)}), {fold} SELECT 1"
     )
-    return sql, params, attrgetter(*(field.attname for field in fields))
+    return sql, params, itemgetter(*(field.attname for field in fields))
 
 
 def _json_value(value):
@@ -701,7 +712,7 @@ def metrics_bulk_create(rows: Iterable[ModelMetric], batch_size: int = 500) -> i
     with transaction.atomic():
         if connection.vendor == "postgresql":
             if rows:
-                _metrics_insert(rows)
+                metrics_insert_encoded([encode_metric_row(row.__dict__) for row in rows])
             return len(rows)
         created = ModelMetric.objects.bulk_create(rows, batch_size=batch_size)
         rollups.add_metrics(created)

@@ -29,6 +29,7 @@ from gateway.accounting import MetricRecorder, UsageRecord, write_records
 from modelhub import rollups, services
 from modelhub.models import (
     ClientKey,
+    ErrorSource,
     MetricDaily,
     Model,
     ModelMetric,
@@ -296,7 +297,7 @@ def test_a_usage_record_becomes_the_row_it_names_field_by_field(org):
         "requested_model": "alpha/llama-3.1-8b",
         "total_tokens": 43,
         "success": False,
-        "error_source": "",
+        "error_source": ErrorSource.PROVIDER,
         "created_at": record.created_at,
     }
     assert {f.attname: getattr(row, f.attname) for f in ModelMetric._meta.concrete_fields} == (
@@ -420,6 +421,32 @@ def test_rows_wait_for_an_unreachable_database_up_to_the_limit(settings, org, li
     }
     assert dropped("queue_full") - before["queue_full"] == 2
     assert dropped("invalid_row") == before["invalid_row"]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the PostgreSQL writer's path")
+def test_a_row_is_encoded_when_recorded_and_one_that_cannot_be_is_dropped_alone(org, live, caplog):
+    """The recorder encodes each row as its request is recorded, so that the writer thread
+    only joins them. A row that cannot be encoded (a value JSON has no form for) is left
+    to the writer, which drops it alone, reported, and writes the others."""
+    records = [usage(org.pk, **live) for _ in range(5)]
+    records[2].failed_attempts = [{"detail": object()}]
+    before = dropped("invalid_row")
+
+    async def scenario(recorder):
+        for record in records:
+            recorder.record(record)
+        assert [record.encoded is not None for record in records] == [1, 1, 0, 1, 1]
+        assert records[0].encoded == records[0].encode()
+        await recorder.flush()
+        assert recorder.pending == []
+
+    with caplog.at_level(logging.ERROR, logger="gateway.accounting"):
+        run_recorder(UnavailableDatabase(failing=set()), scenario)
+    assert set(ModelMetric.objects.values_list("request_id", flat=True)) == {
+        record.request_id for i, record in enumerate(records) if i != 2
+    }
+    assert dropped("invalid_row") - before == 1
+    assert f"Could not encode the metric row of request {records[2].request_id}" in caplog.text
 
 
 def test_a_part_written_before_the_database_went_away_is_not_written_twice(
