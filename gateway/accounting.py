@@ -132,10 +132,10 @@ class UsageRecord:
 
     def as_metric(self) -> ModelMetric:
         # The row's attributes are set as ``Model.from_db`` leaves them, without
-        # ``Model.__init__``: its per-field work (descriptors, defaults, signals) was two
-        # thirds of the writer's Python time, on a thread that shares the interpreter with
-        # the event loop. ModelMetric has no field default or receiver this would skip,
-        # and a test checks that every concrete field is set.
+        # ``Model.__init__``, whose per-field work (descriptors, defaults, signals) cost
+        # several times this on the writer thread, which shares the interpreter with the
+        # event loop. ModelMetric has no field default or receiver this would skip, and a
+        # test checks that every concrete field is set.
         metric = ModelMetric.__new__(ModelMetric)
         metric._state = ModelState()
         metric.__dict__.update(self.metric_values())

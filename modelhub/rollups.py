@@ -5,8 +5,9 @@ Each batch of metrics is folded into per-day rows with one upsert statement per 
 SQLite both speak), so the dashboard aggregates a few thousand daily rows instead of
 millions of requests. On PostgreSQL the gateway's writer has the database fold the rows
 in the statement that inserts them (``fold_in_database``); elsewhere they are folded
-here (``add_metrics``). ``rebuild`` computes the same sums from the rows. Latency percentiles come from bucket counts, as Prometheus
-histograms do: a percentile is reported as the upper bound of its bucket.
+here (``add_metrics``). ``rebuild`` computes the same sums from the rows. Latency
+percentiles come from bucket counts, as Prometheus histograms do: a percentile is
+reported as the upper bound of its bucket.
 """
 
 from __future__ import annotations
