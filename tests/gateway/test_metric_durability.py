@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import tracemalloc
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
@@ -192,12 +193,14 @@ def test_write_isolates_dangling_references_and_refused_rows(org, catalog, doome
 
 
 def test_the_rollups_written_with_the_rows_are_what_a_rebuild_computes(
-    transactional_db, org, catalog
+    transactional_db, org, catalog, monkeypatch
 ):
     """The writer folds its rows into the rollups as it writes them (on PostgreSQL, in the
-    same statement); ``rebuild()`` computes them again from the rows. Latencies on and
-    around the bucket bounds, successes and failures of each source, two UTC days, a
-    request that reached no provider, and each key of the usage rollup."""
+    statements that insert them, here of 5 rows each); ``rebuild()`` computes them again
+    from the rows. Latencies on and around the bucket bounds, successes and failures of
+    each source, two UTC days, a request that reached no provider, and each key of the
+    usage rollup."""
+    monkeypatch.setattr(services, "METRIC_ROWS_PER_STATEMENT", 5)
     alpha = catalog["models"]["alpha"]
     beta = catalog["models"]["beta"]
     key = services.client_key_create(organization=org, name="fold").client_key
@@ -306,6 +309,22 @@ def test_a_usage_record_becomes_the_row_it_names_field_by_field(org):
     # Nor may the model gain a receiver that Model.__init__ would have run.
     assert not signals.pre_init.has_listeners(ModelMetric)
     assert not signals.post_init.has_listeners(ModelMetric)
+
+
+def test_an_encoded_row_takes_the_memory_of_its_length(org):
+    """A worker holds a batch of encoded rows at a time: each is copied out of orjson's
+    output, whose buffer is several kilobytes however short the row."""
+    records = [usage(org.pk) for _ in range(200)]
+    records[0].encode()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        encoded = [record.encode() for record in records]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    length = sum(map(len, encoded))
+    assert length < held < 2 * length
 
 
 def test_a_row_is_read_back_as_it_was_written(org):
