@@ -26,7 +26,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from gateway import runtime as gateway_runtime
-from gateway.accounting import MetricRecorder, UsageRecord, write_records
+from gateway.accounting import MetricRecorder, UsageRecord, WriteOutcome, write_records
 from modelhub import rollups, services
 from modelhub.models import (
     ClientKey,
@@ -242,6 +242,46 @@ def test_the_rollups_written_with_the_rows_are_what_a_rebuild_computes(
         bucket = rollups.latency_bucket(latency)
         expected[bucket] = expected.get(bucket, 0) + 1
     assert buckets == expected
+    rollups.rebuild()
+    assert rollup_snapshot() == written
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite runs one writer at a time")
+def test_writers_flushing_at_once_add_up_in_the_rollups(transactional_db, org, catalog):
+    """Workers share the database: batches naming the same rollup rows, written from
+    several threads at once (each with its own connection), all land, and the rollups
+    count every row once. The keys come in a different order in each batch."""
+    models = [catalog["models"]["alpha"], catalog["models"]["beta"]]
+    latencies = [10, 60, 130, 900, 2_200]
+
+    def batch(seed: int) -> list[UsageRecord]:
+        records = [
+            usage(
+                org.pk,
+                provider_id=model.provider_id,
+                model_id=model.pk,
+                served_model=model.catalog_id,
+                latency_ms=latency,
+            )
+            for model in models
+            for latency in latencies
+        ]
+        return records[seed % len(records) :] + records[: seed % len(records)]
+
+    def write(seed: int) -> WriteOutcome:
+        try:
+            return write_records(batch(seed)[:: 1 if seed % 2 else -1])
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(write, range(24)))
+
+    assert [outcome.written for outcome in outcomes] == [10] * 24
+    assert not any(outcome.dropped for outcome in outcomes)
+    assert ModelMetric.objects.count() == 240
+    assert sum(MetricDaily.objects.values_list("requests", flat=True)) == 240
+    written = rollup_snapshot()
     rollups.rebuild()
     assert rollup_snapshot() == written
 
