@@ -447,14 +447,14 @@ class MetricRecorder:
         self.unavailable = False
         self.counters = telemetry.CounterBuffer()
         # The PostgreSQL writer takes its rows encoded (``encode_metric_row``).
-        self.encode = connection.vendor == "postgresql"
+        self.encodes_rows = connection.vendor == "postgresql"
 
     def start(self) -> None:
         self.task = self.runtime.loop.create_task(self._run())
 
     def record(self, record: UsageRecord) -> None:
         observe(record, self.counters)
-        if self.encode:
+        if self.encodes_rows:
             # Here, a few microseconds of each request, rather than all of a batch's at
             # once on the writer thread, which would hold the GIL from the event loop
             # meanwhile. A record that cannot be encoded is left to the writer, whose
