@@ -32,7 +32,7 @@ from modelhub.services import (
     encode_metric_row,
     estimate_cost,
     metrics_bulk_create,
-    metrics_detach_deleted_references,
+    metrics_check_references,
     metrics_insert_encoded,
     provider_credential_add_usage,
 )
@@ -301,33 +301,29 @@ def _yield_to_deletions() -> None:
             cursor.execute(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}")
 
 
-def _write_metrics(
-    records: list[UsageRecord], check_references: bool
-) -> MetricReferenceCheck | None:
-    """Write the rows of ``records`` and fold them into the rollups; with
-    ``check_references``, after ``metrics_detach_deleted_references`` (whose check is
-    returned)."""
+def _write_metrics(records: list[UsageRecord]) -> MetricReferenceCheck:
+    """Write the rows of ``records`` and fold them into the rollups, after
+    ``metrics_check_references`` (whose check is returned)."""
     _yield_to_deletions()
-    if not check_references and connection.vendor == "postgresql":
-        metrics_insert_encoded([record.encoded or record.encode() for record in records])
-        return None
-    rows = [record.as_metric() for record in records]
-    if check_references:
-        checked = metrics_detach_deleted_references(rows)
-    else:
-        checked = MetricReferenceCheck(rows=rows, orphaned=[], detached={})
-    metrics_bulk_create(checked.rows)
+    if connection.vendor != "postgresql":
+        return metrics_bulk_create([record.as_metric() for record in records])
+    checked = metrics_check_references(records)
+    if checked.rows:
+        metrics_insert_encoded([_encoded(record, checked) for record in checked.rows])
     return checked
 
 
+def _encoded(record: UsageRecord, checked: MetricReferenceCheck) -> bytes:
+    deleted = checked.deleted_references(record) if checked.missing else None
+    if deleted:
+        return encode_metric_row({**record.metric_values(), **deleted})
+    return record.encoded or record.encode()
+
+
 def _settle(
-    outcome: WriteOutcome, records: list[UsageRecord], checked: MetricReferenceCheck | None
+    outcome: WriteOutcome, records: list[UsageRecord], checked: MetricReferenceCheck
 ) -> None:
     """Book a committed part of the batch."""
-    if checked is None:
-        outcome.written += len(records)
-        outcome.done(records)
-        return
     outcome.written += len(checked.rows)
     outcome.detached.update(checked.detached)
     if checked.orphaned:
@@ -346,20 +342,17 @@ def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = Non
 
     Two transactions, so that the one inserting rows holds no lock on a credential or
     key: a deletion that has already removed a row the new rows name would otherwise wait
-    for the writer while the writer's foreign key check waits for it (a deadlock). The
-    counters go first and are not added again when the rows have to be retried.
+    for the writer while the writer's check of what its rows name waits for it (a
+    deadlock). The counters go first and are not added again when the rows have to be
+    retried.
 
-    The rows go in one transaction, as they are: the database's foreign keys check what
-    they name. When it refuses them, usually because something they name was deleted
-    since the requests, references to deleted rows become NULL, rows of a deleted
-    organization are set aside (see ``metrics_detach_deleted_references``), and the
-    batch is written again. Checking first on every batch would cost a query per
-    referenced table each time for what deletions make rare. Should the database still
-    refuse it (a deletion committed after the check, a value it cannot store), the
-    batch is tried once more, then in halves down to single rows: a row that fails on
-    its own is dropped and reported, every other row is written, and the rollups only
-    ever count the rows that were. An error saying the database is unavailable is
-    raised as it is, with ``outcome.unwritten`` naming the records still to write.
+    The rows go in one transaction, after ``metrics_check_references``: what a
+    row names that was deleted since its request becomes NULL, and the rows of a deleted
+    organization are set aside. Should the database refuse the rows (a value it cannot
+    store), the batch is written in halves down to single rows: a row that fails on its
+    own is dropped and reported, every other row is written, and the rollups only ever
+    count the rows that were. An error saying the database is unavailable is raised as
+    it is, with ``outcome.unwritten`` naming the records still to write.
     """
     outcome = outcome if outcome is not None else WriteOutcome(records)
     try:
@@ -375,27 +368,16 @@ def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = Non
         record.usage_written = True
 
     parts = [list(records)]
-    check_references = False
-    retried = False
+    refused = False
     while parts:
         part = parts.pop()
         try:
             with transaction.atomic():
-                checked = _write_metrics(part, check_references)
+                checked = _write_metrics(part)
         except Exception as exc:
             if database_unavailable(exc):
                 raise
-            if not check_references:
-                check_references = True
-                logger.info(
-                    "Checking what a batch of %d metric rows names before writing it again "
-                    "(%s: %s)",
-                    len(part),
-                    type(exc).__name__,
-                    exc,
-                )
-                parts.append(part)
-            elif len(part) == 1:
+            if len(part) == 1:
                 record = part[0]
                 logger.error(
                     "Dropped the metric row of request %s (organization %s): %s: %s",
@@ -406,18 +388,16 @@ def write_records(records: list[UsageRecord], outcome: WriteOutcome | None = Non
                 )
                 outcome.drop(DROP_INVALID_ROW, 1, f"{type(exc).__name__}: {exc}")
                 outcome.done(part)
-            elif not retried:
-                # Once more whole first: a fresh check clears a deletion that committed
-                # after the first one. Then halves of what still fails.
-                retried = True
-                logger.warning(
-                    "The database refused a batch of %d metric rows (%s: %s); retrying it",
-                    len(part),
-                    type(exc).__name__,
-                    exc,
-                )
-                parts.append(part)
             else:
+                if not refused:
+                    refused = True
+                    logger.warning(
+                        "The database refused a batch of %d metric rows (%s: %s); writing "
+                        "it in parts",
+                        len(part),
+                        type(exc).__name__,
+                        exc,
+                    )
                 middle = len(part) // 2
                 parts.extend((part[middle:], part[:middle]))
             continue

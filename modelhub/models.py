@@ -863,10 +863,20 @@ class ErrorSource(models.TextChoices):
 class ModelMetric(OrganizationOwned):
     """One gateway request (or one reported through the API) with its usage and cost."""
 
+    # No foreign key constraints: the database would check each of the six references of
+    # every row the gateway writes, at commit, which was most of the database's work for a
+    # request. The writer checks a batch's references at once in the transaction that
+    # writes it (services.metrics_check_references), and on PostgreSQL triggers
+    # on the referenced tables apply on_delete when rows are deleted (migration 0013).
+    #
     # Not indexed alone: every index below starts with the organization and serves its
     # lookups, and the gateway writes every row through all of this table's indexes.
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     client_key = models.ForeignKey(
         ClientKey,
@@ -874,6 +884,7 @@ class ModelMetric(OrganizationOwned):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_constraint=False,
         help_text="The client key that made the request (its id).",
     )
     credential = models.ForeignKey(
@@ -882,6 +893,7 @@ class ModelMetric(OrganizationOwned):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_constraint=False,
         help_text="The provider credential used (its id).",
     )
     provider = models.ForeignKey(
@@ -890,6 +902,7 @@ class ModelMetric(OrganizationOwned):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_constraint=False,
         help_text="The provider that served (its id).",
     )
     model = models.ForeignKey(
@@ -898,6 +911,7 @@ class ModelMetric(OrganizationOwned):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_constraint=False,
         help_text="The model that served (its id).",
     )
     routing_rule = models.ForeignKey(
@@ -906,6 +920,7 @@ class ModelMetric(OrganizationOwned):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_constraint=False,
         help_text="The routing rule that planned the request (its id).",
     )
     request_id = models.CharField(

@@ -313,7 +313,9 @@ def provider_credential_record_failure(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        credential = ProviderCredential.objects.select_for_update().get(pk=credential.pk)
+        # FOR NO KEY UPDATE: the metric writer's check of what its rows name (FOR KEY
+        # SHARE) does not wait for it, nor it for the writer.
+        credential = ProviderCredential.objects.select_for_update(no_key=True).get(pk=credential.pk)
         was_unhealthy = credential.health_status == HealthStatus.UNHEALTHY
         credential.consecutive_failures += 1
         credential.last_failure_at = now
@@ -581,6 +583,10 @@ def metric_create(*, organization: Organization, **fields) -> ModelMetric:
     _attribute_error(metric)
     metric.full_clean(exclude=["organization"])
     with transaction.atomic():
+        checked = metrics_check_references([metric])
+        if checked.orphaned:
+            raise ValidationError({"organization": "This organization has been deleted."})
+        checked.clear_deleted_references()
         metric.save()
         rollups.add_metrics([metric])
     return metric
@@ -593,11 +599,57 @@ METRIC_OPTIONAL_REFERENCES = ("client_key", "credential", "provider", "model", "
 
 @dataclass
 class MetricReferenceCheck:
-    """Metric rows sorted by :func:`metrics_detach_deleted_references`."""
+    """What :func:`metrics_check_references` found about a batch of metric rows."""
 
-    rows: list[ModelMetric]  # writable; references to deleted rows are NULL
-    orphaned: list[ModelMetric]  # their organization is gone: they cannot be written
-    detached: dict[str, int]  # reference name -> rows whose reference was set to NULL
+    rows: list  # the rows whose organization exists: writable, with ``deleted_references``
+    orphaned: list  # their organization is gone: they cannot be written
+    detached: dict[str, int]  # reference name -> rows naming a deleted row by it
+    missing: dict[str, set[int]]  # attribute name -> the deleted rows' primary keys named
+
+    def deleted_references(self, row) -> dict[str, None]:
+        """The row's attributes naming a deleted row, each mapped to None."""
+        return {name: None for name, pks in self.missing.items() if getattr(row, name) in pks}
+
+    def clear_deleted_references(self) -> list:
+        """``rows``, their references to deleted rows set to None."""
+        if self.missing:
+            for row in self.rows:
+                for name in self.deleted_references(row):
+                    setattr(row, name, None)
+        return self.rows
+
+
+def existing_references(named: Mapping[type[models.Model], set[int]]) -> dict:
+    """Of the primary keys ``named`` for each model, those whose row exists.
+
+    On PostgreSQL the rows found are locked ``FOR KEY SHARE`` until the transaction
+    ends, in one statement: a deletion of one of them waits for whatever the
+    transaction writes naming it, and then clears those references itself (see
+    migration 0013). The locks are taken in a fixed order, table by table and by key."""
+    named = {model: pks for model, pks in named.items() if pks}
+    if connection.vendor != "postgresql":
+        return {model: _existing_pks(model, pks) for model, pks in named.items()}
+    found: dict = {model: set() for model in named}
+    if not named:
+        return found
+    models_in_order = sorted(named, key=lambda model: model._meta.db_table)
+    quote = connection.ops.quote_name
+    locks = ", ".join(
+        f"locked_{index} AS MATERIALIZED (SELECT {quote(pk)} AS id "  # noqa: S608
+        f"FROM {quote(model._meta.db_table)} WHERE {quote(pk)} = ANY(%s) "
+        f"ORDER BY 1 FOR KEY SHARE)"
+        for index, model in enumerate(models_in_order)
+        for pk in [cast(str, model._meta.pk.column)]
+    )
+    union = " UNION ALL ".join(
+        f"SELECT {index}, id FROM locked_{index}"  # noqa: S608
+        for index in range(len(models_in_order))
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {locks} {union}", [sorted(named[model]) for model in models_in_order])
+        for index, pk in cursor.fetchall():
+            found[models_in_order[index]].add(pk)
+    return found
 
 
 def _existing_pks(model, pks: set[int], chunk: int = 500) -> set[int]:
@@ -605,41 +657,50 @@ def _existing_pks(model, pks: set[int], chunk: int = 500) -> set[int]:
     found: set[int] = set()
     for start in range(0, len(ordered), chunk):
         found.update(
-            model._base_manager.filter(pk__in=ordered[start : start + chunk]).values_list(
-                "pk", flat=True
-            )
+            model._base_manager.filter(pk__in=ordered[start : start + chunk])
+            .order_by()
+            .values_list("pk", flat=True)
         )
     return found
 
 
-def metrics_detach_deleted_references(rows: Iterable[ModelMetric]) -> MetricReferenceCheck:
-    """Make metric rows that were queued before something they name was deleted writable.
+def metrics_check_references(rows: Iterable) -> MetricReferenceCheck:
+    """Find what metric rows name that was deleted since they were made.
 
-    The gateway writes its rows in batches, a moment after the requests: a client key,
-    credential, provider, model or routing rule deleted in between leaves a reference the
-    database refuses, and it would refuse the whole batch with it. Such a reference
-    becomes NULL here; a row whose organization is gone cannot be written at all and is
-    set aside. One query per referenced table, whatever the number of rows.
-    """
+    ``rows`` are ModelMetric instances or anything with the same ``*_id`` attributes
+    (the gateway's usage records); they are left as they are. The table has no foreign
+    key constraints: this check, made in the transaction that writes the rows, stands
+    for them, once per batch instead of six checks per row. A reference to a deleted row
+    is to be written as NULL, as ``on_delete=SET_NULL`` makes it for the rows already
+    written; a row whose organization is gone cannot be written at all. One statement
+    on PostgreSQL, which locks the rows named until the write commits (see
+    :func:`existing_references`)."""
     rows = list(rows)
-    organizations = _existing_pks(Organization, {row.organization_id for row in rows})
+    fields = [
+        cast(ForeignKey, ModelMetric._meta.get_field(name)) for name in METRIC_OPTIONAL_REFERENCES
+    ]
+    named: dict = {Organization: {row.organization_id for row in rows}}
+    for field in fields:
+        named.setdefault(field.related_model, set()).update(
+            getattr(row, field.attname) for row in rows
+        )
+        named[field.related_model].discard(None)
+    existing = existing_references(named)
+    organizations = existing.get(Organization, set())
     orphaned = [row for row in rows if row.organization_id not in organizations]
     if orphaned:
         rows = [row for row in rows if row.organization_id in organizations]
     detached: dict[str, int] = {}
-    for name in METRIC_OPTIONAL_REFERENCES:
-        field = cast(ForeignKey, ModelMetric._meta.get_field(name))
-        named = {getattr(row, field.attname) for row in rows} - {None}
-        if not named:
+    missing: dict[str, set[int]] = {}
+    for name, field in zip(METRIC_OPTIONAL_REFERENCES, fields, strict=True):
+        gone = named.get(field.related_model, set()) - existing.get(field.related_model, set())
+        if not gone:
             continue
-        missing = named - _existing_pks(field.related_model, named)
-        if not missing:
-            continue
-        for row in rows:
-            if getattr(row, field.attname) in missing:
-                setattr(row, field.attname, None)
-                detached[name] = detached.get(name, 0) + 1
-    return MetricReferenceCheck(rows=rows, orphaned=orphaned, detached=detached)
+        count = sum(1 for row in rows if getattr(row, field.attname) in gone)
+        if count:
+            detached[name] = count
+            missing[field.attname] = gone
+    return MetricReferenceCheck(rows=rows, orphaned=orphaned, detached=detached, missing=missing)
 
 
 def encode_metric_row(values: Mapping[str, object]) -> bytes:
@@ -670,9 +731,10 @@ def metrics_insert_encoded(encoded: Sequence[bytes]) -> None:
     The rows go as a JSON array, which the server takes apart; the rollups are summed by
     the database from what it inserted. Formatting the rows for COPY and folding them in
     Python cost the gateway's writer thread several times the database's own work,
-    holding the GIL away from the event loop while it ran. The database checks what it
-    always does (types, lengths, constraints, foreign keys at commit); its errors come
-    out as Django's. The rows get no primary keys back."""
+    holding the GIL away from the event loop while it ran. The database checks types,
+    lengths and constraints; its errors come out as Django's. What the rows name is
+    checked by the caller, in the same transaction (``metrics_check_references``).
+    The rows get no primary keys back."""
     sql, params, _ = _metrics_insert_statement()
     connection.ensure_connection()
     # A cursor binding its parameters on the server: the array goes to libpq as it is,
@@ -724,21 +786,22 @@ def _attribute_error(metric: ModelMetric) -> None:
     )
 
 
-def metrics_bulk_create(rows: Iterable[ModelMetric], batch_size: int = 500) -> int:
-    """Write many metric rows at once, with their daily rollups (the gateway's batched
-    writer uses this). On PostgreSQL the rows and rollups are one statement, and the rows
-    get no primary keys back."""
+def metrics_bulk_create(rows: Iterable[ModelMetric], batch_size: int = 500) -> MetricReferenceCheck:
+    """Write many metric rows at once, with their daily rollups, after
+    ``metrics_check_references`` (whose check is returned). On PostgreSQL the
+    rows and rollups are one statement, and the rows get no primary keys back."""
     rows = list(rows)
     for row in rows:
         _attribute_error(row)
     with transaction.atomic():
+        checked = metrics_check_references(rows)
+        rows = checked.clear_deleted_references()
         if connection.vendor == "postgresql":
             if rows:
                 metrics_insert_encoded([encode_metric_row(row.__dict__) for row in rows])
-            return len(rows)
-        created = ModelMetric.objects.bulk_create(rows, batch_size=batch_size)
-        rollups.add_metrics(created)
-    return len(created)
+        else:
+            rollups.add_metrics(ModelMetric.objects.bulk_create(rows, batch_size=batch_size))
+    return checked
 
 
 @dataclass

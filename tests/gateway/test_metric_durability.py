@@ -2,8 +2,8 @@
 written with that reference empty, a row of a deleted organization is counted as dropped
 with its reason, and neither holds up the rows behind it.
 
-The batches are written in transactions of their own (``transactional_db``): foreign
-keys are deferred, so the database only checks them when a transaction commits.
+The batches are written in transactions of their own (``transactional_db``), as the
+gateway writes them: the check of what a batch names locks those rows until it commits.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from decimal import Decimal
 
 import openai
 import pytest
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import OperationalError, connection
 from django.db.models import Count, Sum, signals
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -131,16 +131,24 @@ def mixed_batch(org, catalog, doomed):
     return batch, good, dangling, key, credential
 
 
-def test_foreign_keys_are_enforced(transactional_db, org):
-    """What the rest relies on: the database refuses a row naming a missing key (on
-    SQLite too, where Django turns foreign keys on for each connection)."""
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA foreign_keys")
-            assert cursor.fetchone()[0] == 1
-    with pytest.raises(IntegrityError), transaction.atomic():
-        ModelMetric.objects.create(organization=org, requested_model="x", client_key_id=987654)
-    assert ModelMetric.objects.count() == 0
+def test_a_batch_names_no_deleted_row_whichever_the_backend(transactional_db, org, doomed):
+    """The table has no foreign key constraints (the database would check six for each
+    row); the writer's check is what keeps its references whole."""
+    assert not [
+        constraint
+        for constraint in connection.introspection.get_constraints(
+            connection.cursor(), ModelMetric._meta.db_table
+        ).values()
+        if constraint["foreign_key"]
+    ]
+    record = usage(
+        org.pk, client_key_id=doomed["client_key"], model_id=doomed["model"], provider_id=None
+    )
+    outcome = write_records([record, usage(doomed["organization"])])
+    assert outcome.written == 1 and outcome.detached == {"client_key": 1, "model": 1}
+    assert outcome.dropped == {"organization_deleted": 1}
+    row = ModelMetric.objects.get()
+    assert (row.organization_id, row.client_key_id, row.model_id) == (org.pk, None, None)
 
 
 def test_write_isolates_dangling_references_and_refused_rows(org, catalog, doomed, caplog):
@@ -286,21 +294,42 @@ def test_writers_flushing_at_once_add_up_in_the_rollups(transactional_db, org, c
     assert rollup_snapshot() == written
 
 
-def test_a_clean_batch_is_written_without_checking_what_it_names(org, catalog, doomed):
-    """References are only looked up when the database refuses a batch: a batch whose
-    rows all name live rows costs no query per referenced table."""
+def test_a_batch_checks_what_it_names_at_once_whatever_its_size(org, catalog, doomed):
+    """What a batch names is looked up once per batch, not per row: one statement on
+    PostgreSQL, which locks the rows it finds; a query per referenced table on SQLite."""
     _, good, _, _, _ = mixed_batch(org, catalog, doomed)
-    lookups = {
-        model._meta.db_table
-        for model in (Organization, ClientKey, ProviderCredential, Provider, Model)
-    }
-    with CaptureQueriesContext(connection) as queries:
-        outcome = write_records(good)
+    tables = [
+        field.related_model._meta.db_table
+        for field in ModelMetric._meta.concrete_fields
+        if field.is_relation
+    ]
 
-    assert outcome.written == len(good) and outcome.detached == {} and outcome.dropped == {}
-    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert not [sql for sql in selects if any(f'FROM "{table}"' in sql for table in lookups)]
-    assert ModelMetric.objects.count() == len(good)
+    def lookups(records):
+        with CaptureQueriesContext(connection) as queries:
+            outcome = write_records(records)
+        assert outcome.written == len(records) and outcome.detached == {}
+        assert outcome.dropped == {}
+        return [
+            q["sql"]
+            for q in queries.captured_queries
+            if q["sql"].startswith(("SELECT", "WITH"))
+            and any(f'FROM "{table}"' in q["sql"] for table in tables)
+        ]
+
+    few = lookups(good[:1])
+    many = lookups([usage(org.pk, **_same_names(good[0])) for _ in range(40)])
+    assert len(few) == len(many) == (1 if connection.vendor == "postgresql" else len(tables))
+    if connection.vendor == "postgresql":
+        assert "FOR KEY SHARE" in many[0]
+    assert ModelMetric.objects.count() == 41
+
+
+def _same_names(record: UsageRecord) -> dict:
+    return {
+        name: getattr(record, name)
+        for name in ("client_key_id", "credential_id", "provider_id", "model_id")
+        + ("routing_rule_id", "credential_quota_period", "served_model", "provider_slug")
+    }
 
 
 def test_a_usage_record_becomes_the_row_it_names_field_by_field(org):
@@ -806,8 +835,8 @@ def test_deletions_racing_the_periodic_flush_succeed(org, other_org, tenants, ga
 
 
 def test_the_database_applies_the_usage_tables_on_delete(transactional_db):
-    """On PostgreSQL the constraints carry the action themselves (see migration 0007);
-    an AlterField on one of these keys would quietly take it away again."""
+    """On PostgreSQL the rollups' constraints carry the action themselves (see migration
+    0007); an AlterField on one of these keys would quietly take it away again."""
     if connection.vendor != "postgresql":
         pytest.skip("SQLite runs one writer at a time: the constraints keep Django's default")
     with connection.cursor() as cursor:
@@ -825,15 +854,72 @@ def test_the_database_applies_the_usage_tables_on_delete(transactional_db):
             (table, column): (action, deferred) for table, column, action, deferred in cursor
         }
     assert actions == {
-        ("model_metrics", "organization_id"): ("c", True),
-        ("model_metrics", "client_key_id"): ("n", True),
-        ("model_metrics", "credential_id"): ("n", True),
-        ("model_metrics", "provider_id"): ("n", True),
-        ("model_metrics", "model_id"): ("n", True),
-        ("model_metrics", "routing_rule_id"): ("n", True),
         ("metric_daily", "organization_id"): ("c", True),
         ("metric_daily_latency", "organization_id"): ("c", True),
     }
+
+
+METRIC_REFERENCES = {
+    # kind: (the table Django deletes from, the metric row's column)
+    "organization": ("organizations", "organization_id"),
+    "client_key": ("client_keys", "client_key_id"),
+    "credential": ("provider_credentials", "credential_id"),
+    "provider": ("providers", "provider_id"),
+    "model": ("models", "model_id"),
+    "routing_rule": ("routing_rules", "routing_rule_id"),
+}
+
+
+@pytest.mark.parametrize("kind", list(METRIC_REFERENCES))
+def test_a_row_written_while_django_deletes_what_it_names_follows_on_delete(
+    transactional_db, org, catalog, kind
+):
+    """Django clears the references to a row, then deletes it; a metric row committed in
+    between still names it. The DELETE itself clears that reference (or deletes the row
+    of a deleted organization): the triggers of migration 0013, in place of the
+    constraints' actions."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: Django's clearing is all there is")
+    provider = Provider.objects.create(
+        organization=org, name="Private", slug="private", base_url="http://127.0.0.1:9/v1"
+    )
+    victims = {
+        "organization": lambda: Organization.objects.create(name="Doomed", slug="doomed"),
+        "client_key": lambda: services.client_key_create(organization=org, name="k").client_key,
+        "credential": lambda: services.provider_credential_create(
+            organization=org, provider=provider, secret="sk-doomed-0001", name="doomed"
+        ),
+        "provider": lambda: provider,
+        "model": lambda: Model.objects.create(
+            provider=provider, provider_model_id="m1", model_name="M1"
+        ),
+        "routing_rule": lambda: services.routing_rule_save(
+            organization=org, name="doomed", match_model="doomed"
+        ),
+    }
+    victim = victims[kind]()
+    table, column = METRIC_REFERENCES[kind]
+    kept = ModelMetric.objects.create(organization=org, requested_model="kept")
+    names = {"organization_id": org.pk, column: victim.pk}
+    late: list[str] = []
+
+    def between(execute, sql, params, many, context):
+        if not late and sql.startswith(f'DELETE FROM "{table}" '):
+            late.append("late")
+            # The writer's statement, without its check: as a row checked just before.
+            row = ModelMetric(requested_model="late", **names)
+            services.metrics_insert_encoded([services.encode_metric_row(row.__dict__)])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(between):
+        victim.delete()
+    assert late == ["late"]
+    rows = ModelMetric.objects.filter(requested_model="late")
+    if kind == "organization":
+        assert not rows.exists()
+    else:
+        assert getattr(rows.get(), column) is None
+    assert ModelMetric.objects.filter(pk=kept.pk).exists()
 
 
 def test_no_metric_index_serves_the_organization_alone(transactional_db):
