@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from modelhub.models import Membership, Organization, Role, User
 from tests.support.api import client_for, make_user
@@ -24,6 +24,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "services" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_released(django_db_setup, django_db_blocker):
+    """At the end, no session is left on the test database, so that it can be dropped.
+
+    Threads of the gateway and of the servers the tests start hold connections of their
+    own, and one still open when the run ends made PostgreSQL refuse to drop the
+    database ("being accessed by other users"): the run passed with a warning and left
+    the database behind."""
+    yield
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        connections.close_all()
 
 
 @pytest.fixture(autouse=True)
