@@ -91,6 +91,10 @@ def organization_delete(*, organization: Organization) -> None:
     """Delete an organization with its keys, credentials and rules; its keys stop
     working on every gateway worker once this commits."""
     organization_id = organization.pk
+    # Locked first: the metric writer locks the organization (FOR KEY SHARE) before it
+    # adds to the daily rollups this deletion deletes. Locking it last, as the DELETE
+    # does, the two could each wait for the other until the writer's lock_timeout.
+    list(Organization.objects.select_for_update().filter(pk=organization_id).values("pk"))
     organization.delete()
     publish_tenant_change(organization_id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import tracemalloc
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -785,6 +786,73 @@ def test_shutdown_names_what_it_could_not_write(org, tenants, quiet_gateway, cap
     assert ModelMetric.objects.count() == 3
     assert "At shutdown 2 metric rows could not be written: 2 organization_deleted" in caplog.text
     assert "unreachable" not in caplog.text
+
+
+def test_an_organization_deleted_while_a_batch_of_its_rows_is_written(
+    transactional_db, org, monkeypatch
+):
+    """The writer has locked the organization (its check) and has yet to add to the
+    rollups that the deletion deletes: the deletion waits for the batch, then deletes it
+    with the rest. Neither waits for the other in a cycle, which would end in the
+    writer's lock timeout (a batch kept for later, the database taken for unavailable)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    write_records([usage(org.pk)])  # a rollup row for the deletion to delete
+    from gateway import accounting
+
+    insert = accounting.metrics_insert_encoded
+    checked = threading.Event()
+
+    def once_the_deletion_waits(encoded):
+        checked.set()
+        # The deletion is waiting for a lock: on the organization, or (locking it last)
+        # on the organization after it has deleted the rollups this batch adds to.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not waiting_for_locks():
+            time.sleep(0.02)
+        insert(encoded)
+
+    monkeypatch.setattr(accounting, "metrics_insert_encoded", once_the_deletion_waits)
+    outcomes: dict = {}
+
+    def write():
+        try:
+            outcomes["write"] = write_records([usage(org.pk) for _ in range(3)])
+        except Exception as exc:
+            outcomes["write"] = exc
+        finally:
+            connection.close()
+
+    def delete():
+        try:
+            services.organization_delete(organization=Organization.objects.get(pk=org.pk))
+            outcomes["delete"] = "deleted"
+        except Exception as exc:
+            outcomes["delete"] = exc
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert checked.wait(10)
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    writer.join(15)
+    deleter.join(15)
+    assert outcomes["delete"] == "deleted"
+    assert isinstance(outcomes["write"], WriteOutcome), outcomes["write"]
+    assert outcomes["write"].written == 3
+    assert not ModelMetric.objects.filter(organization_id=org.pk).exists()
+    assert not MetricDaily.objects.filter(organization_id=org.pk).exists()
+
+
+def waiting_for_locks() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
 
 
 def test_deletions_racing_the_periodic_flush_succeed(org, other_org, tenants, gateway, owner):
