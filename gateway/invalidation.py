@@ -31,6 +31,8 @@ BACKOFF_MAX_SECONDS = 5.0
 # Without traffic the subscriber pings Redis this often; a connection that has not
 # answered for three intervals is taken as lost (a silent network failure).
 HEALTH_CHECK_SECONDS = 2.0
+# How long a shutdown waits for the subscriber to stop, cancelling it again meanwhile.
+CLOSE_SECONDS = 2.0
 
 
 class ChangeListener:
@@ -144,7 +146,23 @@ class ChangeListener:
 
     async def close(self) -> None:
         tenant_changed.disconnect(dispatch_uid=self.dispatch_uid)
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        task = self.task
+        if task is None:
+            return
+        # redis-py can lose a cancellation: one that arrives as its own read timeout
+        # expires is taken for the timeout, and the subscriber's next read waits on the
+        # socket for ever (a worker stopped by SIGTERM was seen waiting so for an hour).
+        # It is cancelled again until it ends, for CLOSE_SECONDS at most.
+        deadline = time.monotonic() + CLOSE_SECONDS
+        while not task.done():
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "Cache invalidation: the Redis subscriber did not stop within %s s; "
+                    "shutting down without it",
+                    CLOSE_SECONDS,
+                )
+                return
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -7,6 +7,8 @@ services' back (no notice) is not seen.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -563,3 +565,40 @@ def test_an_entry_near_its_end_is_served_while_it_loads_again():
             await cache.get_or_load("key", failing_load)
 
     asyncio.run(scenario())
+
+
+def test_a_subscriber_that_loses_its_cancellation_still_stops(caplog):
+    """redis-py can take a cancellation for its own read timeout and read on: the
+    shutdown cancels the subscriber again rather than wait for it for ever. One that
+    never stops is left behind after a bounded wait, with a warning."""
+    from gateway import invalidation
+
+    async def losing_one_cancellation(release):
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        await asyncio.Event().wait()
+
+    async def stopping_only_when_released(release):
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    async def close_with(subscriber):
+        release = asyncio.Event()
+        listener = invalidation.ChangeListener(runtime=None)
+        listener.task = asyncio.get_running_loop().create_task(subscriber(release))
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        await asyncio.wait_for(listener.close(), timeout=invalidation.CLOSE_SECONDS + 5)
+        took = time.monotonic() - started
+        state = "cancelled" if listener.task.cancelled() else listener.task.done()
+        release.set()  # let the test's loop end
+        await asyncio.wait({listener.task}, timeout=1)
+        return state, took
+
+    state, took = asyncio.run(close_with(losing_one_cancellation))
+    assert state == "cancelled" and took < 1
+    with caplog.at_level(logging.WARNING, logger="gateway.invalidation"):
+        state, took = asyncio.run(close_with(stopping_only_when_released))
+    assert state is False and took >= invalidation.CLOSE_SECONDS
+    assert "did not stop" in caplog.text
