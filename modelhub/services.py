@@ -91,12 +91,20 @@ def organization_delete(*, organization: Organization) -> None:
     """Delete an organization with its keys, credentials and rules; its keys stop
     working on every gateway worker once this commits."""
     organization_id = organization.pk
-    # Locked first: the metric writer locks the organization (FOR KEY SHARE) before it
-    # adds to the daily rollups this deletion deletes. Locking it last, as the DELETE
-    # does, the two could each wait for the other until the writer's lock_timeout.
-    list(Organization.objects.select_for_update().filter(pk=organization_id).values("pk"))
     organization.delete()
     publish_tenant_change(organization_id)
+
+
+def lock_organization_being_deleted(sender, instance: Organization, **kwargs) -> None:
+    """Connected to ``pre_delete`` of Organization (``ModelhubConfig.ready``), which
+    Django sends before it deletes anything of the organization, whoever deletes it
+    (the API, the admin, a queryset).
+
+    The metric writer locks the organization (FOR KEY SHARE) before it adds to the daily
+    rollups the deletion deletes. Locked only by its own DELETE, last, the two could each
+    wait for the other until the writer's lock_timeout; locked first, the deletion waits
+    for the batch, then deletes it with the rest."""
+    list(Organization.objects.select_for_update().filter(pk=instance.pk).values("pk"))
 
 
 def _owner_count(organization: Organization) -> int:
