@@ -1,7 +1,7 @@
 """What ``gateway.asgi.GatewayASGIHandler`` takes from Django's ASGI handler.
 
 The lean handler subclasses ``django.core.handlers.asgi.ASGIHandler`` and replaces its
-``handle`` and ``load_middleware``, calling the rest by name. A Django release that
+``handle``, ``load_middleware`` and ``send_response``, calling the rest by name. A Django release that
 renames, re-signs or changes these internals breaks the gateway quietly, so these tests
 fail first, naming what to re-read in Django before the version range is widened.
 """
@@ -14,6 +14,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest
+from django.utils.log import log_response
 
 from gateway.asgi import GatewayASGIHandler
 
@@ -97,3 +98,20 @@ def test_a_request_body_set_by_the_handler_is_the_one_views_read():
 
 def _self_attributes(function) -> set[str]:
     return set(re.findall(r"self\.[A-Za-z_]+", inspect.getsource(function)))
+
+
+def test_what_an_exact_route_reproduces_of_the_response_path():
+    """``run_exact_route`` calls the resolved view as ``get_response_async`` would with no
+    middleware: resolution, the view, an exception made a response, an error logged."""
+    outer = inspect.getsource(BaseHandler.get_response_async)
+    inner = inspect.getsource(BaseHandler._get_response_async)
+    for expected, source in (
+        ("self._middleware_chain(request)", outer),
+        ("response.status_code >= 400", outer),
+        ('"%s: %s",', outer),
+        ("response.reason_phrase,", outer),
+        ("self.resolve_request(request)", inner),
+        ("self.make_view_atomic(callback)", inner),
+    ):
+        assert expected in source, RECHECK.format(version=django.__version__)
+    assert list(inspect.signature(log_response).parameters)[:2] == ["message", "args"]
