@@ -49,3 +49,16 @@ def dumps(value: Any) -> bytes:
         return bytes(memoryview(orjson.dumps(value)))
     except TypeError:
         return json.dumps(value).encode()
+
+
+def encoded_size(value: Any) -> int:
+    """The bytes of ``value`` as compact UTF-8 JSON, as orjson writes it.
+
+    What orjson cannot encode (a lone surrogate, an integer beyond 64 bits) is measured
+    as the standard library's ASCII JSON, whose escapes are never shorter than the UTF-8
+    they stand for: the size stays an upper bound of the text's bytes.
+    """
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        return len(json.dumps(value, separators=(",", ":")))

@@ -7,7 +7,6 @@ limits; the bounds (``prompt_bound``, ``output_bound``) are what a budget reserv
 
 from __future__ import annotations
 
-import json
 import math
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -334,7 +333,7 @@ PROMPT_FIELDS = ("messages", "prompt", "input", "tools", "functions")
 def prompt_size(body: dict) -> int:
     """The UTF-8 bytes of everything in ``body`` that becomes the prompt."""
     parts = [body[name] for name in PROMPT_FIELDS if body.get(name) is not None]
-    return len(json.dumps(parts, ensure_ascii=False).encode())
+    return jsoncodec.encoded_size(parts)
 
 
 def prompt_bound(body: dict, model: Model, size: int | None = None) -> int:

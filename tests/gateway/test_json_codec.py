@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -26,7 +27,14 @@ def _post(gateway, raw_key: str, content: bytes) -> httpx.Response:
     )
 
 
-def test_values_orjson_refuses_reach_the_upstream_intact(gateway, client_key, upstream):
+@pytest.mark.parametrize(
+    "limits",
+    # A budget bounds the prompt by its UTF-8 size, which a lone surrogate does not have.
+    [{}, {"budget_amount": Decimal("100")}],
+    ids=["no-budget", "budget"],
+)
+def test_values_orjson_refuses_reach_the_upstream_intact(gateway, make_key, upstream, limits):
+    client_key = make_key(**limits)
     content = (
         b'{"model": "' + MODEL.encode() + b'", "seed": ' + str(BIG).encode() + b", "
         b'"messages": [{"role": "user", "content": "hi \\ud800 there"}]}'
@@ -90,3 +98,24 @@ def test_an_encoded_body_holds_no_more_memory_than_its_length():
         tracemalloc.stop()
     assert json.loads(bodies[0]) == payload
     assert held < 1.2 * len(bodies[0])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["plain", {"a": [1, 2.5, None, True]}],
+        ["héllo 世界 😀", {"ключ": "значение"}],
+        [{"role": "user", "content": 'line\nbreak "quoted" \\ slash \u0001'}],
+    ],
+    ids=["ascii", "non-ascii", "escapes"],
+)
+def test_encoded_size_is_the_compact_utf8_json_length(value):
+    compact = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    assert jsoncodec.encoded_size(value) == len(compact)
+
+
+def test_encoded_size_of_what_orjson_refuses_still_bounds_the_text():
+    value = [{"content": "hi \ud800 世界", "seed": BIG}]
+    text_bytes = len(b"hi ") + len("世界".encode()) + 1
+    assert jsoncodec.encoded_size(value) == len(json.dumps(value, separators=(",", ":")))
+    assert jsoncodec.encoded_size(value) > text_bytes
