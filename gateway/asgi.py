@@ -46,6 +46,7 @@ from django.core.exceptions import DisallowedHost, RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest
+from django.http.request import HttpHeaders
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import get_resolver, set_script_prefix, set_urlconf
@@ -122,6 +123,8 @@ class GatewayASGIHandler(ASGIHandler):
             ).as_response()
             await self.send_response(self.finish_response(None, error_response), send)
             return
+        # What Django would build from META on first use, built from the scope's list.
+        request.headers = ScopeHeaders(scope.get("headers", ()))
         request_id = request_id_for(request.META.get("HTTP_X_REQUEST_ID"))
         request.request_id = request_id  # type: ignore[attr-defined]
         error_response = self.check_request(request)
@@ -285,6 +288,28 @@ class GatewayASGIHandler(ASGIHandler):
                 if part:
                     await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body"})
+
+
+class ScopeHeaders(HttpHeaders):
+    """``request.headers`` read from the ASGI scope's header list.
+
+    The same mapping as Django's ``HttpHeaders``, which an ``ASGIRequest`` builds on first
+    use by parsing every key of ``META`` back into a header name: names with an
+    underscore are left out (``ASGIRequest`` drops them, against spoofing by the
+    ambiguity with hyphens), repeated headers are joined with commas, names are kept
+    title-cased and looked up in any case.
+    """
+
+    def __init__(self, headers) -> None:
+        joined: dict[str, str] = {}
+        for raw_name, raw_value in headers:
+            name = raw_name.decode("latin1")
+            if "_" in name:
+                continue
+            name = name.lower()
+            value = raw_value.decode("latin1")
+            joined[name] = f"{joined[name]},{value}" if name in joined else value
+        self._store = {name: (name.title(), value) for name, value in joined.items()}
 
 
 class ExactRoute:

@@ -7,16 +7,18 @@ fail first, naming what to re-read in Django before the version range is widened
 """
 
 import inspect
+import io
 import re
 
 import django
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+import pytest
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest
 from django.utils.log import log_response
 
-from gateway.asgi import GatewayASGIHandler
+from gateway.asgi import GatewayASGIHandler, ScopeHeaders
 
 # The Django versions GatewayASGIHandler was checked against, [lowest, next major).
 CHECKED_FROM = (5, 2)
@@ -115,3 +117,34 @@ def test_what_an_exact_route_reproduces_of_the_response_path():
     ):
         assert expected in source, RECHECK.format(version=django.__version__)
     assert list(inspect.signature(log_response).parameters)[:2] == ["message", "args"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"host", b"example.com"), (b"authorization", b"Bearer sk-1")],
+        [(b"content-type", b"application/json"), (b"content-length", b"12")],
+        [(b"x-api-key", b"one"), (b"x-api-key", b"two"), (b"accept", b"*/*")],
+        [(b"x_api_key", b"spoofed"), (b"x-api-key", b"real")],
+        [(b"X-Mixed-Case", b"a"), (b"x-mixed-case", b"b")],
+        [(b"cookie", b"a=1; "), (b"cookie", b"b=2")],
+        [(b"x-latin", "caf\xe9".encode("latin1"))],
+        [],
+    ],
+    ids=["plain", "unprefixed", "repeated", "underscore", "case", "cookies", "latin1", "none"],
+)
+def test_scope_headers_are_the_headers_django_builds(headers):
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "query_string": b"",
+        "headers": headers,
+    }
+    django_headers = ASGIRequest(scope, io.BytesIO()).headers
+    ours = ScopeHeaders(headers)
+    assert dict(ours.items()) == dict(django_headers.items()), RECHECK.format(
+        version=django.__version__
+    )
+    for name in ("X-Api-Key", "x_api_key", "AUTHORIZATION", "content-type", "x-mixed-case"):
+        assert ours.get(name) == django_headers.get(name)
