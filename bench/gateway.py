@@ -571,9 +571,12 @@ class GatewaySetup:
     provider_slug: str
 
 
-def prepare_gateway(upstream_port: int, database_url: str, redis_url: str | None, workdir: Path):
+def prepare_gateway(
+    upstream_port: int, database_url: str, redis_url: str | None, workdir: Path, root: Path = ROOT
+):
     """Migrate the database and create an organization, a provider pointing at the mock,
-    its models, a credential and a client key with limits; once for both gateway runs."""
+    its models, a credential and a client key with limits; once for both gateway runs.
+    ``root`` is the checkout whose migrations and code are used."""
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.base",
@@ -591,7 +594,7 @@ def prepare_gateway(upstream_port: int, database_url: str, redis_url: str | None
     env.pop("REDIS_URL", None)
     if redis_url:
         env["REDIS_URL"] = redis_url
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=root, env=env, check=True)
     # Unique names, so that a run against a given database leaves earlier runs' rows alone;
     # the provider is the run's organization's own, so that no later run routes among
     # (and its plans load) the models of earlier ones.
@@ -615,7 +618,7 @@ print(json.dumps({{"key": issued.raw_key, "organization": org.pk}}))
 """
     output = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", setup],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         check=True,
         capture_output=True,
