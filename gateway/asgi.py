@@ -277,13 +277,23 @@ class GatewayASGIHandler(ASGIHandler):
         ]
         for cookie in response.cookies.values():
             headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        )
+        status = response.status_code
+        if response.streaming:
+            body = b""
+        else:
+            body = response.content
+            # Its length is known: framed by Content-Length, as OpenAI's answers are, rather
+            # than chunked by the server for want of it.
+            if status not in (204, 304) and status >= 200 and "Content-Length" not in response:
+                headers.append((b"Content-Length", str(len(body)).encode("ascii")))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         if not response.streaming:
-            await send({"type": "http.response.body", "body": response.content})
+            await send({"type": "http.response.body", "body": body})
             return
-        async with aclosing(aiter(response)) as content:
+        # The gateway's streams are async iterators: read through ``streaming_content``
+        # (bytes), not ``aiter(response)``, which adds a generator of its own per part.
+        parts = response.streaming_content if response.is_async else aiter(response)
+        async with aclosing(parts) as content:
             async for part in content:
                 if part:
                     await send({"type": "http.response.body", "body": part, "more_body": True})

@@ -104,4 +104,30 @@ def test_send_response_writes_headers_cookies_and_the_body_in_one_message():
     assert headers[b"Content-Type"] == b"application/json"
     assert headers[b"X-Request-Id"] == b"abc"
     assert headers[b"Set-Cookie"].startswith(b"name=value")
+    assert headers[b"Content-Length"] == b"5000000"
     assert body == {"type": "http.response.body", "body": b"x" * 5_000_000}
+
+
+def test_answers_are_framed_by_their_length_and_streams_are_not(gateway, make_key):
+    key = make_key()
+    headers = {"Authorization": f"Bearer {key.raw_key}"}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    for response in (
+        httpx.get(f"{gateway.url}/v1/models", headers=headers, timeout=10),
+        httpx.get(f"{gateway.url}/v1/models/{MODEL}", headers=headers, timeout=10),
+        httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers, timeout=10),
+        httpx.post(f"{gateway.url}/v1/chat/completions", json={}, timeout=10),
+    ):
+        assert response.headers["content-length"] == str(len(response.content))
+        assert "transfer-encoding" not in response.headers
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/v1/chat/completions",
+        json={**body, "stream": True},
+        headers=headers,
+        timeout=10,
+    ) as streamed:
+        assert streamed.status_code == 200
+        assert "content-length" not in streamed.headers
+        assert streamed.headers["transfer-encoding"] == "chunked"
+        assert b"[DONE]" in streamed.read()
