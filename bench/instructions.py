@@ -3,8 +3,8 @@ with the machine, for comparing two versions of the code.
 
 Wall-clock and CPU figures of ``bench/gateway.py`` swing by a factor of two on a shared
 machine, so a change worth 5% is lost in them unless runs are alternated many times.
-The number of instructions a request costs barely moves from one run to the next (0.2%
-here), so one run of each version shows a change of 1%.
+The number of instructions a request costs barely moves from one run to the next (0.1%
+here), so two runs of each version show a change of 1%.
 
 What runs: the project's ASGI application in one process, on PostgreSQL and Redis, its
 gateway runtime started by the lifespan as under uvicorn, with ``--concurrency``
@@ -240,10 +240,18 @@ def measure(root: Path, setup, args, workdir: Path) -> float:
 
 
 def _describe(root: Path) -> str:
+    """The commit of ``root``, marked when its files differ from it (they are measured)."""
     result = subprocess.run(
         ["git", "log", "-1", "--format=%h %s"], cwd=root, capture_output=True, text=True
     )
-    return result.stdout.strip()[:60] or str(root)
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    mark = " (with changes)" if changed.stdout.strip() else ""
+    return (result.stdout.strip()[:60] or str(root)) + mark
 
 
 def main() -> None:
