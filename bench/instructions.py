@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import shutil
@@ -41,19 +40,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from loading import bench_gateway
+
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UP = 300
-
-
-def _bench_gateway():
-    # bench/gateway.py's services and set-up; loaded by path (its module name would be the
-    # gateway package's).
-    spec = importlib.util.spec_from_file_location("bench_gateway", ROOT / "bench" / "gateway.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gateway"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # --- The measured process -----------------------------------------------------------------
@@ -272,7 +262,7 @@ def main() -> None:
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (apt-get install -y valgrind).")
-    bench = _bench_gateway()
+    bench = bench_gateway()
     args.model = bench.PACED_MODEL if args.stream else bench.FAST_MODEL
     workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-"))
     services = bench.Services(workdir)

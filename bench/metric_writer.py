@@ -23,7 +23,6 @@ of their own, left in place).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -32,6 +31,8 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+
+from loading import bench_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,17 +46,6 @@ CONSTRAINTS = [
     ("model_id", "models", "SET NULL"),
     ("routing_rule_id", "routing_rules", "SET NULL"),
 ]
-
-
-def _bench_gateway():
-    # bench/gateway.py's PostgreSQL of its own; loaded by path (its module name would
-    # be the gateway package's).
-    spec = importlib.util.spec_from_file_location("bench_gateway", ROOT / "bench" / "gateway.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def setup_django(database_url: str) -> None:
@@ -187,7 +177,7 @@ def main() -> None:
     database_url = os.environ.get("DATABASE_URL", "")
     own = not database_url.startswith("postgres")
     if own:
-        services = _bench_gateway().Services(Path(tempfile.mkdtemp(prefix="bench-writer-")))
+        services = bench_gateway().Services(Path(tempfile.mkdtemp(prefix="bench-writer-")))
         database_url = services.start_postgres()
     try:
         setup_django(database_url)

@@ -1,9 +1,10 @@
 """What ``gateway.asgi.GatewayASGIHandler`` takes from Django's ASGI handler.
 
 The lean handler subclasses ``django.core.handlers.asgi.ASGIHandler`` and replaces its
-``handle``, ``load_middleware`` and ``send_response``, calling the rest by name. A Django release that
-renames, re-signs or changes these internals breaks the gateway quietly, so these tests
-fail first, naming what to re-read in Django before the version range is widened.
+``handle``, ``load_middleware`` and ``send_response``, calling the rest by name. A
+Django release that renames, re-signs or changes these internals breaks the gateway
+quietly, so these tests fail first, naming what to re-read in Django before the version
+range is widened.
 """
 
 import inspect
