@@ -113,3 +113,20 @@ def test_startup_shortens_the_threads_turns_and_shutdown_restores_them(transacti
 
     assert asyncio.run(lifetime()) == pytest.approx(0.002)
     assert sys.getswitchinterval() == before
+
+
+def test_startup_collects_young_objects_less_often_and_shutdown_restores_it(transactional_db):
+    from gateway import runtime
+
+    before = gc.get_threshold()
+
+    async def lifetime():
+        await runtime.startup()
+        during = gc.get_threshold()
+        await runtime.shutdown()
+        return during
+
+    during = asyncio.run(lifetime())
+    assert during == (runtime.YOUNG_COLLECTION_THRESHOLD, *before[1:])
+    assert during[0] > before[0]
+    assert gc.get_threshold() == before
