@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from gateway.auth import ClientKeyInfo
-from gateway.limits import request_windows, to_picodollars
+from gateway.limits import redis_command, request_windows, to_picodollars
 from modelhub.models import Organization
 
 
@@ -109,3 +111,23 @@ def test_changed_limits_take_effect_within_the_minute():
     assert after.windows[0].limit == 20
     assert after.windows[0].description == "The key's rate limit of 20 requests per minute reached."
     assert len(after.windows) == 2 and after.budgets == []
+
+
+@pytest.mark.parametrize(
+    "keys, args",
+    [
+        ([], []),
+        (["limits:k:1:rpm:29000000"], [1, 600, 1_790_000_060]),
+        (["a", "b:ü", "c" * 300], [0, -5, 2**63 - 1, 1_000_000_000_000_000]),
+        ([f"limits:k:{n}:tpm" for n in range(128)], list(range(-200, 200))),
+    ],
+)
+@pytest.mark.parametrize("command", ["EVALSHA", "EVAL"])
+def test_a_script_call_is_sent_as_the_client_would_send_it(command, keys, args):
+    """The batcher's own packing of a script call is byte for byte the client's."""
+    from redis.asyncio.connection import Connection
+
+    script = "return 1" if command == "EVAL" else "e0e1f9fabfc9d4800c877a703b823ac0578ff831"
+    client = Connection()
+    expected = b"".join(client.pack_command(command, script, len(keys), *keys, *args))
+    assert redis_command(command, script, keys, args) == expected
