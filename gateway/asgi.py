@@ -45,7 +45,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.http.request import HttpHeaders
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -104,10 +104,7 @@ class GatewayASGIHandler(ASGIHandler):
 
     def __init__(self):
         super().__init__()
-        # Used for their process_response only: the headers they add, with the project's
-        # settings, read once here.
-        self.security = SecurityMiddleware(_unused_get_response)
-        self.xframe = XFrameOptionsMiddleware(_unused_get_response)
+        self.security_headers = SecurityHeaders()
         self.exact_routes = exact_routes(GATEWAY_URLCONF)
 
     async def __call__(self, scope, receive, send):
@@ -228,8 +225,7 @@ class GatewayASGIHandler(ASGIHandler):
             request = HttpRequest()
             request.request_id = request_id_for(None)
         response.headers.setdefault("X-Request-Id", request.request_id)
-        self.security.process_response(request, response)
-        self.xframe.process_response(request, response)
+        self.security_headers.add(request, response)
         return response
 
     async def _process(self, request, send) -> None:
@@ -272,9 +268,10 @@ class GatewayASGIHandler(ASGIHandler):
         its own; the ASGI server writes a body of any size as it comes, so every part is
         sent as one message here.
         """
-        headers = [
-            (name.encode("ascii"), value.encode("latin1")) for name, value in response.items()
-        ]
+        # The header mapping's own store ({lowercased name: (name, value)}, pinned by the
+        # contract test): iterating the mapping looks each name up again.
+        store = response.headers._store
+        headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in store.values()]
         for cookie in response.cookies.values():
             headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
         status = response.status_code
@@ -284,7 +281,7 @@ class GatewayASGIHandler(ASGIHandler):
             body = response.content
             # Its length is known: framed by Content-Length, as OpenAI's answers are, rather
             # than chunked by the server for want of it.
-            if status not in (204, 304) and status >= 200 and "Content-Length" not in response:
+            if status not in (204, 304) and status >= 200 and "content-length" not in store:
                 headers.append((b"Content-Length", str(len(body)).encode("ascii")))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if not response.streaming:
@@ -298,6 +295,43 @@ class GatewayASGIHandler(ASGIHandler):
                 if part:
                     await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body"})
+
+
+class SecurityHeaders:
+    """The headers Django's ``SecurityMiddleware`` and ``XFrameOptionsMiddleware`` add to
+    a response, worked out once from the settings.
+
+    Their ``process_response`` builds and checks each value again for every response.
+    Here both run once, at start-up, on an empty response for a plain and for a secure
+    request (only Strict-Transport-Security depends on it); what they added is copied
+    into each response that has no such header of its own, as theirs would be. A
+    response marked ``xframe_options_exempt`` gets no X-Frame-Options.
+    """
+
+    def __init__(self) -> None:
+        security = SecurityMiddleware(_unused_get_response)
+        xframe = XFrameOptionsMiddleware(_unused_get_response)
+
+        def added(secure: bool) -> list[tuple[str, tuple[str, str]]]:
+            request = HttpRequest()
+            request.is_secure = lambda: secure  # type: ignore[method-assign]
+            response = HttpResponse()
+            before = set(response.headers._store)
+            xframe.process_response(request, security.process_response(request, response))
+            return [(k, v) for k, v in response.headers._store.items() if k not in before]
+
+        self.plain = added(False)
+        self.secure = added(True)
+
+    def add(self, request, response) -> None:
+        headers = self.plain
+        if self.secure != headers and request.is_secure():
+            headers = self.secure
+        store = response.headers._store
+        exempt = getattr(response, "xframe_options_exempt", False)
+        for name, item in headers:
+            if name not in store and not (exempt and name == "x-frame-options"):
+                store[name] = item
 
 
 class ScopeHeaders(HttpHeaders):

@@ -16,10 +16,12 @@ import pytest
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 from django.utils.log import log_response
 
-from gateway.asgi import GatewayASGIHandler, ScopeHeaders
+from gateway.asgi import GatewayASGIHandler, ScopeHeaders, SecurityHeaders
 
 # The Django versions GatewayASGIHandler was checked against, [lowest, next major).
 CHECKED_FROM = (5, 2)
@@ -149,3 +151,66 @@ def test_scope_headers_are_the_headers_django_builds(headers):
     )
     for name in ("X-Api-Key", "x_api_key", "AUTHORIZATION", "content-type", "x-mixed-case"):
         assert ours.get(name) == django_headers.get(name)
+
+
+def test_response_headers_are_stored_by_lowercased_name():
+    """``send_response`` and ``SecurityHeaders`` read and fill the header mapping's store."""
+    response = HttpResponse(content_type="application/json")
+    response["X-Request-Id"] = "req-1"
+    assert response.headers._store == {
+        "content-type": ("Content-Type", "application/json"),
+        "x-request-id": ("X-Request-Id", "req-1"),
+    }
+    assert list(response.items()) == list(response.headers._store.values())
+
+
+SECURITY_SETTINGS = {
+    "defaults": {},
+    "hsts": {
+        "SECURE_HSTS_SECONDS": 3600,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SECURE_HSTS_PRELOAD": True,
+    },
+    "other-values": {
+        "X_FRAME_OPTIONS": "sameorigin",
+        "SECURE_REFERRER_POLICY": ["origin", " strict-origin"],
+        "SECURE_CROSS_ORIGIN_OPENER_POLICY": "same-origin-allow-popups",
+        "SECURE_HSTS_SECONDS": 60,
+    },
+    "none": {
+        "SECURE_CONTENT_TYPE_NOSNIFF": False,
+        "SECURE_REFERRER_POLICY": None,
+        "SECURE_CROSS_ORIGIN_OPENER_POLICY": None,
+    },
+}
+
+
+def _views_response(kind: str) -> HttpResponse:
+    response = HttpResponse(b"{}", content_type="application/json")
+    if kind == "own-headers":
+        response["X-Frame-Options"] = "SAMEORIGIN"
+        response["Referrer-Policy"] = "no-referrer"
+        response["Strict-Transport-Security"] = "max-age=1"
+    elif kind == "exempt":
+        response.xframe_options_exempt = True
+    return response
+
+
+@pytest.mark.parametrize("kind", ["plain", "own-headers", "exempt"])
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("configured", list(SECURITY_SETTINGS))
+def test_security_headers_are_those_the_middleware_adds(settings, configured, secure, kind):
+    """``SecurityHeaders`` adds what ``SecurityMiddleware`` and ``XFrameOptionsMiddleware``
+    would, in their order, for the project's settings at start-up."""
+    for name, value in SECURITY_SETTINGS[configured].items():
+        setattr(settings, name, value)
+    request = HttpRequest()
+    request.is_secure = lambda: secure
+
+    expected = _views_response(kind)
+    expected = SecurityMiddleware(lambda r: None).process_response(request, expected)
+    expected = XFrameOptionsMiddleware(lambda r: None).process_response(request, expected)
+    actual = _views_response(kind)
+    SecurityHeaders().add(request, actual)
+
+    assert list(actual.items()) == list(expected.items())
