@@ -147,8 +147,8 @@ class UsageRecord:
 
 
 def observe(record: UsageRecord, counters: telemetry.CounterBuffer) -> None:
-    """Update the Prometheus series for one finished request: its counters through
-    ``counters`` (added with the next flush), its durations at once."""
+    """Update the Prometheus series for one finished request, through ``counters``: its
+    counters and durations are added with the next flush."""
     if record.provider_slug:
         provider, model = telemetry.series_labels(
             record.provider_slug,
@@ -159,10 +159,12 @@ def observe(record: UsageRecord, counters: telemetry.CounterBuffer) -> None:
         provider, model = "none", "none"
     add = counters.add
     add(telemetry.REQUESTS, (record.endpoint, provider, model, str(record.status_code)))
-    telemetry.LATENCY.labels(record.endpoint, provider, model).observe(record.latency_ms / 1000)
+    counters.observe(
+        telemetry.LATENCY, (record.endpoint, provider, model), record.latency_ms / 1000
+    )
     if record.time_to_first_token_ms is not None:
-        telemetry.TIME_TO_FIRST_TOKEN.labels(provider, model).observe(
-            record.time_to_first_token_ms / 1000
+        counters.observe(
+            telemetry.TIME_TO_FIRST_TOKEN, (provider, model), record.time_to_first_token_ms / 1000
         )
     if record.input_tokens:
         add(telemetry.TOKENS, (provider, model, "input"), record.input_tokens)

@@ -137,3 +137,44 @@ def test_counter_increments_are_summed_and_added_once_per_series():
     assert (value("buffered-a"), value("buffered-b")) == (before[0] + 12, before[1] + 1)
     buffer.apply()
     assert (value("buffered-a"), value("buffered-b")) == (before[0] + 12, before[1] + 1)
+
+
+def test_buffered_durations_are_the_histogram_that_observe_would_make():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from gateway import telemetry
+
+    def histogram() -> tuple[CollectorRegistry, Histogram]:
+        registry = CollectorRegistry()
+        made = Histogram(
+            "t_seconds", "t", ["endpoint"], buckets=telemetry.LATENCY_BUCKETS, registry=registry
+        )
+        return registry, made
+
+    # On a bound, between bounds, below the first, past the last, and repeated.
+    values = [0.005, 0.0051, 0.0001, 0.0, 0.3, 0.3, 1, 119.9, 120, 500.0, 2.5]
+    direct_registry, direct = histogram()
+    for value in values:
+        direct.labels("chat").observe(value)
+    direct.labels("embeddings").observe(0.02)
+
+    buffered_registry, buffered = histogram()
+    buffer = telemetry.CounterBuffer()
+    for value in values:
+        buffer.observe(buffered, ("chat",), value)
+    buffer.observe(buffered, ("embeddings",), 0.02)
+    assert buffered_registry.get_sample_value("t_seconds_count", {"endpoint": "chat"}) is None
+    buffer.apply()
+    buffer.apply()  # applied once: a second apply adds nothing
+
+    def samples(registry):
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for metric in registry.collect()
+            for sample in metric.samples
+            if not sample.name.endswith("_created")
+        }
+
+    expected = samples(direct_registry)
+    assert samples(buffered_registry) == pytest.approx(expected)
+    assert expected[("t_seconds_count", (("endpoint", "chat"),))] == len(values)
