@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -164,36 +163,45 @@ async def post_once(
     each chunk within the read timeout and the whole within the request's deadline."""
     check_destination(upstream)
     first_byte = _first_byte_timeout(remaining)
-    ends = time.monotonic() + remaining
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + remaining
+    response = None
+    # One timeout for both waits: the first byte's bound, then the request's deadline.
     try:
-        async with asyncio.timeout(first_byte):
-            response = await runtime.session.post(
-                upstream.url,
-                data=upstream.body,
-                headers=upstream.headers,
-                timeout=_timeout(first_byte),
-                # Redirects are not followed: they could lead to a host the policy never saw.
-                allow_redirects=False,
-            )
-    except TimeoutError as exc:
-        raise AttemptFailed(
-            "timeout", f"The upstream sent no response within {first_byte:g} s."
-        ) from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise connection_failure(exc) from exc
-    try:
-        async with asyncio.timeout(max(ends - time.monotonic(), 0.001)):
+        async with asyncio.timeout(first_byte) as bound:
+            try:
+                response = await runtime.session.post(
+                    upstream.url,
+                    data=upstream.body,
+                    headers=upstream.headers,
+                    timeout=_timeout(first_byte),
+                    # Redirects are not followed: they could lead to a host the policy never saw.
+                    allow_redirects=False,
+                )
+            except (aiohttp.ClientError, OSError) as exc:
+                if isinstance(exc, TimeoutError):
+                    raise
+                raise connection_failure(exc) from exc
+            bound.reschedule(max(ends, loop.time() + 0.001))
             data = await response.read()
     except TimeoutError as exc:
+        if response is None:
+            raise AttemptFailed(
+                "timeout", f"The upstream sent no response within {first_byte:g} s."
+            ) from exc
         response.close()
         raise AttemptFailed("timeout", "The upstream stopped sending its answer.") from exc
+    except AttemptFailed:
+        raise
     except (aiohttp.ClientError, OSError) as exc:
+        assert response is not None
         response.close()
         raise AttemptFailed(
             "connection", f"The upstream connection broke: {exc.__class__.__name__}"
         ) from exc
     except BaseException:
-        response.close()
+        if response is not None:
+            response.close()
         raise
     response.release()
     return response.status, response.headers, data

@@ -65,6 +65,7 @@ def test_silent_upstream_falls_back_within_the_deadline(client, upstream, catalo
     assert row.attempts == 3 and row.fallbacks_used == 1
     wait_for(lambda: credential(catalog, "alpha").consecutive_failures == 2)
     assert "timeout" in credential(catalog, "alpha").last_error
+    assert f"sent no response within {FIRST_BYTE:g} s" in credential(catalog, "alpha").last_error
 
 
 def test_stream_silent_before_its_first_event_falls_back(client, upstream):
@@ -115,13 +116,16 @@ def test_the_deadline_caps_attempts_and_answers_504(client, upstream, short_dead
     assert row.status_code == 504 and row.attempts == 2
 
 
-def test_a_body_that_stops_after_the_headers_is_bounded_by_the_deadline(client, upstream):
+def test_a_body_that_stops_after_the_headers_is_bounded_by_the_deadline(client, upstream, catalog):
     # The read timeout (2 s) would wait longer; the request's deadline does not.
     upstream.script(ALPHA, *[Action("stall_body", delay=5)] * 2)
     with pytest.raises(openai.InternalServerError) as error:
         timed(lambda: client.chat.completions.create(model="alpha/llama-3.1-8b", messages=MESSAGES))
     assert error.value.status_code == 504
     assert error.value.elapsed < DEADLINE + SLACK
+    # The answer had begun: not the first byte's timeout.
+    wait_for(lambda: credential(catalog, "alpha").consecutive_failures >= 1)
+    assert "stopped sending its answer" in credential(catalog, "alpha").last_error
 
 
 def test_the_deadline_does_not_cut_a_stream_that_began(client, upstream):

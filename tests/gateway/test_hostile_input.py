@@ -325,7 +325,7 @@ def test_security_headers_and_request_id_on_every_answer(gateway, client_key, ga
 def test_the_request_id_is_the_metric_rows(client):
     raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
     request_id = raw.headers["x-request-id"]
-    assert request_id.startswith("gen-")
+    assert re.fullmatch(r"gen-[0-9a-f]{32}", request_id)
     (row,) = metrics_rows(1)
     assert row.request_id == request_id
 
