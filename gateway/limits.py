@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache, partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 from django.utils import timezone
@@ -84,8 +84,12 @@ SCOPE_KEY = "key"
 SCOPE_ORGANIZATION = "organization"
 
 
-@dataclass(frozen=True)
-class Window:
+# Window, _Owner and _Counter are named tuples rather than frozen dataclasses: several
+# are made for every request, and a frozen dataclass sets each field through
+# object.__setattr__ (and hashes in Python, for the cache of _owner_counters).
+
+
+class Window(NamedTuple):
     key: str
     limit: int
     amount: int
@@ -134,8 +138,7 @@ class Reservation:
     reserved_cost: int = 0  # picodollars: the request's worst case
 
 
-@dataclass(frozen=True)
-class _Owner:
+class _Owner(NamedTuple):
     """Whose limits: a key or an organization, in the words and names its windows use."""
 
     subject: str
@@ -149,8 +152,7 @@ class _Owner:
 REQUESTS, TOKENS, COST = "requests", "tokens", "cost"
 
 
-@dataclass(frozen=True)
-class _Counter:
+class _Counter(NamedTuple):
     """One counter of an owner's limits as it stands in a given minute: a window without
     the request's amount and the seconds left, which every request of the minute shares."""
 
