@@ -12,6 +12,9 @@ import httpx
 import openai
 import pytest
 
+from gateway.errors import InvalidRequest
+from gateway.parse import MAX_JSON_DEPTH, parse_body
+from gateway.upstreams import CHAT
 from modelhub.models import ModelMetric
 from tests.support.gateway import metrics_rows
 
@@ -62,6 +65,35 @@ def test_deeply_nested_json_is_a_400(gateway, client_key, content):
     error = _error(_post(gateway, client_key.raw_key, content), 400)
     assert error["code"] == "invalid_json"
     assert "nested too deeply" in error["message"]
+
+
+def _nested(depth: int, text: str = "hi") -> bytes:
+    """A chat body whose nesting (the body itself included) is ``depth`` levels."""
+    content: object = text
+    for _ in range(depth - 3):  # the body, its messages and the message are three
+        content = [content]
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content}]}
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    ("depth", "text", "refused"),
+    [
+        (MAX_JSON_DEPTH, "hi", False),
+        (MAX_JSON_DEPTH + 1, "hi", True),
+        # More brackets than the bound, all inside a string: walked, and accepted.
+        (4, "[" * (2 * MAX_JSON_DEPTH), False),
+        (MAX_JSON_DEPTH + 1, "{" * 10, True),
+    ],
+    ids=["at-the-bound", "one-past", "brackets-in-text", "one-past-with-text"],
+)
+def test_the_nesting_bound_is_exact(depth, text, refused):
+    raw = _nested(depth, text)
+    if refused:
+        with pytest.raises(InvalidRequest, match="nested too deeply"):
+            parse_body(raw, CHAT)
+    else:
+        assert parse_body(raw, CHAT)["model"] == MODEL
 
 
 def test_nesting_of_real_requests_is_served(client):
