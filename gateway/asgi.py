@@ -52,6 +52,7 @@ from django.middleware.security import SecurityMiddleware
 from django.urls import get_resolver, set_script_prefix, set_urlconf
 from django.urls.resolvers import RoutePattern
 from django.utils.log import log_response
+from django.views.decorators.csrf import csrf_exempt
 
 from gateway import anthropic, runtime
 from gateway.errors import InvalidRequest
@@ -367,8 +368,26 @@ class ExactRoute:
         # Django's error response (logged), not a failure of the connection.
         # (Typed by what the gateway's views are: coroutine functions, which is checked.)
         self.view = cast(
-            Callable[[HttpRequest], Awaitable[Any]], convert_exception_to_response(match.func)
+            Callable[[HttpRequest], Awaitable[Any]],
+            convert_exception_to_response(without_csrf_wrapper(match.func)),
         )
+
+
+def without_csrf_wrapper(view):
+    """The view that ``csrf_exempt`` wrapped, if it did: its wrapper only awaits the view,
+    and marks it for ``CsrfViewMiddleware``, which the lean handler does not run."""
+    code = getattr(view, "__code__", None)
+    if (
+        getattr(view, "csrf_exempt", False)
+        and code is not None
+        and code.co_qualname == _CSRF_WRAPPER
+    ):
+        return view.__wrapped__
+    return view
+
+
+# The wrapper's own name (``wraps`` gives it the view's name, not its code's).
+_CSRF_WRAPPER = csrf_exempt(_unused_get_response).__code__.co_qualname
 
 
 def exact_routes(urlconf: str) -> dict[str, ExactRoute]:
@@ -403,7 +422,8 @@ class LifespanApplication:
             if root and path.startswith(root):
                 path = path[len(root) :]
             if path.startswith(GATEWAY_PREFIXES) or path in GATEWAY_PATHS:
-                await self.gateway_application(scope, receive, send)
+                # Its ``__call__`` only awaits ``handle``: one coroutine less a request.
+                await self.gateway_application.handle(scope, receive, send)
                 return
         await self.application(scope, receive, send)
 

@@ -214,3 +214,17 @@ def test_security_headers_are_those_the_middleware_adds(settings, configured, se
     SecurityHeaders().add(request, actual)
 
     assert list(actual.items()) == list(expected.items())
+
+
+def test_csrf_exempts_wrapper_only_awaits_the_view():
+    """``without_csrf_wrapper`` takes the wrapper off the exact routes' views."""
+    from django.views.decorators import csrf
+
+    source = inspect.getsource(csrf.csrf_exempt)
+    for expected in (
+        "async def _view_wrapper(request, *args, **kwargs):",
+        "return await view_func(request, *args, **kwargs)",
+        "_view_wrapper.csrf_exempt = True",
+        "return wraps(view_func)(_view_wrapper)",
+    ):
+        assert expected in source, RECHECK.format(version=django.__version__)

@@ -36,6 +36,39 @@ def test_every_route_without_parameters_is_resolved_once_as_django_would():
     for path, route in routes.items():
         match = get_resolver(GATEWAY_URLCONF).resolve(path)
         assert (route.match.func, route.match.url_name) == (match.func, match.url_name)
+        # The view is called without csrf_exempt's wrapper (the lean handler runs no
+        # CSRF middleware), inside the wrapper that makes an exception a response.
+        called = route.view.__wrapped__
+        if getattr(match.func, "csrf_exempt", False):
+            assert called is match.func.__wrapped__
+        else:
+            assert called is match.func
+        assert called.__code__.co_qualname == match.func.__name__
+    assert any(getattr(route.match.func, "csrf_exempt", False) for route in routes.values())
+
+
+def test_only_csrf_exempts_own_wrapper_is_taken_off():
+    from functools import wraps
+
+    from django.views.decorators.csrf import csrf_exempt
+
+    from gateway.asgi import without_csrf_wrapper
+
+    async def view(request):
+        return HttpResponse()
+
+    def other(function):
+        @wraps(function)
+        async def wrapper(request):
+            return await function(request)
+
+        wrapper.csrf_exempt = True
+        return wrapper
+
+    assert without_csrf_wrapper(csrf_exempt(view)) is view
+    assert without_csrf_wrapper(view) is view
+    marked = other(view)
+    assert without_csrf_wrapper(marked) is marked
 
 
 def test_a_path_with_parameters_or_unknown_still_goes_through_the_resolver(gateway, make_key):
