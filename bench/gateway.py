@@ -31,6 +31,7 @@ import asyncio
 import glob
 import json
 import os
+import platform
 import random
 import resource
 import secrets
@@ -877,6 +878,8 @@ def print_table(results: dict[str, Result], args) -> None:
         f"\nloopback; CPUs: {os.cpu_count()}; gateway on {database}; phases of {args.duration:g} s;"
         f" load average {os.getloadavg()[0]:.1f}"
     )
+    # The interpreter's build moves every Python target's figures (see the README).
+    print(f"gateway interpreter: {PYTHON} (Python {platform.python_version()})")
     print(
         f"direct: p50 c1 {direct.p50:.2f} ms, TTFB p50 c32 {direct.ttfb:.2f} ms; "
         "+ columns are added over these"
