@@ -323,10 +323,11 @@ class SecurityHeaders:
 
         self.plain = added(False)
         self.secure = added(True)
+        self.by_scheme = self.secure != self.plain
 
     def add(self, request, response) -> None:
         headers = self.plain
-        if self.secure != headers and request.is_secure():
+        if self.by_scheme and request.is_secure():
             headers = self.secure
         store = response.headers._store
         exempt = getattr(response, "xframe_options_exempt", False)

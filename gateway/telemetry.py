@@ -216,41 +216,36 @@ class CounterBuffer:
 
     def __init__(self) -> None:
         self.pending: dict[tuple[Counter, tuple[str, ...]], float] = {}
-        self.observed: dict[tuple[Histogram, tuple[str, ...]], list[float]] = {}
+        # (histogram, labels) -> [sum of the values, count of values per bucket]
+        self.observed: dict[tuple[Histogram, tuple[str, ...]], list] = {}
 
     def add(self, counter: Counter, labels: tuple[str, ...], amount: float = 1) -> None:
         key = (counter, labels)
         self.pending[key] = self.pending.get(key, 0) + amount
 
     def observe(self, histogram: Histogram, labels: tuple[str, ...], value: float) -> None:
-        values = self.observed.get((histogram, labels))
-        if values is None:
-            self.observed[histogram, labels] = [value]
-        else:
-            values.append(value)
+        """``histogram.labels(*labels).observe(value)``, added with the next ``apply``. It
+        reads the histogram's ``_upper_bounds`` and, when applied, its child's ``_sum``
+        and ``_buckets``, which ``observe`` updates (a test compares the two ways)."""
+        bounds = histogram._upper_bounds
+        tally = self.observed.get((histogram, labels))
+        if tally is None:
+            tally = self.observed[histogram, labels] = [0.0, [0] * len(bounds)]
+        tally[0] += value
+        # The first bucket whose upper bound is at least the value, as observe finds it.
+        tally[1][bisect_left(bounds, value)] += 1
 
     def apply(self) -> None:
         pending, self.pending = self.pending, {}
         for (counter, labels), amount in pending.items():
             counter.labels(*labels).inc(amount)
         observed, self.observed = self.observed, {}
-        for (histogram, labels), values in observed.items():
-            observe_all(histogram.labels(*labels), values)
-
-
-def observe_all(child: Histogram, values: list[float]) -> None:
-    """``child.observe(value)`` for each value, with one addition to the sum and to each
-    bucket hit. Reads the histogram's ``_upper_bounds``, ``_sum`` and ``_buckets``,
-    which ``observe`` updates (a test compares the two ways)."""
-    bounds = child._upper_bounds
-    hits = [0] * len(bounds)
-    for value in values:
-        # The first bucket whose upper bound is at least the value, as observe finds it.
-        hits[bisect_left(bounds, value)] += 1
-    child._sum.inc(sum(values))
-    for bucket, count in zip(child._buckets, hits, strict=True):
-        if count:
-            bucket.inc(count)
+        for (histogram, labels), (total, hits) in observed.items():
+            child = histogram.labels(*labels)
+            child._sum.inc(total)
+            for bucket, count in zip(child._buckets, hits, strict=True):
+                if count:
+                    bucket.inc(count)
 
 
 GAUGES = TenantGauges()
