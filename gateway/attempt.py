@@ -70,6 +70,18 @@ def _timeout(first_byte: float) -> aiohttp.ClientTimeout:
     )
 
 
+def _post(runtime: Runtime, upstream: UpstreamCall, first_byte: float):
+    """The attempt's request, its first byte due within ``first_byte`` seconds."""
+    return runtime.session.post(
+        upstream.url,
+        data=upstream.body,
+        headers=upstream.headers,
+        timeout=_timeout(first_byte),
+        # Redirects are not followed: they could lead to a host the policy never saw.
+        allow_redirects=False,
+    )
+
+
 def _first_byte_timeout(remaining: float) -> float:
     return max(min(settings.GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT, remaining), 0.001)
 
@@ -170,14 +182,7 @@ async def post_once(
     try:
         async with asyncio.timeout(first_byte) as bound:
             try:
-                response = await runtime.session.post(
-                    upstream.url,
-                    data=upstream.body,
-                    headers=upstream.headers,
-                    timeout=_timeout(first_byte),
-                    # Redirects are not followed: they could lead to a host the policy never saw.
-                    allow_redirects=False,
-                )
+                response = await _post(runtime, upstream, first_byte)
             except (aiohttp.ClientError, OSError) as exc:
                 if isinstance(exc, TimeoutError):
                     raise
@@ -234,13 +239,7 @@ async def open_stream(runtime: Runtime, upstream: UpstreamCall, remaining: float
     response = None
     try:
         async with asyncio.timeout(first_byte):
-            response = await runtime.session.post(
-                upstream.url,
-                data=upstream.body,
-                headers=upstream.headers,
-                timeout=_timeout(first_byte),
-                allow_redirects=False,
-            )
+            response = await _post(runtime, upstream, first_byte)
             if response.status != 200:
                 data = await response.read()
                 raise classify(response.status, response.headers, data, upstream)

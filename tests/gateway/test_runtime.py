@@ -95,23 +95,27 @@ def test_startup_freezes_what_is_loaded_and_shutdown_thaws_it(transactional_db):
     assert gc.get_freeze_count() == 0
 
 
+def _while_running(read):
+    """``read()`` between the gateway's startup and its shutdown."""
+    from gateway import runtime
+
+    async def lifetime():
+        await runtime.startup()
+        during = read()
+        await runtime.shutdown()
+        return during
+
+    return asyncio.run(lifetime())
+
+
 def test_startup_shortens_the_threads_turns_and_shutdown_restores_them(transactional_db, settings):
     """The database threads hold the interpreter from the event loop for at most
     GATEWAY_SWITCH_INTERVAL_MS at a time while the gateway runs."""
     import sys
 
-    from gateway import runtime
-
     settings.GATEWAY_SWITCH_INTERVAL_MS = 2.0
     before = sys.getswitchinterval()
-
-    async def lifetime():
-        await runtime.startup()
-        during = sys.getswitchinterval()
-        await runtime.shutdown()
-        return during
-
-    assert asyncio.run(lifetime()) == pytest.approx(0.002)
+    assert _while_running(sys.getswitchinterval) == pytest.approx(0.002)
     assert sys.getswitchinterval() == before
 
 
@@ -119,14 +123,7 @@ def test_startup_collects_young_objects_less_often_and_shutdown_restores_it(tran
     from gateway import runtime
 
     before = gc.get_threshold()
-
-    async def lifetime():
-        await runtime.startup()
-        during = gc.get_threshold()
-        await runtime.shutdown()
-        return during
-
-    during = asyncio.run(lifetime())
+    during = _while_running(gc.get_threshold)
     assert during == (runtime.YOUNG_COLLECTION_THRESHOLD, *before[1:])
     assert during[0] > before[0]
     assert gc.get_threshold() == before
