@@ -196,8 +196,6 @@ async def post_once(
             ) from exc
         response.close()
         raise AttemptFailed("timeout", "The upstream stopped sending its answer.") from exc
-    except AttemptFailed:
-        raise
     except (aiohttp.ClientError, OSError) as exc:
         assert response is not None
         response.close()

@@ -406,18 +406,11 @@ def redis_command(command: str, script: str, keys: list[str], args: list[int]) -
     """``command script len(keys) *keys *args`` in Redis's protocol, as the client would
     send it. The client's own packer copies the command built so far once an argument,
     which is quadratic in a batch's hundreds of arguments; this joins them once."""
-    parts = [b"*%d\r\n" % (len(keys) + len(args) + 3)]
-    for text in (command, script):
-        data = text.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    count = b"%d" % len(keys)
-    parts.append(b"$%d\r\n%s\r\n" % (len(count), count))
-    for key in keys:
-        data = key.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    for arg in args:
-        data = b"%d" % arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    words = [command.encode(), script.encode(), b"%d" % len(keys)]
+    words += [key.encode() for key in keys]
+    words += [b"%d" % arg for arg in args]
+    parts = [b"*%d\r\n" % len(words)]
+    parts += [b"$%d\r\n%s\r\n" % (len(word), word) for word in words]
     return b"".join(parts)
 
 
