@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-import aiohttp
 from django.conf import settings
 from django.http import HttpResponse
 
@@ -35,6 +34,7 @@ from gateway.errors import (
     UpstreamFailed,
 )
 from gateway.health import note_failure
+from gateway.httpclient import ClientError, Response
 from gateway.upstreams import (
     EMBEDDINGS,
     Endpoint,
@@ -60,25 +60,17 @@ CLIENT_ERRORS = {400, 413, 422}
 RETRYABLE_STATUSES = {408, 409, 429}
 
 
-def _timeout(first_byte: float) -> aiohttp.ClientTimeout:
-    # sock_read bounds each silence once the answer began; the first byte has its own,
-    # shorter bound (asyncio.timeout around the wait for it).
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=min(settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT, first_byte),
-        sock_read=settings.GATEWAY_UPSTREAM_READ_TIMEOUT,
-    )
-
-
 def _post(runtime: Runtime, upstream: UpstreamCall, first_byte: float):
-    """The attempt's request, its first byte due within ``first_byte`` seconds."""
-    return runtime.session.post(
+    """The attempt's request, its first byte due within ``first_byte`` seconds (the
+    caller's timeout); once the answer began, each silence is bounded by the read
+    timeout. Redirects are never followed: they could lead to a host the policy never
+    saw."""
+    return runtime.upstreams.post(
         upstream.url,
-        data=upstream.body,
-        headers=upstream.headers,
-        timeout=_timeout(first_byte),
-        # Redirects are not followed: they could lead to a host the policy never saw.
-        allow_redirects=False,
+        upstream.body,
+        upstream.headers,
+        connect_timeout=min(settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT, first_byte),
+        read_timeout=settings.GATEWAY_UPSTREAM_READ_TIMEOUT,
     )
 
 
@@ -158,13 +150,13 @@ def check_destination(upstream: UpstreamCall) -> None:
 
 
 def connection_failure(exc: BaseException) -> AttemptFailed:
-    """An ``aiohttp``/``OSError`` failure to connect as an attempt failure; the resolver's
-    refusal arrives wrapped in aiohttp's connector error."""
+    """A failure to connect as an attempt failure; the resolver's refusal arrives as the
+    cause of the client's connection error."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, OutboundAddressRefused):
             return _refused(cause.message)
-        cause = getattr(cause, "os_error", None) or cause.__cause__
+        cause = cause.__cause__
     return AttemptFailed("connection", f"Could not reach the upstream: {exc.__class__.__name__}")
 
 
@@ -183,7 +175,7 @@ async def post_once(
         async with asyncio.timeout(first_byte) as bound:
             try:
                 response = await _post(runtime, upstream, first_byte)
-            except (aiohttp.ClientError, OSError) as exc:
+            except (ClientError, OSError) as exc:
                 if isinstance(exc, TimeoutError):
                     raise
                 raise connection_failure(exc) from exc
@@ -196,7 +188,7 @@ async def post_once(
             ) from exc
         response.close()
         raise AttemptFailed("timeout", "The upstream stopped sending its answer.") from exc
-    except (aiohttp.ClientError, OSError) as exc:
+    except (ClientError, OSError) as exc:
         assert response is not None
         response.close()
         raise AttemptFailed(
@@ -223,7 +215,7 @@ class Answer:
 
 @dataclass
 class OpenStream:
-    response: aiohttp.ClientResponse
+    response: Response
     parser: SSEParser
     first_events: list[bytes]
     upstream: UpstreamCall
@@ -245,7 +237,7 @@ async def open_stream(runtime: Runtime, upstream: UpstreamCall, remaining: float
             events: list[bytes] = []
             # Comments (keep-alives) may come first; the first data event is what counts.
             while not any(event_data(event) is not None for event in events):
-                chunk = await response.content.readany()
+                chunk = await response.readany()
                 if not chunk:
                     raise AttemptFailed(
                         "connection", "The upstream closed the stream before any event."
@@ -270,7 +262,7 @@ async def open_stream(runtime: Runtime, upstream: UpstreamCall, remaining: float
         raise AttemptFailed(
             "timeout", f"The upstream sent no event within {first_byte:g} s."
         ) from exc
-    except (aiohttp.ClientError, OSError) as exc:
+    except (ClientError, OSError) as exc:
         if response is None:
             raise connection_failure(exc) from exc
         response.close()

@@ -21,11 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, TypeVar
 
-import aiohttp
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, connections
 
 from gateway import checks
+from gateway.httpclient import HTTPClient
 
 logger = logging.getLogger(__name__)
 
@@ -175,18 +175,15 @@ class Runtime:
         )
         from gateway.upstreams import PolicyResolver
 
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                # Every address an upstream host resolves to passes the outbound policy.
-                resolver=PolicyResolver(),
-                limit=settings.GATEWAY_UPSTREAM_MAX_CONNECTIONS,
-                ttl_dns_cache=300,
-                keepalive_timeout=settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS,
-            ),
-            skip_auto_headers=("User-Agent",),
-            # One session serves every tenant: cookies an upstream sets (a CDN's, say)
-            # would go back with other tenants' requests.
-            cookie_jar=aiohttp.DummyCookieJar(),
+        # Every address an upstream host resolves to passes the outbound policy. One
+        # client serves every tenant, and it keeps no cookies: those an upstream sets (a
+        # CDN's, say) would go back with other tenants' requests.
+        self.upstreams = HTTPClient(
+            resolve=PolicyResolver().resolve,
+            limit=settings.GATEWAY_UPSTREAM_MAX_CONNECTIONS,
+            keepalive=settings.GATEWAY_UPSTREAM_KEEPALIVE_SECONDS,
+            dns_ttl=300,
+            loop=loop,
         )
         self.keys = TTLCache(settings.GATEWAY_KEY_CACHE_SECONDS)
         self.rules = TTLCache(settings.GATEWAY_PLAN_CACHE_SECONDS)
@@ -263,7 +260,7 @@ class Runtime:
         if self.background:
             # Settles written by that close may have crossed webhook thresholds.
             await asyncio.wait(list(self.background), timeout=settings.GATEWAY_SHUTDOWN_TIMEOUT)
-        await self.session.close()
+        await self.upstreams.close()
         await self.loop.run_in_executor(None, self._close_db_threads)
 
     def _close_db_threads(self) -> None:

@@ -12,7 +12,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import aiohttp
 from django.http import StreamingHttpResponse
 
 from gateway import anthropic, jsoncodec
@@ -20,6 +19,7 @@ from gateway.accounting import UsageRecord, charge, finish, usage_numbers
 from gateway.attempt import OpenStream, upstream_error
 from gateway.errors import AttemptFailed
 from gateway.health import note_failure
+from gateway.httpclient import ClientError
 from gateway.relay import gateway_headers
 from gateway.upstreams import event_data
 from modelhub.routing import Candidate
@@ -60,7 +60,7 @@ async def relay_stream(
     """Pass the upstream's events on as they arrive; account for the stream at its end."""
     response, parser = stream.response, stream.parser
     translator = None
-    if response.url.path.endswith("/messages"):
+    if stream.upstream.translated:
         translator = anthropic.StreamTranslator(
             model=candidate.model.provider_model_id, include_usage=call.include_usage
         )
@@ -130,7 +130,7 @@ async def relay_stream(
                     yield b"".join(out)
                 if done:
                     break
-                data = await response.content.readany()
+                data = await response.readany()
                 if not data:
                     error = "The upstream closed the stream before it was complete."
                     break
@@ -140,7 +140,7 @@ async def relay_stream(
             error = f"The upstream reported an error mid-stream: {stream.upstream.scrub(str(exc))}"
         except TimeoutError:
             error = "The upstream stopped sending in the middle of the stream."
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except (ClientError, OSError, ValueError) as exc:
             error = f"The upstream stream broke: {exc.__class__.__name__}"
         if error is not None:
             yield b"".join(renderer.error(error)) if renderer else _error_event(error)

@@ -6,14 +6,13 @@ provider's id; Anthropic gets a Messages API request (``gateway.anthropic``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
 import socket
 from dataclasses import dataclass, field
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 from django.conf import settings
 
 from gateway import anthropic, jsoncodec
@@ -165,29 +164,38 @@ def build_call(
 # --- The outbound address policy ------------------------------------------------------------
 
 
-class PolicyResolver(AbstractResolver):
+class SystemResolver:
+    """The system's name service (``getaddrinfo``, on the loop's thread pool)."""
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+    async def close(self) -> None:
+        pass
+
+
+class PolicyResolver:
     """Resolves upstream host names and keeps only the addresses the outbound address
     policy allows; with none left the lookup fails, before any connection is opened.
 
-    The connector connects to exactly the addresses returned here, so a name that
+    The client connects to exactly the addresses returned here, so a name that
     resolves to a private address, or is rebound to one after the base URL was saved,
     is caught. IP literals never reach a resolver: :func:`destination_refusal` checks
     them before the request.
     """
 
-    def __init__(self, resolver: AbstractResolver | None = None):
-        self.resolver = resolver or DefaultResolver()
+    def __init__(self, resolver=None):
+        self.resolver = resolver or SystemResolver()
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self.resolver.resolve(host, port, family)
+    async def resolve(self, host: str, port: int = 0) -> list[str]:
+        addresses = await self.resolver.resolve(host, port)
         allow_private = outbound.private_allowed()
         allowed, refused = [], []
-        for result in results:
-            reason = outbound.address_refusal(result["host"], allow_private=allow_private)
+        for address in addresses:
+            reason = outbound.address_refusal(address, allow_private=allow_private)
             if reason is None:
-                allowed.append(result)
+                allowed.append(address)
             else:
                 refused.append(reason)
         if not allowed:

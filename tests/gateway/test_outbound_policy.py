@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
 import sys
 import threading
 import time
@@ -320,18 +319,8 @@ class StubDNS:
         self.answers = answers
         self.closed = False
 
-    async def resolve(self, host, port=0, family=socket.AF_INET):
-        return [
-            {
-                "hostname": host,
-                "host": address,
-                "port": port,
-                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-            for address in self.answers[host]
-        ]
+    async def resolve(self, host, port=0):
+        return list(self.answers[host])
 
     async def close(self):
         self.closed = True
@@ -339,7 +328,7 @@ class StubDNS:
 
 def _resolve(resolver: PolicyResolver, host: str) -> list[str]:
     async def run():
-        return [result["host"] for result in await resolver.resolve(host, 443)]
+        return await resolver.resolve(host, 443)
 
     return asyncio.run(run())
 
