@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from django.conf import settings
 from django.utils import timezone
 
+from gateway import resp
 from gateway.errors import RateLimited
 from gateway.telemetry import LIMIT_SETTLE_FLUSHES, LIMIT_SETTLES_DROPPED
 from modelhub.budgets import (
@@ -402,29 +403,34 @@ class _QueuedSettle:
     result: asyncio.Future[list[int]]
 
 
-def redis_command(command: str, script: str, keys: list[str], args: list[int]) -> bytes:
-    """``command script len(keys) *keys *args`` in Redis's protocol, as the client would
-    send it. The client's own packer copies the command built so far once an argument,
-    which is quadratic in a batch's hundreds of arguments; this joins them once."""
-    words = [command.encode(), script.encode(), b"%d" % len(keys)]
-    words += [key.encode() for key in keys]
-    words += [b"%d" % arg for arg in args]
-    parts = [b"*%d\r\n" % len(words)]
-    parts += [b"$%d\r\n%s\r\n" % (len(word), word) for word in words]
-    return b"".join(parts)
+class _Batch:
+    """One script call in flight: the requests and settles it carries."""
+
+    __slots__ = ("reserves", "settles", "keys", "args", "timer")
+
+    def __init__(self, reserves, settles, keys, args):
+        self.reserves: list[_QueuedReserve] = reserves
+        self.settles: list[_QueuedSettle] = settles
+        self.keys: list[str] = keys
+        self.args: list[int] = args
+        self.timer: asyncio.TimerHandle | None = None
+
+    def futures(self) -> list[asyncio.Future]:
+        return [item.result for item in self.reserves] + [item.result for item in self.settles]
 
 
 class ReserveBatcher:
     """Sends the reservations and settles of concurrent requests to Redis together, one
-    script call a batch.
+    script call a batch, on one connection of its own (``gateway.resp``).
 
-    A reservation or settle that finds no call in flight leaves at the next turn of the
-    event loop, with whatever else arrived in that turn; those arriving meanwhile wait for
-    the call in flight and leave together when it returns. A lone request waits for its
-    round trip as before; under load, the client library's cost (most of a reservation's
-    CPU) is paid once a batch rather than once a request. Exactness is unchanged: the
-    script takes each request whole, in arrival order, as separate calls would, after the
-    settles of the batch (which only correct what earlier requests reserved).
+    A reservation or settle that finds no call in flight leaves at once, from the
+    request's own turn of the event loop; those arriving meanwhile wait for the call in
+    flight and leave together as soon as its reply is read, in the same turn. Replies are
+    handed to the waiting requests as they are read: a lone request waits for its round
+    trip and no turn more; under load, a call's cost is paid once a batch rather than
+    once a request. Exactness is unchanged: the script takes each request whole, in
+    arrival order, as separate calls would, after the settles of the batch (which only
+    correct what earlier requests reserved).
 
     Before each call, ``before_send`` (when set) may add settles: the coalescer hands its
     queue over, so that what finished requests give back rides with the next
@@ -434,35 +440,34 @@ class ReserveBatcher:
     before its batch leaves, its counters are left out; if after, and the script admitted
     it, its ``abandoned`` callback is called to give the reservation back.
 
-    Batches go one at a time, so they take one connection of the pool and keep it, and
-    call the script on it directly: the client's command path (pool checkout, retry
-    wrapper, script object) cost about as much CPU again as the round trip itself.
+    A call not answered within ``timeout`` fails its requests and closes the connection
+    (a late reply would answer the next call); a failed connection fails what it carried
+    and what was queued for it, and the next request opens another.
     """
 
     # The name Redis caches the script under (SHA-1 is what EVALSHA takes).
     SHA = hashlib.sha1(LIMITS_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
-    def __init__(self, pool, *, timeout: float, max_batch: int = 128):
-        from redis.exceptions import NoScriptError
-
-        self.no_script = NoScriptError
-        self.pool = pool
-        self.connection: Any = None
+    def __init__(self, url: str, *, timeout: float, max_batch: int = 128):
+        self.url = url
         self.timeout = timeout
         self.max_batch = max_batch
+        self.connection: resp.RespConnection | None = None
+        self.connecting: asyncio.Task | None = None
+        self.in_flight: _Batch | None = None
         self.pending: list[_QueuedReserve] = []
         self.settles: list[_QueuedSettle] = []
         self.before_send: Callable[[], object] | None = None
-        self.task: asyncio.Task | None = None
+        self.sending = False
+        self.quiet: asyncio.Future | None = None
 
     def submit(
         self, keys: list[str], args: list[int], abandoned: Callable[[], object] | None
     ) -> asyncio.Future[int]:
         """Queue one request's counters; the future gets the script's answer for it."""
-        loop = asyncio.get_running_loop()
-        result: asyncio.Future[int] = loop.create_future()
+        result: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.pending.append(_QueuedReserve(keys, args, result, abandoned))
-        self._start(loop)
+        self._next()
         return result
 
     def submit_settle(
@@ -470,30 +475,38 @@ class ReserveBatcher:
     ) -> asyncio.Future[list[int]]:
         """Queue deltas to add to counters and spends (key, amount, expiry timestamp) to
         add to spend counters; the future gets the spend counters' new values."""
-        loop = asyncio.get_running_loop()
-        result: asyncio.Future[list[int]] = loop.create_future()
+        result: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self.settles.append(_QueuedSettle(deltas, spends, result))
-        self._start(loop)
+        self._next()
         return result
 
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.task is None:
-            self.task = loop.create_task(self._run())
-
-    async def _run(self) -> None:
+    def _next(self) -> None:
+        """Send what is queued, unless a call is in flight (its reply sends it)."""
+        if self.in_flight is not None or self.connecting is not None or self.sending:
+            return
+        if self.connection is None or self.connection.closed:
+            if self.pending or self.settles:
+                self.connecting = asyncio.get_running_loop().create_task(self._connect())
+            else:
+                self._quiet()
+            return
+        self.sending = True
         try:
-            while self.pending or self.settles:
-                if self.before_send is not None:
-                    self.before_send()
-                batch = [item for item in self.pending[: self.max_batch] if not item.result.done()]
-                del self.pending[: self.max_batch]
-                settles, self.settles = self.settles, []
-                if batch or settles:
-                    await self._send(batch, settles)
+            if self.before_send is not None:
+                self.before_send()
         finally:
-            self.task = None
+            self.sending = False
+        batch = [item for item in self.pending[: self.max_batch] if not item.result.done()]
+        del self.pending[: self.max_batch]
+        settles, self.settles = self.settles, []
+        if batch or settles:
+            self._send(batch, settles)
+        elif self.pending:
+            self._next()  # the first max_batch had all been given up
+        else:
+            self._quiet()
 
-    async def _send(self, batch: list[_QueuedReserve], settles: list[_QueuedSettle]) -> None:
+    def _send(self, batch: list[_QueuedReserve], settles: list[_QueuedSettle]) -> None:
         deltas = [delta for settle in settles for delta in settle.deltas]
         spends = [spend for settle in settles for spend in settle.spends]
         keys = [key for key, _ in deltas] + [key for key, _, _ in spends]
@@ -506,26 +519,55 @@ class ReserveBatcher:
             args.append(len(item.keys))
         for item in batch:
             args += item.args
-        waiting: list[asyncio.Future] = [item.result for item in batch]
-        waiting += [settle.result for settle in settles]
+        self._call(_Batch(batch, settles, keys, args), "EVALSHA", self.SHA)
+
+    def _call(self, batch: _Batch, name: str, script: str) -> None:
+        connection = self.connection
+        assert connection is not None
+        self.in_flight = batch
+        loop = asyncio.get_running_loop()
+        batch.timer = loop.call_later(self.timeout, self._timed_out, batch)
+        payload = resp.command(name, script, len(batch.keys), *batch.keys, *batch.args)
         try:
-            async with asyncio.timeout(self.timeout):
-                answers = await self.call(keys, args)
-        except Exception as error:
-            for result in waiting:
-                if not result.done():
-                    result.set_exception(error)
+            connection.send(payload, partial(self._answered, batch))
+        except ConnectionError as error:
+            self._answered(batch, error)
+
+    def _answered(self, batch: _Batch, reply: Any) -> None:
+        if batch is not self.in_flight:
+            return  # timed out already
+        self.in_flight = None
+        if batch.timer is not None:
+            batch.timer.cancel()
+        if isinstance(reply, resp.RedisError) and str(reply).startswith("NOSCRIPT"):
+            # A Redis without the script (restarted, flushed) is sent it whole, which
+            # loads it again.
+            self._call(batch, "EVAL", LIMITS_SCRIPT)
             return
-        except BaseException:
-            for result in waiting:
-                result.cancel()
-            raise
-        values = [int(value) for value in answers[: len(spends)]]
-        for settle in settles:
+        if isinstance(reply, BaseException):
+            self._fail(batch.futures(), reply)
+        else:
+            self._distribute(batch, reply)
+        self._next()
+
+    def _timed_out(self, batch: _Batch) -> None:
+        if batch is not self.in_flight:
+            return
+        self.in_flight = None
+        self._fail(batch.futures(), TimeoutError("Redis did not answer in time."))
+        # Its reply may still come and would be read as the next call's.
+        if self.connection is not None:
+            self.connection.close()
+        self._next()
+
+    def _distribute(self, batch: _Batch, answers: list[int]) -> None:
+        spends = sum(len(settle.spends) for settle in batch.settles)
+        values = [int(value) for value in answers[:spends]]
+        for settle in batch.settles:
             if not settle.result.done():
                 settle.result.set_result(values[: len(settle.spends)])
             del values[: len(settle.spends)]
-        for item, answer in zip(batch, answers[len(spends) :], strict=True):
+        for item, answer in zip(batch.reserves, answers[spends:], strict=True):
             if not item.result.done():
                 item.result.set_result(int(answer))
             elif answer == 0 and item.abandoned is not None:
@@ -534,26 +576,37 @@ class ReserveBatcher:
                 except Exception:
                     logger.exception("Could not give back an abandoned reservation")
 
-    async def call(self, keys: list[str], args: list[int]) -> list[int]:
-        """The script's answers for one batch. A connection that failed was closed by the
-        client and reconnects with the next batch; a Redis without the script (restarted,
-        flushed) is sent it whole, which loads it again."""
-        if self.connection is None:
-            self.connection = await self.pool.get_connection()
-        connection = self.connection
+    @staticmethod
+    def _fail(futures: list[asyncio.Future], error: BaseException) -> None:
+        for result in futures:
+            if not result.done():
+                result.set_exception(error)
+
+    async def _connect(self) -> None:
         try:
-            await connection.send_packed_command(redis_command("EVALSHA", self.SHA, keys, args))
-            return await connection.read_response()
-        except self.no_script:
-            await connection.send_packed_command(redis_command("EVAL", LIMITS_SCRIPT, keys, args))
-            return await connection.read_response()
+            async with asyncio.timeout(self.timeout):
+                self.connection = await resp.connect(self.url)
+        except Exception as error:
+            # What waited for this connection fails with it; the next request tries again.
+            queued: list[asyncio.Future] = [item.result for item in self.pending]
+            queued += [settle.result for settle in self.settles]
+            self.pending, self.settles = [], []
+            self._fail(queued, error)
+        finally:
+            self.connecting = None
+        self._next()
+
+    def _quiet(self) -> None:
+        if self.quiet is not None and not self.quiet.done():
+            self.quiet.set_result(None)
 
     async def close(self) -> None:
-        """Let the batches already queued be answered; give the connection back."""
-        if self.task is not None:
-            await asyncio.wait({self.task})
+        """Let the calls already queued be answered; close the connection."""
+        while self.in_flight is not None or self.connecting is not None:
+            self.quiet = asyncio.get_running_loop().create_future()
+            await self.quiet
         if self.connection is not None:
-            await self.pool.release(self.connection)
+            self.connection.close()
             self.connection = None
 
 
@@ -715,21 +768,7 @@ class SettleCoalescer:
 
 class RedisLimiter:
     def __init__(self, url: str):
-        import redis.asyncio as redis
-
-        wait = settings.GATEWAY_LIMIT_REDIS_WAIT_SECONDS
-        # A bounded pool that makes callers wait for a free connection instead of failing
-        # when a burst outnumbers the connections. No socket timeout of the client's own:
-        # on Python 3.11 it runs every write as a task of its own, a turn of the event
-        # loop per command; the calls are bounded with ``asyncio.timeout`` instead, which
-        # costs no turn.
-        self.pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.GATEWAY_LIMIT_REDIS_CONNECTIONS,
-            timeout=wait,
-            socket_timeout=None,
-        )
-        self.reserves = ReserveBatcher(self.pool, timeout=wait)
+        self.reserves = ReserveBatcher(url, timeout=settings.GATEWAY_LIMIT_REDIS_WAIT_SECONDS)
         interval = settings.GATEWAY_LIMIT_SETTLE_INTERVAL_MS / 1000
         self.coalescer = (
             SettleCoalescer(
@@ -780,7 +819,6 @@ class RedisLimiter:
         if self.coalescer is not None:
             await self.coalescer.close()
         await self.reserves.close()
-        await self.pool.aclose()
 
 
 def _reserve_in_database(windows: list[Window]) -> Window | None:

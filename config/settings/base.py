@@ -578,9 +578,9 @@ GATEWAY_BUDGET_MAX_OUTPUT_TOKENS = env.int("GATEWAY_BUDGET_MAX_OUTPUT_TOKENS", d
 # database otherwise), "redis" or "database". GATEWAY_LIMIT_REDIS_URL overrides REDIS_URL.
 GATEWAY_LIMIT_BACKEND = env.str("GATEWAY_LIMIT_BACKEND", default="auto")
 GATEWAY_LIMIT_REDIS_URL = env.str("GATEWAY_LIMIT_REDIS_URL", default="")
-# Connections per process to that Redis, and how long a request waits for a free one
-# and for each call on it (a reservation's, a settle's) before it gives up.
-GATEWAY_LIMIT_REDIS_CONNECTIONS = env.int("GATEWAY_LIMIT_REDIS_CONNECTIONS", default=64)
+# How long a call to that Redis (a batch of reservations and settles, on the one
+# connection each process keeps) may take, and its connection to open, before the
+# requests waiting for it give up.
 GATEWAY_LIMIT_REDIS_WAIT_SECONDS = env.float("GATEWAY_LIMIT_REDIS_WAIT_SECONDS", default=5.0)
 # Redis settles (a finished request's correction of what it reserved) are queued and
 # written with the next reservations the process sends, or after

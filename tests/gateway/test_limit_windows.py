@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 
 from gateway.auth import ClientKeyInfo
-from gateway.limits import redis_command, request_windows, to_picodollars
+from gateway.limits import request_windows, to_picodollars
+from gateway.resp import command as resp_command
 from modelhub.models import Organization
 
 
@@ -124,10 +125,10 @@ def test_changed_limits_take_effect_within_the_minute():
 )
 @pytest.mark.parametrize("command", ["EVALSHA", "EVAL"])
 def test_a_script_call_is_sent_as_the_client_would_send_it(command, keys, args):
-    """The batcher's own packing of a script call is byte for byte the client's."""
+    """The limiter's own packing of a script call is byte for byte redis-py's."""
     from redis.asyncio.connection import Connection
 
     script = "return 1" if command == "EVAL" else "e0e1f9fabfc9d4800c877a703b823ac0578ff831"
     client = Connection()
     expected = b"".join(client.pack_command(command, script, len(keys), *keys, *args))
-    assert redis_command(command, script, keys, args) == expected
+    assert resp_command(command, script, len(keys), *keys, *args) == expected

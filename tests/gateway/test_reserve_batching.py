@@ -31,21 +31,28 @@ def _window(key: str, limit: int, amount: int = 1) -> Window:
 class _Counted:
     """The limiter's script calls, counting them and the requests each carried."""
 
-    def __init__(self, call):
-        self.call = call
+    def __init__(self, send):
+        self.send = send
         self.batches: list[int] = []
         self.sent = asyncio.Event()
 
-    async def __call__(self, keys, args):
-        self.batches.append(args[0])
+    def __call__(self, batch, settles):
+        self.batches.append(len(batch))
         self.sent.set()
-        return await self.call(keys, args)
+        return self.send(batch, settles)
+
+
+async def _connected(limiter: RedisLimiter, counted: _Counted) -> None:
+    """A first call opens the limiter's connection (as a running gateway's has)."""
+    await limiter.reserve([_window("gw:ck:0:rpm:warm-up", 10)])
+    counted.batches.clear()
+    counted.sent.clear()
 
 
 def _limiter(url: str | None = None) -> tuple[RedisLimiter, _Counted]:
     limiter = RedisLimiter(url or django_settings.GATEWAY_LIMIT_REDIS_URL)
-    counted = _Counted(limiter.reserves.call)
-    limiter.reserves.call = counted  # type: ignore[method-assign]
+    counted = _Counted(limiter.reserves._send)
+    limiter.reserves._send = counted  # type: ignore[method-assign]
     return limiter, counted
 
 
@@ -54,14 +61,16 @@ def test_concurrent_reservations_share_one_call_and_stay_exact(redis_limits):
         limiter, counted = _limiter()
         rpm = _window("gw:ck:1:rpm:test", 7)
         try:
-            # Twenty requests reserve in the same turn of the loop.
+            await _connected(limiter, counted)
+            # Twenty requests reserve in the same turn of the loop: the first leaves at
+            # once, the others while it is in flight, and they leave together after it.
             answers = await asyncio.gather(*[limiter.reserve([rpm]) for _ in range(20)])
         finally:
             await limiter.close()
         return answers, counted.batches
 
     answers, batches = asyncio.run(run())
-    assert batches == [20]
+    assert batches == [1, 19]
     # The first seven, in arrival order, are admitted; the rest see the full window.
     assert answers[:7] == [None] * 7
     assert [answer.key for answer in answers[7:]] == ["gw:ck:1:rpm:test"] * 13
@@ -76,6 +85,7 @@ def test_a_refused_request_raises_none_of_its_counters_and_others_go_on(redis_li
         tokens = _window("gw:ck:1:tpm:test", 1_000, amount=50)
         budget = _window("gw:org:1:budget", 100, amount=5)
         try:
+            await _connected(limiter, counted)
             answers = await asyncio.gather(
                 limiter.reserve([tokens, budget]),  # the organization's budget is spent
                 limiter.reserve([tokens]),
@@ -86,7 +96,7 @@ def test_a_refused_request_raises_none_of_its_counters_and_others_go_on(redis_li
         return answers, counted.batches
 
     answers, batches = asyncio.run(run())
-    assert batches == [3]
+    assert batches == [1, 2]
     assert answers[0].key == "gw:org:1:budget"
     assert answers[1:] == [None, None]
     assert int(redis_limits.get("gw:ck:1:tpm:test")) == 100
@@ -99,6 +109,7 @@ def test_reservations_arriving_during_a_call_leave_together_after_it(redis_limit
         limiter, counted = _limiter()
         rpm = _window("gw:ck:1:rpm:test", 1_000)
         try:
+            await _connected(limiter, counted)
             first = asyncio.ensure_future(limiter.reserve([rpm]))
             await asyncio.sleep(0)  # the first call is on its way
             later = [asyncio.ensure_future(limiter.reserve([rpm])) for _ in range(5)]
@@ -116,32 +127,41 @@ def test_reservations_arriving_during_a_call_leave_together_after_it(redis_limit
 def test_a_caller_that_stops_waiting_gets_its_reservation_given_back(redis_limits):
     async def run():
         limiter, counted = _limiter()
-        rpm = _window("gw:ck:1:rpm:test", 2)
+        rpm = _window("gw:ck:1:rpm:test", 3)
         given_back = []
-        try:
-            # Cancelled before its batch leaves: its counters are left out.
-            early = asyncio.ensure_future(limiter.reserve([rpm], lambda: given_back.append(0)))
-            await asyncio.sleep(0)
-            early.cancel()
-            # Cancelled while the call is in flight: two are admitted, one is refused, and
-            # only the admitted ones are given back.
-            late = [
-                asyncio.ensure_future(limiter.reserve([rpm], partial(given_back.append, n)))
-                for n in (1, 2, 3)
-            ]
-            await counted.sent.wait()
-            for reserving in late:
-                reserving.cancel()
-            await limiter.close()
-        finally:
-            await limiter.pool.aclose()
-        return counted.batches, given_back, [reserving.cancelled() for reserving in [early, *late]]
+        await _connected(limiter, counted)
+        # Redis holds the first call a while: what comes meanwhile waits for it.
+        redis_limits.execute_command("CLIENT", "PAUSE", 300, "WRITE")
+        first = asyncio.ensure_future(limiter.reserve([rpm]))
+        await counted.sent.wait()
+        counted.sent.clear()
+        # Cancelled before its batch leaves: its counters are left out.
+        early = asyncio.ensure_future(limiter.reserve([rpm], lambda: given_back.append(0)))
+        await asyncio.sleep(0)
+        early.cancel()
+        # Cancelled while the call is in flight: two are admitted, one is refused, and
+        # only the admitted ones are given back.
+        late = [
+            asyncio.ensure_future(limiter.reserve([rpm], partial(given_back.append, n)))
+            for n in (1, 2, 3)
+        ]
+        await counted.sent.wait()
+        for reserving in late:
+            reserving.cancel()
+        await limiter.close()
+        return (
+            counted.batches,
+            given_back,
+            first.result(),
+            [reserving.cancelled() for reserving in [early, *late]],
+        )
 
-    batches, given_back, cancelled = asyncio.run(run())
-    assert batches == [3]
+    batches, given_back, first, cancelled = asyncio.run(run())
+    assert batches == [1, 3]
+    assert first is None
     assert given_back == [1, 2]
     assert cancelled == [True] * 4
-    assert int(redis_limits.get("gw:ck:1:rpm:test")) == 2
+    assert int(redis_limits.get("gw:ck:1:rpm:test")) == 3
 
 
 def test_a_redis_without_the_script_is_sent_it_again(redis_limits):
@@ -161,7 +181,18 @@ def test_a_redis_without_the_script_is_sent_it_again(redis_limits):
     assert int(redis_limits.get("gw:ck:1:rpm:test")) == 2
 
 
-def test_unreachable_redis_fails_each_request_of_the_batch(redis_limits):
+def test_unreachable_redis_fails_each_request_of_the_batch(redis_limits, monkeypatch):
+    from gateway import resp
+
+    attempts = []
+
+    async def connect(url):
+        attempts.append(url)
+        return await real_connect(url)
+
+    real_connect = resp.connect
+    monkeypatch.setattr(resp, "connect", connect)
+
     async def run():
         # Nothing listens on port 1.
         limiter, counted = _limiter("redis://127.0.0.1:1/0")
@@ -170,17 +201,15 @@ def test_unreachable_redis_fails_each_request_of_the_batch(redis_limits):
             answers = await asyncio.gather(
                 *[limiter.reserve([rpm]) for _ in range(3)], return_exceptions=True
             )
-            # The next batch is tried afresh.
+            # The next request tries afresh.
             again = await asyncio.gather(limiter.reserve([rpm]), return_exceptions=True)
         finally:
             await limiter.close()
         return answers + again, counted.batches
 
-    import redis.exceptions
-
     answers, batches = asyncio.run(run())
-    assert batches == [3, 1]
-    assert all(isinstance(answer, redis.exceptions.ConnectionError) for answer in answers)
+    assert len(attempts) == 2 and batches == []
+    assert all(isinstance(answer, ConnectionError) for answer in answers)
 
 
 def test_settles_ride_with_the_next_reservations(redis_limits):
