@@ -148,6 +148,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> tuple[int, int]:
+    """Busy and total CPU time of the whole machine so far, all cores (clock ticks)."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and waiting for I/O
+    total = sum(fields[:8])  # guest time is counted in user time already
+    return total - idle, total
+
+
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -304,6 +315,7 @@ class Result:
     p99: float = float("nan")
     rps: float = 0.0
     client_cpu: float = 0.0
+    machine_busy: float = 0.0
     ttfb: float = float("nan")
     streams_per_second: float = 0.0
     flat_out_per_second: float = 0.0
@@ -495,12 +507,16 @@ async def measure(target: Target, upstream_url: str, args) -> Result:
         done: list = []
         async with Phase(client, result, "c64"):
             cpu = resource.getrusage(resource.RUSAGE_SELF)
+            busy, total = machine_cpu()
             elapsed = await loop(64, False, done)
             used = resource.getrusage(resource.RUSAGE_SELF)
+            busy_after, total_after = machine_cpu()
             result.rps = len(done) / elapsed
             result.client_cpu = (
                 (used.ru_utime - cpu.ru_utime + used.ru_stime - cpu.ru_stime) / elapsed * 100
             )
+            # All cores together: near 100% means the machine, not one target, was full.
+            result.machine_busy = (busy_after - busy) / max(total_after - total, 1) * 100
 
         # 32 streams at once, paced as a model streams: what the target adds to the time
         # to first byte at that concurrency, with no part of the machine saturated.
@@ -886,6 +902,7 @@ def print_table(results: dict[str, Result], args) -> None:
     )
     header = (
         f"{'target':<12}{'+p50 c1':>9}{'p99 c1':>8}{'req/s c64':>11}{'client CPU':>11}"
+        f"{'machine':>8}"
         f"{'+TTFB c32':>10}{'streams/s':>10}{'flat-out/s':>11}{'held/s':>8}{'held ok':>11}"
         f"{'RSS MB':>8}{'errors':>8}{'checks':>8}"
     )
@@ -895,7 +912,8 @@ def print_table(results: dict[str, Result], args) -> None:
         checks = "ok" if not r.checks_failed else "FAILED"
         print(
             f"{name:<12}{r.p50 - direct.p50:>9.2f}{r.p99:>8.2f}{r.rps:>11.0f}"
-            f"{r.client_cpu:>10.0f}%{r.ttfb - direct.ttfb:>10.2f}{r.streams_per_second:>10.0f}"
+            f"{r.client_cpu:>10.0f}%{r.machine_busy:>7.0f}%"
+            f"{r.ttfb - direct.ttfb:>10.2f}{r.streams_per_second:>10.0f}"
             f"{r.flat_out_per_second:>11.0f}{r.held_per_second:>8.0f}"
             f"{f'{r.held_ok}/{HELD_STREAMS}':>11}{r.rss:>8.0f}{r.errors:>8}{checks:>8}"
         )
