@@ -114,10 +114,20 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _header_block(headers: Mapping[str, str]) -> bytes:
-    lines = []
+# Headers the client writes itself, from the URL and the body.
+FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+def _header_block(defaults: Mapping[str, str], headers: Mapping[str, str]) -> bytes:
+    """The header lines: ``headers``, and each default they do not set (in any case)."""
+    given = {name.lower() for name in headers}
+    if given & FRAMING_HEADERS:
+        raise InvalidRequest(f"The headers {sorted(given & FRAMING_HEADERS)} are the client's.")
+    lines = [
+        f"{name}: {value}\r\n" for name, value in defaults.items() if name.lower() not in given
+    ]
     for name, value in headers.items():
-        if not name or any(c in name for c in "\r\n:") or "\r" in value or "\n" in value:
+        if not name or any(c in name for c in "\r\n: ") or "\r" in value or "\n" in value:
             raise InvalidRequest(f"The header {name!r} cannot be sent: it contains a line break.")
         lines.append(f"{name}: {value}\r\n")
     return "".join(lines).encode("latin-1")
@@ -420,9 +430,12 @@ class HTTPClient:
         if self.closed:
             raise ClientError("The client is closed.")
         target = target_of(url)
-        sent = {**self.default_headers, **headers}
-        sent["Content-Length"] = str(len(body))
-        request = target.head + _header_block(sent) + b"\r\n" + body
+        request = (
+            target.head
+            + _header_block(self.default_headers, headers)
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
         connection = await self._acquire(target, connect_timeout)
         try:
             connection.in_use = True

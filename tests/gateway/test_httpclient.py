@@ -608,3 +608,22 @@ def test_an_answer_dropped_without_an_end_gives_its_connection_back():
             await http.close()
 
     run(scenario())
+
+
+def test_given_headers_replace_the_defaults_in_any_case_and_framing_stays_the_clients():
+    async def scenario():
+        async with Server(fixed(OK)) as server:
+            http = client()
+            response = await post(http, server.url(), headers={"accept": "text/event-stream"})
+            await response.read()
+            response.release()
+            for name in ("Host", "content-length", "Transfer-Encoding", "Connection"):
+                with pytest.raises(InvalidRequest, match="client's"):
+                    await post(http, server.url(), headers={name: "x"})
+            await http.close()
+            return server.requests
+
+    [(head, _)] = run(scenario())
+    lines = head.decode().lower().split("\r\n")
+    assert [line for line in lines if line.startswith("accept:")] == ["accept: text/event-stream"]
+    assert [line for line in lines if line.startswith("content-length")] == ["content-length: 2"]
