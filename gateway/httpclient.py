@@ -375,8 +375,16 @@ class Response:
     def __del__(self) -> None:
         # An answer dropped unended (a stream whose relay never started) must not hold
         # its connection, and its place under the limit, for the life of the process.
-        if self._connection is not None:
-            self.close()
+        # The collector may run this on any thread: the loop closes the connection.
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to do
+                connection.loop.call_soon_threadsafe(_drop, connection)
+
+
+def _drop(connection: _Connection) -> None:
+    connection.close()
+    connection.client._forget(connection)
 
 
 class HTTPClient:

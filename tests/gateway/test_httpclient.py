@@ -8,6 +8,7 @@ import asyncio
 import datetime
 import gzip
 import ssl
+import threading
 import zlib
 
 import pytest
@@ -595,19 +596,36 @@ def test_tls_upstreams_are_verified(tmp_path):
     assert isinstance(error.value.__cause__, ssl.SSLCertVerificationError)
 
 
-def test_an_answer_dropped_without_an_end_gives_its_connection_back():
+@pytest.mark.parametrize("where", ["on the loop", "on another thread"])
+def test_an_answer_dropped_without_an_end_gives_its_connection_back(where, monkeypatch):
+    closed_on = []
+    drop = httpclient._drop
+
+    def noted_drop(connection):
+        closed_on.append(threading.current_thread())
+        drop(connection)
+
+    monkeypatch.setattr(httpclient, "_drop", noted_drop)
+
     async def scenario():
         async with Server(
             fixed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
         ) as server:
             http = client(limit=1)
-            response = await post(http, server.url())
-            del response
+            held = [await post(http, server.url())]
+            if where == "on the loop":
+                held.clear()
+            else:  # as when the collector runs on the metric writer's thread
+                dropper = threading.Thread(target=held.clear)
+                dropper.start()
+                dropper.join()
             await asyncio.wait_for(server.ended_event.wait(), 2)
             assert http.open == 0
             await http.close()
 
     run(scenario())
+    # The connection is closed by the loop's own thread, whoever dropped the answer.
+    assert closed_on == [threading.main_thread()]
 
 
 def test_given_headers_replace_the_defaults_in_any_case_and_framing_stays_the_clients():
