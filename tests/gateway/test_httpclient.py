@@ -119,6 +119,26 @@ def run(coroutine):
     return asyncio.run(asyncio.wait_for(coroutine, 10))
 
 
+def exchange(*parts: bytes, keep_open=True, pause=0.0, read_timeout=5.0, wait_before_reading=0.0):
+    """One request to a server that writes ``parts``: the answer and its whole body, or
+    the error of sending or reading."""
+
+    async def scenario():
+        async with Server(fixed(*parts, keep_open=keep_open, pause=pause)) as server:
+            http = client()
+            try:
+                response = await post(http, server.url(), read_timeout=read_timeout)
+                await asyncio.sleep(wait_before_reading)
+                try:
+                    return response, await response.read()
+                finally:
+                    response.close()
+            finally:
+                await http.close()
+
+    return run(scenario())
+
+
 # --- Requests and framing ------------------------------------------------------------------
 
 
@@ -210,34 +230,15 @@ def test_an_answer_without_length_ends_with_its_connection_and_is_not_reused():
 
 
 def test_an_interim_answer_is_skipped():
-    async def scenario():
-        async with Server(fixed(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)) as server:
-            http = client()
-            response = await post(http, server.url())
-            result = response.status, await response.read()
-            response.release()
-            await http.close()
-            return result
-
-    assert run(scenario()) == (200, b"hello")
+    response, body = exchange(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+    assert (response.status, body) == (200, b"hello")
 
 
 def test_headers_are_read_in_any_case_and_repeated_ones_joined():
-    answer = (
+    response, _ = exchange(
         b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nX-Tag: a\r\nx-tag: b\r\n"
         b"Content-Length: 0\r\n\r\n"
     )
-
-    async def scenario():
-        async with Server(fixed(answer)) as server:
-            http = client()
-            response = await post(http, server.url())
-            await response.read()
-            response.release()
-            await http.close()
-            return response
-
-    response = run(scenario())
     assert response.status == 429
     assert response.headers.get("retry-after") == response.headers["Retry-After"] == "3"
     assert response.headers.get("X-TAG") == "a, b"
@@ -246,20 +247,9 @@ def test_headers_are_read_in_any_case_and_repeated_ones_joined():
 
 def test_a_large_body_is_read_whole_through_the_flow_control():
     body = bytes(range(256)) * 8192  # 2 MiB, eight times the high-water mark
-
-    async def scenario():
-        async with Server(
-            fixed(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        ) as server:
-            http = client()
-            response = await post(http, server.url())
-            await asyncio.sleep(0.1)  # let the body pile up unread
-            data = await response.read()
-            response.release()
-            await http.close()
-            return data
-
-    assert run(scenario()) == body
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    # The body piles up unread before the first read.
+    assert exchange(head + body, wait_before_reading=0.1)[1] == body
 
 
 @pytest.mark.parametrize(
@@ -269,99 +259,40 @@ def test_a_large_body_is_read_whole_through_the_flow_control():
 def test_compressed_answers_are_decoded(encoding, compress):
     data = b'{"choices": []}' * 100
     packed = compress(data)
-
-    async def scenario():
-        head = f"HTTP/1.1 200 OK\r\nContent-Encoding: {encoding}\r\n".encode()
-        async with Server(
-            fixed(head + b"Content-Length: %d\r\n\r\n" % len(packed) + packed)
-        ) as server:
-            http = client()
-            response = await post(http, server.url())
-            result = await response.read()
-            response.release()
-            await http.close()
-            return result
-
-    assert run(scenario()) == data
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: {encoding}\r\n".encode()
+    assert exchange(head + b"Content-Length: %d\r\n\r\n" % len(packed) + packed)[1] == data
 
 
 def test_a_corrupt_or_unknown_encoding_is_an_invalid_answer():
-    async def scenario(head, body):
-        async with Server(fixed(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)) as s:
-            http = client()
-            try:
-                response = await post(http, s.url())
-                await response.read()
-            finally:
-                await http.close()
-
     with pytest.raises(InvalidResponse, match="corrupt"):
-        run(scenario(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n", b"not gzip at all"))
+        exchange(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nnot")
     with pytest.raises(InvalidResponse, match="'br'"):
-        run(scenario(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n", b"x"))
+        exchange(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx")
 
 
 # --- Broken and hostile answers -----------------------------------------------------------
 
 
 def test_a_connection_that_ends_mid_body_is_a_disconnect():
-    async def scenario():
-        async with Server(
-            fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", keep_open=False)
-        ) as server:
-            http = client()
-            response = await post(http, server.url())
-            try:
-                await response.read()
-            finally:
-                response.close()
-                await http.close()
-
     with pytest.raises(ServerDisconnected):
-        run(scenario())
+        exchange(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", keep_open=False)
 
 
 def test_a_connection_closed_before_any_answer_is_a_disconnect():
-    async def scenario():
-        async with Server(fixed(keep_open=False)) as server:
-            http = client()
-            try:
-                await post(http, server.url())
-            finally:
-                await http.close()
-
     with pytest.raises(ServerDisconnected):
-        run(scenario())
+        exchange(keep_open=False)
 
 
 def test_what_is_not_http_is_an_invalid_answer():
-    async def scenario():
-        async with Server(fixed(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")) as server:
-            http = client()
-            try:
-                await post(http, server.url())
-            finally:
-                await http.close()
-
     with pytest.raises(InvalidResponse, match="not valid HTTP"):
-        run(scenario())
+        exchange(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
 
 
 def test_a_silence_longer_than_the_read_timeout_raises_a_timeout():
-    async def scenario():
-        async with Server(
-            fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", pause=2)
-        ) as server:
-            http = client()
-            response = await post(http, server.url(), read_timeout=0.2)
-            try:
-                await response.read()
-            finally:
-                response.close()
-                await http.close()
-
     with pytest.raises(TimeoutError):
-        run(scenario())
+        exchange(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", b"abc", pause=2, read_timeout=0.2
+        )
 
 
 def test_a_closed_port_is_a_connection_error():
