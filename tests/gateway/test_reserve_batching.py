@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from functools import partial
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings as django_settings
@@ -124,39 +125,84 @@ def test_reservations_arriving_during_a_call_leave_together_after_it(redis_limit
     assert int(redis_limits.get("gw:ck:1:rpm:test")) == 6
 
 
-def test_a_caller_that_stops_waiting_gets_its_reservation_given_back(redis_limits):
-    async def run():
-        limiter, counted = _limiter()
-        rpm = _window("gw:ck:1:rpm:test", 3)
-        given_back = []
-        await _connected(limiter, counted)
-        # Redis holds the first call a while: what comes meanwhile waits for it.
-        redis_limits.execute_command("CLIENT", "PAUSE", 300, "WRITE")
-        first = asyncio.ensure_future(limiter.reserve([rpm]))
-        await counted.sent.wait()
-        counted.sent.clear()
-        # Cancelled before its batch leaves: its counters are left out.
-        early = asyncio.ensure_future(limiter.reserve([rpm], lambda: given_back.append(0)))
-        await asyncio.sleep(0)
-        early.cancel()
-        # Cancelled while the call is in flight: two are admitted, one is refused, and
-        # only the admitted ones are given back.
-        late = [
-            asyncio.ensure_future(limiter.reserve([rpm], partial(given_back.append, n)))
-            for n in (1, 2, 3)
-        ]
-        await counted.sent.wait()
-        for reserving in late:
-            reserving.cancel()
-        await limiter.close()
-        return (
-            counted.batches,
-            given_back,
-            first.result(),
-            [reserving.cancelled() for reserving in [early, *late]],
+class HeldReplies:
+    """A proxy in front of Redis for one test: while ``holding``, each reply waits for
+    ``let_one()`` (a slow Redis for this connection, and no other test's)."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.host, self.port, self.database = parts.hostname, parts.port or 6379, parts.path
+        self.holding = False
+        self.gate = asyncio.Event()
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.url = f"redis://127.0.0.1:{port}{self.database}"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    def let_one(self) -> None:
+        self.gate.set()
+
+    async def handle(self, reader, writer):
+        redis_reader, redis_writer = await asyncio.open_connection(self.host, self.port)
+
+        async def pipe(source, destination, held: bool):
+            while data := await source.read(65536):
+                if held and self.holding:
+                    await self.gate.wait()
+                    self.gate.clear()
+                destination.write(data)
+            destination.close()
+
+        await asyncio.gather(
+            pipe(reader, redis_writer, False),
+            pipe(redis_reader, writer, True),
+            return_exceptions=True,
         )
 
-    batches, given_back, first, cancelled = asyncio.run(run())
+
+def test_a_caller_that_stops_waiting_gets_its_reservation_given_back(redis_limits):
+    async def run():
+        async with HeldReplies(django_settings.GATEWAY_LIMIT_REDIS_URL) as redis:
+            limiter, counted = _limiter(redis.url)
+            rpm = _window("gw:ck:1:rpm:test", 3)
+            given_back = []
+            await _connected(limiter, counted)
+            # Redis's replies wait: what comes while a call is in flight waits for it.
+            redis.holding = True
+            first = asyncio.ensure_future(limiter.reserve([rpm]))
+            await counted.sent.wait()
+            counted.sent.clear()
+            # Cancelled before its batch leaves: its counters are left out.
+            early = asyncio.ensure_future(limiter.reserve([rpm], lambda: given_back.append(0)))
+            await asyncio.sleep(0)
+            early.cancel()
+            # Cancelled while the call is in flight: two are admitted, one is refused,
+            # and only the admitted ones are given back.
+            late = [
+                asyncio.ensure_future(limiter.reserve([rpm], partial(given_back.append, n)))
+                for n in (1, 2, 3)
+            ]
+            await asyncio.sleep(0)
+            redis.let_one()  # the first call's reply: the second call leaves
+            await counted.sent.wait()
+            for reserving in late:
+                reserving.cancel()
+            redis.holding = False
+            redis.let_one()
+            await limiter.close()
+            return (
+                counted.batches,
+                given_back,
+                first.result(),
+                [reserving.cancelled() for reserving in [early, *late]],
+            )
+
+    batches, given_back, first, cancelled = asyncio.run(asyncio.wait_for(run(), 10))
     assert batches == [1, 3]
     assert first is None
     assert given_back == [1, 2]
