@@ -29,6 +29,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import httptools
+from django.utils.datastructures import CaseInsensitiveMapping
 
 # Unread body bytes a connection holds before it stops reading from the socket.
 HIGH_WATER = 256 * 1024
@@ -61,29 +62,14 @@ class InvalidResponse(ClientError):
     """What the upstream sent is not an HTTP/1.1 answer this client reads."""
 
 
-class Headers(dict[str, str]):
-    """An answer's headers by lower-case name (repeated headers joined with ", "), looked
-    up in any case."""
-
-    def get(self, name: str, default=None):
-        return super().get(name.lower(), default)
-
-    def __getitem__(self, name: str) -> str:
-        return super().__getitem__(name.lower())
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and super().__contains__(name.lower())
-
-
 class Target(NamedTuple):
-    """Where a URL's request goes: the pool key, the request target and the Host."""
+    """Where a URL's request goes: the pool key, and the request line and Host header."""
 
     key: tuple[str, str, int]
     host: str
     port: int
     tls: bool
-    path: str
-    head: bytes  # the request line and Host header
+    head: bytes
 
 
 @lru_cache(maxsize=1024)
@@ -103,7 +89,7 @@ def target_of(url: str) -> Target:
         if any(c in text for c in "\r\n\t ") or not text.isascii():
             raise InvalidRequest(f"The URL cannot be sent as a request target: {url!r}")
     head = f"POST {path} HTTP/1.1\r\nHost: {authority}\r\n".encode("ascii")
-    return Target((parts.scheme, host, port), host, port, tls, path, head)
+    return Target((parts.scheme, host, port), host, port, tls, head)
 
 
 def _is_ip(host: str) -> bool:
@@ -149,7 +135,7 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.headers: Headers | None = None
+        self.headers: CaseInsensitiveMapping[str] | None = None
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.complete = False
@@ -196,12 +182,6 @@ class _Connection(asyncio.Protocol):
         self._wake()
         self.client._forget(self)
 
-    def pause_writing(self) -> None:
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # --- httptools callbacks (a second answer after the first is ignored: see
     # ``on_message_begin``)
 
@@ -220,11 +200,13 @@ class _Connection(asyncio.Protocol):
         if status < 200:
             self.raw_headers = []  # an interim answer (100 Continue): the real one follows
             return
-        headers = Headers()
+        joined: dict[str, str] = {}
         for raw_name, raw_value in self.raw_headers:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            joined[name] = f"{joined[name]}, {value}" if name in joined else value
+        # Looked up in any case; repeated headers joined with ", ".
+        headers = CaseInsensitiveMapping(joined)
         self.status = status
         self.headers = headers
         self.framed = (
@@ -405,7 +387,6 @@ class HTTPClient:
         keepalive: float,
         dns_ttl: float = 300.0,
         ssl_context: ssl.SSLContext | None = None,
-        extra_headers: Mapping[str, str] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ):
         self.loop = loop or asyncio.get_running_loop()
@@ -421,9 +402,7 @@ class HTTPClient:
         self.addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self.sweeper: asyncio.TimerHandle | None = None
         self.closed = False
-        defaults = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
-        defaults.update(extra_headers or {})
-        self.default_headers = defaults
+        self.default_headers = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
 
     async def post(
         self,

@@ -107,19 +107,21 @@ class RespConnection(asyncio.Protocol):
         buffer = self.buffer
         buffer += data
         start = 0
-        try:
-            while start < len(buffer):
+        while start < len(buffer):
+            # Only what Redis sent is checked here: a callback's own error is not a
+            # protocol error, and is not caught.
+            try:
                 reply, end = parse(buffer, start)
-                if reply is _INCOMPLETE:
-                    break
-                start = end
-                if not self.callbacks:
+                if reply is not _INCOMPLETE and not self.callbacks:
                     raise ProtocolError("Redis sent a reply to no command.")
-                self.callbacks.popleft()(reply)
-        except (ValueError, ProtocolError) as exc:
-            del buffer[:]
-            self._end(exc if isinstance(exc, ProtocolError) else ProtocolError(str(exc)))
-            return
+            except (ValueError, ProtocolError) as exc:
+                del buffer[:]
+                self._end(exc if isinstance(exc, ProtocolError) else ProtocolError(str(exc)))
+                return
+            if reply is _INCOMPLETE:
+                break
+            start = end
+            self.callbacks.popleft()(reply)
         del buffer[:start]
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -169,10 +169,10 @@ class SystemResolver:
 
     async def resolve(self, host: str, port: int) -> list[str]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return outbound.unique_addresses(infos)
 
     async def close(self) -> None:
-        pass
+        """Nothing to release: ``getaddrinfo`` keeps no connection."""
 
 
 class PolicyResolver:

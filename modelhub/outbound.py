@@ -25,7 +25,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -245,6 +247,11 @@ def check_url(url: str, *, allow_private: bool | None = None) -> OutboundTarget:
     return OutboundTarget(scheme=scheme, host=host, port=port, address=address)
 
 
+def unique_addresses(infos: Iterable[tuple[Any, ...]]) -> list[str]:
+    """The addresses of ``getaddrinfo``'s answer, each once, in its order."""
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 def resolve_url(url: str, *, allow_private: bool | None = None) -> tuple[OutboundTarget, list[str]]:
     """Check ``url``, then every address its host resolves to now: ``(target, addresses)``
     for a caller that connects to a checked address itself (so that a second lookup
@@ -254,8 +261,9 @@ def resolve_url(url: str, *, allow_private: bool | None = None) -> tuple[Outboun
     target = check_url(url, allow_private=allow_private)
     if target.address is not None:
         return target, [str(target.address)]
-    infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    addresses = unique_addresses(
+        socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    )
     refusals = [address_refusal(address, allow_private=allow_private) for address in addresses]
     refused = next((reason for reason in refusals if reason), None)
     if not addresses or refused:

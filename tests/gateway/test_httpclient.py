@@ -5,6 +5,7 @@ broken and hostile answers, compression, TLS."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import gzip
 import ssl
@@ -69,13 +70,12 @@ class Server:
     async def handle(self, reader, writer):
         self.connections += 1
         try:
-            while await self.read_request(reader):
-                keep_open = await self.answer(reader, writer, len(self.requests))
-                await writer.drain()
-                if not keep_open:
-                    break
-        except ConnectionError:
-            pass
+            with contextlib.suppress(ConnectionError):  # the client went away
+                while await self.read_request(reader):
+                    keep_open = await self.answer(reader, writer, len(self.requests))
+                    await writer.drain()
+                    if not keep_open:
+                        break
         finally:
             writer.close()
             self.ended += 1
