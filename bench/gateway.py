@@ -107,6 +107,7 @@ HOLD_MODEL = "hold-10-500"
 # Seconds to wait for the gateway's batched metric rows after a phase (it flushes every
 # GATEWAY_METRICS_FLUSH_SECONDS, one second by default).
 ROWS_WAIT_SECONDS = 15.0
+REQUEST_TIMEOUT_SECONDS = 60.0
 
 
 def free_port() -> int:
@@ -317,6 +318,10 @@ class Result:
     rps: float = 0.0
     client_cpu: float = 0.0
     machine_busy: float = 0.0
+    # CPU per request at 64 connections (ms): the target's processes, and the rest of the
+    # machine (load generator, mock, PostgreSQL, Redis, the kernel's threads).
+    target_cpu_ms: float = float("nan")
+    rest_cpu_ms: float = float("nan")
     ttfb: float = float("nan")
     streams_per_second: float = 0.0
     flat_out_per_second: float = 0.0
@@ -339,6 +344,7 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.done: asyncio.Future | None = None
+        self.deadline = 0.0
         self.body: list[bytes] = []
 
     def connection_made(self, transport):
@@ -375,9 +381,17 @@ class Connection(asyncio.Protocol):
         if self.transport is None:
             raise ConnectionError("the connection is closed")
         self.body = []
-        self.done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.time() + REQUEST_TIMEOUT_SECONDS
+        self.done = loop.create_future()
         self.transport.write(request)
         return await self.done
+
+    def expire(self, now: float) -> None:
+        """Fail the request in flight if it is past its deadline."""
+        if self.done is not None and now > self.deadline:
+            self._finish(TimeoutError(f"no answer within {REQUEST_TIMEOUT_SECONDS:.0f} s"))
+            self.close()
 
     def close(self):
         if self.transport is not None:
@@ -406,6 +420,17 @@ class Client:
         ).encode()
         self.prepared: dict[tuple[str, int], bytes] = {}
         self.idle: list[Connection] = []
+        self.connections: set[Connection] = set()
+        # One timer for all requests in flight, not one per request.
+        self.watchdog = asyncio.get_running_loop().create_task(self.expire_requests())
+
+    async def expire_requests(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for connection in list(self.connections):
+                connection.expire(now)
 
     def prepared_request(self, model: str, n: int) -> bytes:
         """The bytes of the ``n``-th non-streamed chat request, encoded once per prompt."""
@@ -430,22 +455,26 @@ class Client:
             _, connection = await asyncio.get_running_loop().create_connection(
                 Connection, *self.address
             )
+            self.connections.add(connection)
         try:
-            async with asyncio.timeout(60):
-                status, body, keep = await connection.exchange(request)
+            status, body, keep = await connection.exchange(request)
         except BaseException:
             connection.close()
+            self.connections.discard(connection)
             raise
         if keep:
             self.idle.append(connection)
         else:
             connection.close()
+            self.connections.discard(connection)
         if status != 200:
             raise RuntimeError(f"HTTP {status}: {body.decode(errors='replace')[:160]}")
 
     def close(self) -> None:
-        for connection in self.idle:
+        self.watchdog.cancel()
+        for connection in self.connections:
             connection.close()
+        self.connections.clear()
         self.idle.clear()
 
     async def request(
@@ -570,7 +599,7 @@ class Phase:
 async def measure(target: Target, upstream_url: str, args) -> Result:
     result = Result()
     connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=60)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         client = Client(target, session, upstream_url)
         client.prepare(target.model)
@@ -617,15 +646,21 @@ async def measure(target: Target, upstream_url: str, args) -> Result:
         async with Phase(client, result, "c64"):
             cpu = resource.getrusage(resource.RUSAGE_SELF)
             busy, total = machine_cpu()
+            target_cpu = target.cpu()
             elapsed = await loop(64, False, done)
             used = resource.getrusage(resource.RUSAGE_SELF)
             busy_after, total_after = machine_cpu()
+            target_cpu = target.cpu() - target_cpu
             result.rps = len(done) / elapsed
             result.client_cpu = (
                 (used.ru_utime - cpu.ru_utime + used.ru_stime - cpu.ru_stime) / elapsed * 100
             )
             # All cores together: near 100% means the machine, not one target, was full.
             result.machine_busy = (busy_after - busy) / max(total_after - total, 1) * 100
+            if done and target.process is not None:
+                machine_seconds = (busy_after - busy) / os.sysconf("SC_CLK_TCK")
+                result.target_cpu_ms = target_cpu * 1000 / len(done)
+                result.rest_cpu_ms = (machine_seconds - target_cpu) * 1000 / len(done)
 
         # 32 streams at once, paced as a model streams: what the target adds to the time
         # to first byte at that concurrency, with no part of the machine saturated.
@@ -1033,6 +1068,17 @@ def print_table(results: dict[str, Result], args) -> None:
             f"gateway 2 workers / 1 worker: req/s c64 x{two.rps / one.rps:.2f}, "
             f"flat-out streams/s x{two.flat_out_per_second / one.flat_out_per_second:.2f}"
         )
+        # What the machine can give two workers at all: its CPUs over what a request costs
+        # the whole machine at 2 workers, the workers' share and everything else's.
+        per_request = two.target_cpu_ms + two.rest_cpu_ms
+        if per_request > 0:
+            bound = (os.cpu_count() or 1) * 1000 / per_request
+            print(
+                f"  CPU per request at c64, 2 workers: gateway {two.target_cpu_ms:.3f} ms, "
+                f"the rest of the machine {two.rest_cpu_ms:.3f} ms (load generator, mock, "
+                f"PostgreSQL, Redis, kernel): {os.cpu_count()} CPUs serve at most "
+                f"{bound:,.0f} req/s, x{bound / one.rps:.2f} of 1 worker"
+            )
     for name, r in results.items():
         chat = r.protocols.get("chat")
         if not chat:

@@ -61,17 +61,17 @@ class Handler(asyncio.Protocol):
             head_end = self.buffer.find(b"\r\n\r\n")
             if head_end < 0:
                 return
-            head = self.buffer[:head_end].decode("latin-1")
+            head = self.buffer[:head_end]
             length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
+            at = head.lower().find(b"\r\ncontent-length:")
+            if at >= 0:
+                line_end = head.find(b"\r\n", at + 2)
+                length = int(head[at + 17 : line_end if line_end >= 0 else None])
             end = head_end + 4 + length
             if len(self.buffer) < end:
                 return
             body, self.buffer = self.buffer[head_end + 4 : end], self.buffer[end:]
-            method, path, _ = head.split(" ", 2)
+            method, path, _ = head.decode("latin-1").split(" ", 2)
             self.respond(method, path, body)
 
     def respond(self, method, path, body):
@@ -84,7 +84,8 @@ class Handler(asyncio.Protocol):
             )
             return
         REQUESTS += 1
-        request = json.loads(body) if body else {}
+        # Only a request that names "stream" is parsed: the answer to any other is fixed.
+        request = json.loads(body) if b'"stream"' in body else {}
         if not request.get("stream"):
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
