@@ -319,7 +319,7 @@ class Result:
     client_cpu: float = 0.0
     machine_busy: float = 0.0
     # CPU per request at 64 connections (ms): the target's processes, and the rest of the
-    # machine (load generator, mock, PostgreSQL, Redis, the kernel's threads).
+    # machine (load generator, mock, PostgreSQL, Redis, the kernel's network work).
     target_cpu_ms: float = float("nan")
     rest_cpu_ms: float = float("nan")
     ttfb: float = float("nan")
