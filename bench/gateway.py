@@ -67,7 +67,9 @@ CONTEXT = ("Context the application sends along with the question. " * 80)[:4000
 
 def chat_messages(n: int) -> list[dict]:
     """The messages of the ``n``-th chat request."""
-    return [{"role": "user", "content": CONTEXT[: n * 37 % 4000] + "Say hello in one word."}]
+    return [
+        {"role": "user", "content": CONTEXT[: n * 37 % len(CONTEXT)] + "Say hello in one word."}
+    ]
 
 
 # The client protocols the gateway speaks, each streamed from the same OpenAI-compatible
@@ -449,9 +451,14 @@ class Client:
 
     async def read_whole(self, request: bytes) -> None:
         """One request on an idle connection (or a new one); raises on a failed answer."""
-        if self.idle:
+        connection = None
+        while self.idle and connection is None:
             connection = self.idle.pop()
-        else:
+            if connection.transport is None or connection.transport.is_closing():
+                # The target closed it while it was idle (its keep-alive timeout).
+                self.connections.discard(connection)
+                connection = None
+        if connection is None:
             _, connection = await asyncio.get_running_loop().create_connection(
                 Connection, *self.address
             )
