@@ -492,8 +492,9 @@ class Client:
         varied: bool = True,
     ):
         """Time of the whole answer and, for a stream, of its first byte; None on error.
-        With a ``protocol`` of PROTOCOLS, a stream in that protocol; ``varied=False`` sends
-        the bare question instead of a prompt of varied length."""
+        With a ``protocol`` of PROTOCOLS, a stream in that protocol; for a chat stream,
+        ``varied=False`` sends the bare question instead of a prompt of varied length
+        (answers read whole always carry the varied prompt)."""
         end_marker = b"[DONE]"
         path = "/chat/completions"
         whole = None
